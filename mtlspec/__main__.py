@@ -1,0 +1,5 @@
+"""`python -m mtlspec` runs the command-line interface."""
+
+from mtlspec.cli import app
+
+app()

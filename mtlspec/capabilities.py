@@ -1,0 +1,19 @@
+"""What this version of mtlspec can run, as opposed to what the spec language can say.
+
+`validate` warns (code not-implemented) about every named part outside these sets, and
+`run` refuses them, so a spec never fails late for lack of an implementation. The issues
+that implement a part add its name here, in the same change as its code and tests.
+"""
+
+from __future__ import annotations
+
+IMPLEMENTED: dict[str, frozenset[str]] = {
+    "dataset": frozenset(),
+    "task": frozenset(),
+    "backbone": frozenset(),
+    "neck": frozenset(),
+    "sharing": frozenset(),
+    "weighting": frozenset(),
+    "ensemble": frozenset(),
+    "detection head": frozenset(),
+}

@@ -1,0 +1,115 @@
+"""The `mtlspec` command line: each command a thin wrapper over one library call.
+
+Heavy libraries (torch, MMDetection) are imported inside the commands that need them, so
+`validate` and `schema` start fast.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mtlspec import __version__
+from mtlspec.errors import EXIT_INVALID, EXIT_USAGE, UsageError
+
+app = typer.Typer(
+    name="mtlspec",
+    help="A declarative experiment language and toolchain for multi-task learning in computer vision.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mtlspec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
+) -> None:
+    """A declarative experiment language and toolchain for multi-task learning in computer vision."""
+
+
+def _fail_usage(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+@app.command()
+def env() -> None:
+    """Show Python, torch, CUDA, mmengine, mmcv (with a live ops check) and mmdet."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mtlspec.env import collect
+
+    report = collect()
+    table = Table(title="mtlspec environment")
+    table.add_column("component")
+    table.add_column("version / state")
+    table.add_column("ok")
+    for check in report.checks:
+        table.add_row(check.name, check.detail, "[green]ok[/]" if check.ok else "[red]FAIL[/]")
+    Console().print(table)
+    failure = report.first_failure
+    if failure:
+        typer.echo(f"error: {failure.name}: {failure.detail} (run `make install`, see docs/install.md)", err=True)
+        raise typer.Exit(EXIT_USAGE)
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+    github = "github"
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Spec files, or folders to search for *.yaml specs.")],
+    format: Annotated[Format, typer.Option("--format", "-f", help="text, json, or github (workflow annotations).")] = Format.text,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", "-s", help="Override a value: path.to.key=value (YAML scalar). Repeatable.")
+    ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Treat warnings (e.g. not-implemented) as errors.")] = False,
+) -> None:
+    """Check specs and report every problem at once, with file:line:col. Exit 1 if any is invalid."""
+    from mtlspec.report.validation import render_validation
+    from mtlspec.spec import validate_paths
+
+    try:
+        results = validate_paths(paths, set_ or [])
+    except UsageError as exc:
+        _fail_usage(str(exc))
+    if not results:
+        _fail_usage("no spec files (*.yaml, *.yml) found in " + ", ".join(map(str, paths)))
+    render_validation(results, format.value, strict)
+    if not all(r.ok(strict) for r in results):
+        raise typer.Exit(EXIT_INVALID)
+
+
+@app.command()
+def schema(
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Print the spec language as a Draft-07 JSON Schema (for editors and tools)."""
+    from mtlspec.io import write_text_atomic
+    from mtlspec.spec.schema import json_schema_text
+
+    text = json_schema_text()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        write_text_atomic(output, text)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

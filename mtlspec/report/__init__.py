@@ -1,0 +1,1 @@
+"""Rendering results for people and tools: validation summaries (and, later, run reports)."""

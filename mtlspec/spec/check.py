@@ -1,0 +1,327 @@
+"""Rules across sections that the schema alone cannot state, checked without torch or mmdet.
+
+Each rule reads the raw data defensively, so it runs even when other parts of the spec are
+malformed: a person sees every problem at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mtlspec.capabilities import IMPLEMENTED
+from mtlspec.spec.diagnose import did_you_mean
+from mtlspec.spec.ensemble import STRATEGY_TASK_TYPES, TRAINS_MEMBERS
+from mtlspec.spec.model import NO_SHARED_PARAMETERS, SINGLE_REPRESENTATION
+from mtlspec.spec.root import Spec
+from mtlspec.spec.schema_walk import resolve
+from mtlspec.spec.tasks import COMPUTED_HEAD_FIELDS
+from mtlspec.spec.weighting import GRADIENT_METHODS
+
+METRICS = {  # per task type: every metric it can report
+    "classification": ("accuracy", "top_k", "macro_f1"),
+    "multilabel": ("map", "f1"),
+    "regression": ("mae", "rmse"),
+    "detection": ("map", "map50", "map75"),
+    "segmentation": ("miou", "pixel_accuracy"),
+    "depth": ("abs_err", "rel_err", "delta1"),
+}
+LOSS_BASED_DEFAULT = "ew, uw, dwa, rlw, gls or famo"
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: tuple
+    code: str
+    message: str
+    at: str = "value"  # "key" or "value": which to point at
+    severity: str = "error"
+
+
+def _get(data: Any, *path: Any) -> Any:
+    for seg in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(seg)
+    return data
+
+
+def _dicts(value: Any) -> dict:
+    return {k: v for k, v in value.items() if isinstance(v, dict)} if isinstance(value, dict) else {}
+
+
+def labels_provided(dataset: dict) -> dict[str, set[str] | None] | None:
+    """Task type -> label names a dataset provides (None: any name); None when unknown."""
+    kind = dataset.get("type")
+    if kind == "multidigits":
+        return {
+            "classification": {"largest_digit", "smallest_digit", "num_digits"},
+            "multilabel": {"present"},
+            "regression": {"count", "mean_digit", "digit_sum"},
+            "detection": set(),
+            "segmentation": set(),
+            "depth": set(),
+        }
+    if kind == "coco":
+        attrs = dataset.get("attributes") or {}
+        out: dict[str, set[str] | None] = {"detection": set(), "segmentation": set(), "multilabel": {"categories"}}
+        for name, task_type in (attrs.items() if isinstance(attrs, dict) else []):
+            out.setdefault(str(task_type), set()).add(name)  # type: ignore[union-attr]
+        return out
+    if kind == "attribute_table":
+        columns = dataset.get("columns")
+        known = set(columns) if isinstance(columns, list) else None
+        return {"classification": known, "regression": known, "multilabel": {"attributes"}}
+    if kind == "image_folder":
+        return {"classification": {"class"}}
+    if kind == "dense_folder":
+        return {"segmentation": set(), "depth": set()}
+    return None
+
+
+def multidigits_classes(dataset: dict, task_type: str, label: Any) -> int | None:
+    objects = dataset.get("objects") if isinstance(dataset.get("objects"), dict) else {}
+    most = objects.get("max", 3) if isinstance(objects.get("max", 3), int) else None
+    return {
+        ("classification", "largest_digit"): 10,
+        ("classification", "smallest_digit"): 10,
+        ("classification", "num_digits"): None if most is None else most + 1,
+        ("multilabel", "present"): 10,
+        ("segmentation", None): 11,
+    }.get((task_type, label))
+
+
+def check_tasks(data: dict) -> list[Finding]:
+    out: list[Finding] = []
+    datasets = _dicts(_get(data, "data", "datasets"))
+    for name, task in _dicts(data.get("tasks")).items():
+        if name in ("loss", "delta_m"):
+            out.append(Finding(("tasks", name), "invalid-name", f"'{name}' is reserved (val.{name} is a monitor); choose another task name", "key"))
+        ds_name, task_type = task.get("dataset"), task.get("type")
+        if isinstance(ds_name, str) and isinstance(_get(data, "data", "datasets"), dict) and ds_name not in datasets:
+            known = list(datasets)
+            out.append(Finding(("tasks", name, "dataset"), "unknown-dataset",
+                               f"no dataset '{ds_name}' in data.datasets{did_you_mean(ds_name, known)}; defined: {', '.join(known) or 'none'}"))
+        dataset = datasets.get(ds_name) if isinstance(ds_name, str) else None
+        if dataset is None or not isinstance(task_type, str) or task_type not in METRICS:
+            continue
+        provided = labels_provided(dataset)
+        if provided is None:
+            continue
+        if task_type not in provided:
+            out.append(Finding(("tasks", name, "type"), "label-not-provided",
+                               f"dataset '{ds_name}' ({dataset.get('type')}) has no labels for a {task_type} task; it provides: {', '.join(provided)}"))
+            continue
+        label, names = task.get("label"), provided[task_type]
+        if isinstance(label, str) and names is not None and label not in names:
+            out.append(Finding(("tasks", name, "label"), "label-not-provided",
+                               f"dataset '{ds_name}' has no {task_type} label '{label}'{did_you_mean(label, sorted(names))}; it provides: {', '.join(sorted(names))}"))
+        if dataset.get("type") == "multidigits":
+            size_key = "num_labels" if task_type == "multilabel" else "num_classes"
+            given = task.get(size_key)
+            expected = multidigits_classes(dataset, task_type, label if task_type != "segmentation" else None)
+            if isinstance(given, int) and expected is not None and given != expected:
+                out.append(Finding(("tasks", name, size_key), "incompatible",
+                                   f"dataset '{ds_name}' gives {expected} classes for this label, not {given}; leave {size_key} out to take the dataset's"))
+        head = task.get("head")
+        if task_type == "detection" and isinstance(head, dict):
+            for field in COMPUTED_HEAD_FIELDS:
+                if field in head:
+                    out.append(Finding(("tasks", name, "head", field), "computed-field",
+                                       f"'{field}' is filled by the compiler from the model and the dataset; remove it", "key"))
+    return out
+
+
+def check_data(data: dict) -> list[Finding]:
+    out: list[Finding] = []
+    tasks = _dicts(data.get("tasks"))
+    for ds_name, ds in _dicts(_get(data, "data", "datasets")).items():
+        objects = ds.get("objects")
+        if ds.get("type") == "multidigits" and isinstance(objects, dict):
+            low, high = objects.get("min", 1), objects.get("max", 3)
+            if isinstance(low, int) and isinstance(high, int) and low > high:
+                out.append(Finding(("data", "datasets", ds_name, "objects", "min"), "out-of-range", f"min ({low}) is larger than max ({high})"))
+    weights = _get(data, "data", "sample_weights")
+    if isinstance(weights, dict) and weights.get("type") in ("inverse_frequency", "effective_number"):
+        task = weights.get("task")
+        if isinstance(task, str) and tasks and task not in tasks:
+            out.append(Finding(("data", "sample_weights", "task"), "unknown-task", f"no task '{task}'{did_you_mean(task, list(tasks))}"))
+        elif isinstance(task, str) and task in tasks and tasks[task].get("type") not in ("classification", "multilabel"):
+            out.append(Finding(("data", "sample_weights", "task"), "incompatible",
+                               f"class-frequency weights need a classification or multilabel task; '{task}' is {tasks[task].get('type')}"))
+    if isinstance(weights, dict) and weights.get("type") == "column":
+        ds = weights.get("dataset")
+        datasets = _dicts(_get(data, "data", "datasets"))
+        if isinstance(ds, str) and ds not in datasets:
+            out.append(Finding(("data", "sample_weights", "dataset"), "unknown-dataset", f"no dataset '{ds}'{did_you_mean(ds, list(datasets))}"))
+        elif isinstance(ds, str) and datasets[ds].get("type") != "attribute_table":
+            out.append(Finding(("data", "sample_weights", "dataset"), "incompatible", f"weights from a column need an attribute_table dataset; '{ds}' is {datasets[ds].get('type')}"))
+    return out
+
+
+def _num_stages(backbone: Any) -> int | None:
+    if not isinstance(backbone, dict):
+        return 3  # the default SmallCNN
+    if backbone.get("type") == "ResNet":
+        n = backbone.get("num_stages", 4)
+        return n if isinstance(n, int) else None
+    if backbone.get("type") == "SmallCNN":
+        channels = backbone.get("channels", [16, 32, 64])
+        return len(channels) if isinstance(channels, list) else None
+    return None
+
+
+def check_weighting(data: dict) -> list[Finding]:
+    out: list[Finding] = []
+    weighting, sharing = data.get("weighting"), _get(data, "model", "sharing")
+    method = weighting.get("type") if isinstance(weighting, dict) else "ew"
+    topology = sharing.get("type") if isinstance(sharing, dict) else "hps"
+    tasks = _dicts(data.get("tasks"))
+    if method in GRADIENT_METHODS and topology in NO_SHARED_PARAMETERS:
+        out.append(Finding(("weighting", "type"), "incompatible",
+                           f"{method} combines per-task gradients of shared parameters, but sharing '{topology}' shares none; "
+                           f"use a loss-based method ({LOSS_BASED_DEFAULT}) or a topology with shared parameters"))
+    if method in GRADIENT_METHODS and isinstance(data.get("tasks"), dict) and len(data["tasks"]) < 2:
+        out.append(Finding(("weighting", "type"), "incompatible", f"{method} balances the gradients of several tasks; this spec has one"))
+    if isinstance(weighting, dict) and weighting.get("space") == "representation" and topology not in SINGLE_REPRESENTATION and topology not in NO_SHARED_PARAMETERS:
+        out.append(Finding(("weighting", "space"), "incompatible",
+                           f"representation-space gradients need one shared representation that every task reads; "
+                           f"sharing '{topology}' has none (it has them in: {', '.join(SINGLE_REPRESENTATION)}); use space: params"))
+    if method == "static" and isinstance(weighting.get("weights"), dict):
+        for task in weighting["weights"]:
+            if tasks and task not in tasks:
+                out.append(Finding(("weighting", "weights", task), "unknown-task", f"no task '{task}'{did_you_mean(task, list(tasks))}", "key"))
+    if topology == "hps" and isinstance(sharing.get("branch_at"), int):
+        stages = _num_stages(_get(data, "model", "backbone"))
+        if stages is not None and sharing["branch_at"] > stages:
+            out.append(Finding(("model", "sharing", "branch_at"), "out-of-range", f"the backbone has {stages} stages; branch_at must be at most {stages}"))
+    return out
+
+
+def check_training(data: dict) -> list[Finding]:
+    out: list[Finding] = []
+    training = data.get("training") if isinstance(data.get("training"), dict) else {}
+    if training.get("precision") == "fp16" and training.get("device") == "cpu":
+        out.append(Finding(("training", "precision"), "incompatible", "fp16 autocast needs CUDA; on the CPU use bf16 or fp32"))
+    monitor = _get(training, "early_stopping", "monitor")
+    if isinstance(monitor, str):
+        out.extend(_check_monitor(data, monitor, ("training", "early_stopping", "monitor")))
+    return out
+
+
+def _check_monitor(data: dict, monitor: str, path: tuple) -> list[Finding]:
+    tasks = _dicts(data.get("tasks"))
+    parts = monitor.split(".")
+    if parts == ["val", "loss"]:
+        return []
+    if parts == ["val", "delta_m"]:
+        baseline = _get(data, "evaluation", "baseline", "type") or "none"
+        if baseline == "none":
+            return [Finding(path, "incompatible", "val.delta_m needs evaluation.baseline (single_task or run); monitor val.loss or val.<task>.<metric> instead")]
+        return []
+    if len(parts) != 3 or parts[0] != "val":
+        return [Finding(path, "invalid-value", f"'{monitor}' is not a monitor; use val.loss, val.delta_m or val.<task>.<metric>")]
+    task, metric = parts[1], parts[2]
+    if task not in tasks:
+        return [Finding(path, "unknown-task", f"no task '{task}'{did_you_mean(task, list(tasks))}")] if tasks else []
+    task_type = tasks[task].get("type")
+    metrics = tasks[task].get("metrics", METRICS.get(task_type, ()))
+    if isinstance(metrics, list) and metric not in metrics:
+        return [Finding(path, "invalid-value", f"task '{task}' reports no metric '{metric}'; it reports: {', '.join(map(str, metrics))}")]
+    return []
+
+
+def check_ensemble(data: dict) -> list[Finding]:
+    ensemble = data.get("ensemble")
+    if not isinstance(ensemble, dict):
+        return []
+    out: list[Finding] = []
+    tasks = _dicts(data.get("tasks"))
+    strategy = ensemble.get("strategy") if isinstance(ensemble.get("strategy"), dict) else {"type": "mean"}
+    kind = strategy.get("type")
+    members = ensemble.get("members")
+    per_task = _dicts(ensemble.get("per_task"))
+    if kind in TRAINS_MEMBERS and isinstance(members, dict):
+        out.append(Finding(("ensemble", "members"), "incompatible", f"{kind} trains its own members; remove ensemble.members", "key"))
+    if kind not in TRAINS_MEMBERS and members is None:
+        out.append(Finding(("ensemble", "members"), "missing-key", f"missing required key 'members': {kind} combines members you name (seeds, specs or runs)", "key"))
+    if kind == "snapshot" and _get(data, "training", "scheduler", "type") != "cyclic":
+        out.append(Finding(("ensemble", "strategy", "type"), "incompatible", "snapshot ensembles take one member per learning-rate cycle: set training.scheduler.type to cyclic"))
+    n_members = None
+    if isinstance(members, dict):
+        listed = members.get("seeds") if members.get("type") == "seeds" else members.get("paths")
+        n_members = len(listed) if isinstance(listed, list) else None
+    for where, strat in [(("ensemble", "strategy"), strategy)] + [(("ensemble", "per_task", t), s) for t, s in per_task.items()]:
+        weights = strat.get("weights")
+        if isinstance(weights, list) and n_members is not None and len(weights) != n_members:
+            out.append(Finding(where + ("weights",), "incompatible", f"{len(weights)} weights for {n_members} members"))
+    for task, strat in per_task.items():
+        if tasks and task not in tasks:
+            out.append(Finding(("ensemble", "per_task", task), "unknown-task", f"no task '{task}'{did_you_mean(task, list(tasks))}", "key"))
+            continue
+        if strat.get("type") in TRAINS_MEMBERS:
+            out.append(Finding(("ensemble", "per_task", task, "type"), "incompatible", f"{strat.get('type')} trains the members of the whole model; it can only be ensemble.strategy"))
+    for task, spec in tasks.items():
+        chosen, where = (per_task[task], ("ensemble", "per_task", task, "type")) if task in per_task else (strategy, ("ensemble", "strategy", "type"))
+        allowed = STRATEGY_TASK_TYPES.get(str(chosen.get("type")))
+        if allowed is not None and spec.get("type") in METRICS and spec.get("type") not in allowed:
+            hint = " (set ensemble.per_task." + task + " to box_fusion)" if spec.get("type") == "detection" else ""
+            out.append(Finding(where, "incompatible", f"{chosen.get('type')} does not apply to task '{task}' ({spec.get('type')}){hint}"))
+    return out
+
+
+def check_matrix(matrix: Any) -> list[Finding]:
+    out: list[Finding] = []
+    if not isinstance(matrix, dict):
+        return out
+    for dotted in matrix:
+        segments = str(dotted).split(".")
+        if segments[0] in ("matrix", "extends", "version"):
+            out.append(Finding(("matrix", dotted), "unknown-path", f"'{segments[0]}' cannot vary in a matrix", "key"))
+            continue
+        exists, index, allowed = resolve(Spec, segments)
+        if not exists:
+            bad = segments[index]
+            out.append(Finding(("matrix", dotted), "unknown-path",
+                               f"'{dotted}' names no field: '{bad}' is not a key there{did_you_mean(bad, allowed)}", "key"))
+    return out
+
+
+def check_capabilities(data: dict) -> list[Finding]:
+    """Warn about each named part the language has but this version cannot run yet."""
+    named: list[tuple[str, tuple, Any]] = []
+    for name, ds in _dicts(_get(data, "data", "datasets")).items():
+        named.append(("dataset", ("data", "datasets", name, "type"), ds.get("type")))
+    for name, task in _dicts(data.get("tasks")).items():
+        named.append(("task", ("tasks", name, "type"), task.get("type")))
+        if task.get("type") == "detection" and isinstance(task.get("head"), dict):
+            named.append(("detection head", ("tasks", name, "head", "type"), task["head"].get("type")))
+    defaults = {"backbone": "SmallCNN", "neck": "FPN", "sharing": "hps"}
+    for part, default in defaults.items():
+        value = _get(data, "model", part)
+        named.append((part, ("model", part, "type"), value.get("type") if isinstance(value, dict) else default))
+    weighting = data.get("weighting")
+    named.append(("weighting", ("weighting", "type"), weighting.get("type") if isinstance(weighting, dict) else "ew"))
+    ensemble = data.get("ensemble")
+    if isinstance(ensemble, dict):
+        strategy = ensemble.get("strategy")
+        named.append(("ensemble", ("ensemble", "strategy", "type"), strategy.get("type") if isinstance(strategy, dict) else "mean"))
+    out = []
+    for part, path, value in named:
+        if isinstance(value, str) and value not in IMPLEMENTED.get(part, frozenset()):
+            out.append(Finding(path, "not-implemented", f"{part} '{value}' is part of the language but this version of mtlspec cannot run it yet; `mtlspec run` will refuse it", severity="warning"))
+    return out
+
+
+def check(data: Any, matrix: Any = None) -> list[Finding]:
+    """Every cross-section rule, on raw spec data."""
+    if not isinstance(data, dict):
+        return []
+    return [
+        *check_tasks(data),
+        *check_data(data),
+        *check_weighting(data),
+        *check_training(data),
+        *check_ensemble(data),
+        *check_matrix(matrix),
+    ]

@@ -1,0 +1,146 @@
+"""The `data` section: datasets, sampling across datasets, sample weights, batch and image size."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field
+
+from mtlspec.spec.base import Name, PositiveFloat, PositiveInt, Section
+
+
+class ObjectCount(Section):
+    min: PositiveInt = 1
+    """Fewest digits on a canvas."""
+    max: PositiveInt = 3
+    """Most digits on a canvas."""
+
+
+class Splits(Section):
+    train: PositiveInt = 4000
+    val: PositiveInt = 500
+    test: PositiveInt = 500
+
+
+class MultiDigits(Section):
+    """The embedded dataset: canvases of scikit-learn's bundled handwritten digits (no download)."""
+
+    type: Literal["multidigits"]
+    canvas: Annotated[int, Field(ge=16, le=512)] = 64
+    """Side of the square canvas in pixels."""
+    objects: ObjectCount = ObjectCount()
+    splits: Splits = Splits()
+    seed: int | None = None
+    """Generation seed; the spec's seed when absent."""
+
+
+class CocoAnnotations(Section):
+    train: str
+    val: str | None = None
+    test: str | None = None
+
+
+class Coco(Section):
+    """A COCO-format dataset: instances_*.json with its images; boxes, masks and attributes."""
+
+    type: Literal["coco"]
+    root: str
+    """Folder holding the images; annotation paths are relative to it."""
+    annotations: CocoAnnotations
+    attributes: dict[Name, Literal["classification", "multilabel", "regression"]] = {}
+    """Image-level labels read from each image's `attributes` field, and the task type each feeds."""
+
+
+class AttributeTable(Section):
+    """Images with a table of attributes: CSV, or CelebA's list_attr_celeba.txt layout (+1/-1)."""
+
+    type: Literal["attribute_table"]
+    table: str
+    images: str
+    """Folder holding the images named in the table."""
+    format: Literal["csv", "celeba"] = "csv"
+    columns: list[Name] | None = None
+    """The label columns, when known; validate then checks that tasks name real columns."""
+
+
+class ImageFolder(Section):
+    """Images in one sub-folder per class."""
+
+    type: Literal["image_folder"]
+    root: str
+
+
+class DenseFolder(Section):
+    """Per sample an image, a PNG mask and an NPY depth map (the layout NYUv2 copies use)."""
+
+    type: Literal["dense_folder"]
+    root: str
+    num_classes: PositiveInt | None = None
+
+
+Dataset = Annotated[Union[MultiDigits, Coco, AttributeTable, ImageFolder, DenseFolder], Field(discriminator="type")]
+
+
+class RoundRobin(Section):
+    type: Literal["round_robin"]
+
+
+class Proportional(Section):
+    type: Literal["proportional"]
+
+
+class Temperature(Section):
+    """Datasets drawn with probability proportional to n^(1/t)."""
+
+    type: Literal["temperature"]
+    t: PositiveFloat = 2.0
+
+
+Sampling = Annotated[Union[RoundRobin, Proportional, Temperature], Field(discriminator="type")]
+
+
+class NoSampleWeights(Section):
+    type: Literal["none"]
+
+
+class InverseDatasetSize(Section):
+    type: Literal["inverse_dataset_size"]
+
+
+class InverseFrequency(Section):
+    """Weights inversely proportional to the frequency of each sample's class in `task`."""
+
+    type: Literal["inverse_frequency"]
+    task: Name
+
+
+class EffectiveNumber(Section):
+    """Class-balanced weights (Cui et al., CVPR 2019): (1 - beta) / (1 - beta^n_c)."""
+
+    type: Literal["effective_number"]
+    task: Name
+    beta: Annotated[float, Field(ge=0, lt=1)] = 0.999
+
+
+class WeightColumn(Section):
+    """Weights read from a column of a dataset's attribute table."""
+
+    type: Literal["column"]
+    dataset: Name
+    column: str
+
+
+SampleWeights = Annotated[
+    Union[NoSampleWeights, InverseDatasetSize, InverseFrequency, EffectiveNumber, WeightColumn],
+    Field(discriminator="type"),
+]
+
+
+class Data(Section):
+    datasets: Annotated[dict[Name, Dataset], Field(min_length=1)]
+    sampling: Sampling = Proportional(type="proportional")
+    sample_weights: SampleWeights = NoSampleWeights(type="none")
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
+    image_size: Annotated[int, Field(ge=16, le=4096)] = 64
+    """Side of the square images fed to the model."""
+    num_workers: Annotated[int, Field(ge=0, le=64)] = 0

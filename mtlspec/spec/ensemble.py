@@ -1,0 +1,115 @@
+"""The `ensemble` section: which members, and how their predictions are combined per task."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field
+
+from mtlspec.spec.base import Name, PositiveInt, Probability, Section
+
+
+class SeedMembers(Section):
+    """The same spec trained with each seed."""
+
+    type: Literal["seeds"]
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2)]
+
+
+class SpecMembers(Section):
+    type: Literal["specs"]
+    paths: Annotated[list[str], Field(min_length=2)]
+
+
+class RunMembers(Section):
+    """Run directories trained before: reused, not retrained."""
+
+    type: Literal["runs"]
+    paths: Annotated[list[str], Field(min_length=2)]
+
+
+Members = Annotated[Union[SeedMembers, SpecMembers, RunMembers], Field(discriminator="type")]
+
+
+class Mean(Section):
+    """Soft voting: averaged probabilities, values or per-pixel maps."""
+
+    type: Literal["mean"]
+
+
+class WeightedMean(Section):
+    type: Literal["weighted_mean"]
+    weights: list[Annotated[float, Field(ge=0)]] | None = None
+    """One weight per member; fitted on the validation split when absent."""
+
+
+class Vote(Section):
+    """Hard voting: the weighted mode of the members' labels."""
+
+    type: Literal["vote"]
+    weights: list[Annotated[float, Field(ge=0)]] | None = None
+
+
+class Bagging(Section):
+    """Members trained on bootstrap samples of the training split, with out-of-bag metrics."""
+
+    type: Literal["bagging"]
+    n_members: Annotated[int, Field(ge=2, le=100)] = 5
+
+
+class Boosting(Section):
+    """AdaBoost SAMME for classification, gradient boosting on residuals for regression."""
+
+    type: Literal["boosting"]
+    n_members: Annotated[int, Field(ge=2, le=100)] = 5
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 1.0
+
+
+class Stacking(Section):
+    """A meta-model fitted on out-of-fold member predictions."""
+
+    type: Literal["stacking"]
+    folds: Annotated[int, Field(ge=2, le=20)] = 5
+
+
+class Snapshot(Section):
+    """Members taken from one run with a cyclic learning rate, one per cycle."""
+
+    type: Literal["snapshot"]
+
+
+class BoxFusion(Section):
+    """Boxes from every member fused per image (weighted boxes fusion, or NMS-merge)."""
+
+    type: Literal["box_fusion"]
+    method: Literal["wbf", "nms_merge"] = "wbf"
+    iou: Probability = 0.55
+    skip_score: Probability = 0.0
+
+
+Strategy = Annotated[
+    Union[Mean, WeightedMean, Vote, Bagging, Boosting, Stacking, Snapshot, BoxFusion],
+    Field(discriminator="type"),
+]
+
+# Strategies that train their own members; the others combine given members.
+TRAINS_MEMBERS = ("bagging", "boosting", "snapshot")
+# The task types each combining strategy applies to.
+STRATEGY_TASK_TYPES = {
+    "mean": ("classification", "multilabel", "regression", "segmentation", "depth"),
+    "weighted_mean": ("classification", "multilabel", "regression", "segmentation", "depth"),
+    "vote": ("classification", "multilabel"),
+    "stacking": ("classification", "multilabel", "regression"),
+    "box_fusion": ("detection",),
+    "bagging": ("classification", "multilabel", "regression", "detection", "segmentation", "depth"),
+    "boosting": ("classification", "regression"),
+    "snapshot": ("classification", "multilabel", "regression", "detection", "segmentation", "depth"),
+}
+
+
+class Ensemble(Section):
+    members: Members | None = None
+    """Required by the combining strategies; bagging, boosting and snapshot train their own."""
+    strategy: Strategy = Mean(type="mean")
+    per_task: dict[Name, Strategy] = {}
+    """Strategies for single tasks, overriding `strategy` (detection needs box_fusion)."""

@@ -1,0 +1,117 @@
+"""The `model` section: backbone, neck and how the network is shared between tasks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field
+
+from mtlspec.spec.base import PositiveFloat, PositiveInt, Section
+
+
+class ResNet(Section):
+    """MMDetection's ResNet, with a configurable depth and base width."""
+
+    type: Literal["ResNet"]
+    depth: Literal[18, 34, 50, 101, 152] = 18
+    base_channels: Annotated[int, Field(ge=4, le=256)] = 64
+    num_stages: Annotated[int, Field(ge=1, le=4)] = 4
+
+
+class SmallCNN(Section):
+    """A small built-in CNN for fast CPU runs: one stride-2 stage per entry of `channels`."""
+
+    type: Literal["SmallCNN"]
+    channels: Annotated[list[Annotated[int, Field(ge=1, le=1024)]], Field(min_length=1, max_length=6)] = [16, 32, 64]
+
+
+Backbone = Annotated[Union[ResNet, SmallCNN], Field(discriminator="type")]
+
+
+class FPN(Section):
+    type: Literal["FPN"]
+    out_channels: Annotated[int, Field(ge=1, le=1024)] = 64
+
+
+class NoNeck(Section):
+    type: Literal["none"]
+
+
+Neck = Annotated[Union[FPN, NoNeck], Field(discriminator="type")]
+
+
+class Separate(Section):
+    """One full network per task: the single-task baselines."""
+
+    type: Literal["separate"]
+
+
+class HardSharing(Section):
+    """Hard parameter sharing; tasks get their own copies of the stages after `branch_at`."""
+
+    type: Literal["hps"]
+    branch_at: Annotated[int, Field(ge=0)] | None = None
+    """Backbone stage after which tasks branch; absent means the whole backbone is shared."""
+
+
+class CrossStitch(Section):
+    """Per-task networks mixed by learned linear units after each stage (Misra et al., CVPR 2016)."""
+
+    type: Literal["cross_stitch"]
+    init_self: Annotated[float, Field(ge=0, le=1)] = 0.9
+    """Initial weight a unit gives its own task's features."""
+
+
+class MTAN(Section):
+    """A shared trunk with per-task soft-attention modules (Liu, Johns, Davison, CVPR 2019)."""
+
+    type: Literal["mtan"]
+
+
+class MMoE(Section):
+    """Shared experts mixed by per-task gates (Ma et al., KDD 2018)."""
+
+    type: Literal["mmoe"]
+    num_experts: Annotated[int, Field(ge=1, le=64)] = 4
+
+
+class CGC(Section):
+    """Customized gate control: shared and task-specific experts (Tang et al., RecSys 2020)."""
+
+    type: Literal["cgc"]
+    num_shared_experts: Annotated[int, Field(ge=1, le=64)] = 2
+    num_task_experts: Annotated[int, Field(ge=1, le=64)] = 1
+
+
+class PLE(Section):
+    """Progressive layered extraction: stacked CGC levels (Tang et al., RecSys 2020)."""
+
+    type: Literal["ple"]
+    num_levels: Annotated[int, Field(ge=1, le=8)] = 2
+    num_shared_experts: Annotated[int, Field(ge=1, le=64)] = 2
+    num_task_experts: Annotated[int, Field(ge=1, le=64)] = 1
+
+
+class SoftSharing(Section):
+    """Per-task networks with an L2 penalty pulling their parameters together."""
+
+    type: Literal["soft"]
+    weight: PositiveFloat = 1.0e-3
+
+
+Sharing = Annotated[
+    Union[Separate, HardSharing, CrossStitch, MTAN, MMoE, CGC, PLE, SoftSharing],
+    Field(discriminator="type"),
+]
+
+# Topologies with one shared representation that every task reads: where
+# representation-space gradient methods (weighting.space: representation) can run.
+SINGLE_REPRESENTATION = ("hps",)
+# Topologies without any shared parameter: gradient-based weighting has nothing to act on.
+NO_SHARED_PARAMETERS = ("separate", "soft")
+
+
+class Model(Section):
+    backbone: Backbone = SmallCNN(type="SmallCNN")
+    neck: Neck = FPN(type="FPN")
+    sharing: Sharing = HardSharing(type="hps")

@@ -1,0 +1,38 @@
+"""The whole spec: the root model that every section hangs from."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from mtlspec.spec.base import Name, Section
+from mtlspec.spec.data import Data
+from mtlspec.spec.ensemble import Ensemble
+from mtlspec.spec.evaluation import Evaluation, Report
+from mtlspec.spec.model import Model
+from mtlspec.spec.tasks import Task
+from mtlspec.spec.training import Training
+from mtlspec.spec.weighting import EqualWeighting, Weighting
+
+
+class Spec(Section):
+    """A multi-task experiment: what to train on, what to learn, how, and what to report."""
+
+    version: Literal[1] = 1
+    """Version of the spec language."""
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")]
+    """Names the run directory: runs/<name>/."""
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+    extends: str | list[str] | None = None
+    """Base spec(s) merged beneath this one, paths relative to this file (resolved by the loader)."""
+    data: Data
+    tasks: Annotated[dict[Name, Task], Field(min_length=1)]
+    model: Model = Model()
+    weighting: Weighting = EqualWeighting(type="ew")
+    training: Training = Training()
+    evaluation: Evaluation = Evaluation()
+    ensemble: Ensemble | None = None
+    report: Report = Report()
+    matrix: dict[str, Annotated[list[Any], Field(min_length=1)]] | None = None
+    """Dotted paths to lists of values: one run per combination (expanded by the loader)."""

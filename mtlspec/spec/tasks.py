@@ -1,0 +1,106 @@
+"""The `tasks` section: one entry per task, each bound to a dataset, tagged by task type."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field
+
+from mtlspec.spec.base import Name, PositiveInt, Section
+
+# MMDetection dense heads the language accepts. The detection adapter fills their
+# num_classes, in_channels, strides (and FCOS's regress_ranges) from the model.
+DENSE_HEADS = (
+    "FCOSHead",
+    "RetinaHead",
+    "ATSSHead",
+    "GFLHead",
+    "FSAFHead",
+    "FoveaHead",
+    "PAAHead",
+    "VFNetHead",
+    "TOODHead",
+    "AutoAssignHead",
+    "FreeAnchorRetinaHead",
+)
+# Fields of a head that the compiler computes; writing them is an error.
+COMPUTED_HEAD_FIELDS = ("num_classes", "in_channels", "strides", "feat_channels_from_neck")
+
+
+class DenseHead(Section):
+    """Any MMDetection dense head by name; other fields pass through to MMDetection as written."""
+
+    model_config = Section.model_config | {"extra": "allow"}
+    type: Literal[DENSE_HEADS]  # type: ignore[valid-type]
+
+
+class TaskBase(Section):
+    dataset: Name
+    """The dataset (a key of data.datasets) whose samples carry this task's labels."""
+
+
+class Classification(TaskBase):
+    type: Literal["classification"]
+    label: Name
+    num_classes: PositiveInt | None = None
+    """Number of classes; the dataset's when absent."""
+    metrics: list[Literal["accuracy", "top_k", "macro_f1"]] = ["accuracy", "macro_f1"]
+    top_k: PositiveInt = 5
+
+
+class Multilabel(TaskBase):
+    type: Literal["multilabel"]
+    label: Name
+    num_labels: PositiveInt | None = None
+    metrics: list[Literal["map", "f1"]] = ["map", "f1"]
+    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+
+
+class Regression(TaskBase):
+    type: Literal["regression"]
+    label: Name
+    loss: Literal["l1", "l2", "smooth_l1"] = "l1"
+    metrics: list[Literal["mae", "rmse"]] = ["mae", "rmse"]
+
+
+class Detection(TaskBase):
+    type: Literal["detection"]
+    head: DenseHead
+    metrics: list[Literal["map", "map50", "map75"]] = ["map", "map50", "map75"]
+
+
+class Segmentation(TaskBase):
+    type: Literal["segmentation"]
+    num_classes: PositiveInt | None = None
+    """Classes including background; the dataset's when absent."""
+    metrics: list[Literal["miou", "pixel_accuracy"]] = ["miou", "pixel_accuracy"]
+
+
+class Depth(TaskBase):
+    type: Literal["depth"]
+    loss: Literal["l1", "l2", "scale_invariant"] = "l1"
+    metrics: list[Literal["abs_err", "rel_err", "delta1"]] = ["abs_err", "rel_err", "delta1"]
+
+
+Task = Annotated[
+    Union[Classification, Multilabel, Regression, Detection, Segmentation, Depth],
+    Field(discriminator="type"),
+]
+
+# Whether a higher value of each metric is better; reports and Δm read this.
+HIGHER_IS_BETTER = {
+    "accuracy": True,
+    "top_k": True,
+    "macro_f1": True,
+    "map": True,
+    "f1": True,
+    "mae": False,
+    "rmse": False,
+    "map50": True,
+    "map75": True,
+    "miou": True,
+    "pixel_accuracy": True,
+    "abs_err": False,
+    "rel_err": False,
+    "delta1": True,
+}

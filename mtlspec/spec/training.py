@@ -1,0 +1,86 @@
+"""The `training` section: optimiser, schedule, device, precision, checkpoints, early stopping."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field
+
+from mtlspec.spec.base import PositiveFloat, PositiveInt, Section
+
+
+class SGD(Section):
+    type: Literal["sgd"]
+    lr: PositiveFloat = 0.01
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: Annotated[float, Field(ge=0)] = 1.0e-4
+    nesterov: bool = False
+
+
+class Adam(Section):
+    type: Literal["adam"]
+    lr: PositiveFloat = 1.0e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+
+
+class AdamW(Section):
+    type: Literal["adamw"]
+    lr: PositiveFloat = 1.0e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 1.0e-4
+
+
+Optimizer = Annotated[Union[SGD, Adam, AdamW], Field(discriminator="type")]
+
+
+class Constant(Section):
+    type: Literal["constant"]
+    warmup_steps: Annotated[int, Field(ge=0)] = 0
+
+
+class Cosine(Section):
+    type: Literal["cosine"]
+    warmup_steps: Annotated[int, Field(ge=0)] = 0
+    min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
+class Step(Section):
+    type: Literal["step"]
+    step_epochs: PositiveInt = 10
+    gamma: Annotated[float, Field(gt=0, le=1)] = 0.1
+
+
+class Cyclic(Section):
+    """Cosine annealing restarted `cycles` times: what snapshot ensembles take members from."""
+
+    type: Literal["cyclic"]
+    cycles: Annotated[int, Field(ge=2)] = 3
+
+
+Scheduler = Annotated[Union[Constant, Cosine, Step, Cyclic], Field(discriminator="type")]
+
+
+class Checkpoint(Section):
+    every_epochs: PositiveInt = 1
+    keep: PositiveInt = 2
+    """How many of the newest checkpoints stay on disk."""
+
+
+class EarlyStopping(Section):
+    monitor: str = "val.loss"
+    """`val.<task>.<metric>`, `val.loss` or `val.delta_m` (which needs a baseline)."""
+    patience: PositiveInt = 5
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+
+
+class Training(Section):
+    epochs: Annotated[int, Field(ge=1, le=100_000)] = 10
+    max_steps_per_epoch: PositiveInt | None = None
+    """Cap on steps per epoch, for quick runs."""
+    optimizer: Optimizer = AdamW(type="adamw")
+    scheduler: Scheduler = Constant(type="constant")
+    grad_clip: PositiveFloat | None = None
+    """Maximum global gradient norm; no clipping when absent."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    checkpoint: Checkpoint = Checkpoint()
+    early_stopping: EarlyStopping | None = None

@@ -1,0 +1,94 @@
+"""Validation of spec files: load, merge, expand, check; one result per concrete spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mtlspec.errors import Diagnostic, UsageError
+from mtlspec.spec.check import Finding, check, check_capabilities, check_matrix
+from mtlspec.spec.compose import apply_overrides, expand_matrix, load_with_extends
+from mtlspec.spec.diagnose import structural
+from mtlspec.spec.root import Spec
+from mtlspec.spec.source import Document
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class Result:
+    """The outcome for one concrete spec (a file, or one combination of its matrix)."""
+
+    file: str
+    name: str
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    spec: Spec | None = None
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+    def ok(self, strict: bool = False) -> bool:
+        return not self.errors and not (strict and self.warnings)
+
+
+def _located(finding: Finding, doc: Document) -> Diagnostic:
+    where = doc.key_at(finding.path) if finding.at == "key" else doc.value_at(finding.path)
+    dotted = ".".join(str(p) for p in finding.path)
+    return Diagnostic(where.file, where.line, where.col, finding.code, dotted, finding.message, finding.severity)
+
+
+def _unique_sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
+    return sorted(set(diags), key=lambda d: (d.file, d.line, d.col, d.code, d.path))
+
+
+def validate_file(path: Path, overrides: list[str] | tuple[str, ...] = (), shown_as: str | None = None) -> list[Result]:
+    """Validate one spec file; raises UsageError only for malformed --set arguments."""
+    file = shown_as or str(path)
+    doc = load_with_extends(path, file)
+    apply_overrides(doc, list(overrides))
+    if doc.data is None and doc.diagnostics:
+        return [Result(file, path.stem, _unique_sorted(doc.diagnostics))]
+    if not isinstance(doc.data, dict):
+        got = "an empty file" if doc.data is None else type(doc.data).__name__
+        doc.error(doc.value_at(()), "wrong-type", "", f"a spec is a mapping of sections (name, data, tasks, ...), got {got}")
+        return [Result(file, path.stem, _unique_sorted(doc.diagnostics))]
+    matrix_findings = check_matrix(doc.data.get("matrix"))
+    matrix_diags = [_located(f, doc) for f in matrix_findings]
+    if isinstance(doc.data.get("matrix"), dict):
+        bad = {f.path[1] for f in matrix_findings}
+        doc.data["matrix"] = {k: v for k, v in doc.data["matrix"].items() if k not in bad}
+        if not doc.data["matrix"]:
+            del doc.data["matrix"]
+    variants, _ = expand_matrix(doc)
+    results = []
+    for variant in variants:
+        model, diags = structural(Spec, variant.doc)
+        findings = check(variant.doc.data) + check_capabilities(variant.doc.data)
+        diags = variant.doc.diagnostics + matrix_diags + diags + [_located(f, variant.doc) for f in findings]
+        results.append(Result(file, variant.name, _unique_sorted(diags), model if not [d for d in diags if d.severity == "error"] else None))
+    return results
+
+
+def spec_files(paths: list[Path]) -> list[Path]:
+    """Files named, and spec files found under folders named (skipping `_*` partials)."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(p for p in sorted(path.rglob("*")) if p.suffix in SPEC_SUFFIXES and p.is_file() and not p.name.startswith("_"))
+        elif path.exists():
+            out.append(path)
+        else:
+            raise UsageError(f"no such file or folder: {path}")
+    return out
+
+
+def validate_paths(paths: list[Path], overrides: list[str] | tuple[str, ...] = ()) -> list[Result]:
+    results: list[Result] = []
+    for path in spec_files(paths):
+        results.extend(validate_file(path, overrides))
+    return results
