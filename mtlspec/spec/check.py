@@ -191,7 +191,7 @@ def check_weighting(data: dict) -> list[Finding]:
         for task in weighting["weights"]:
             if tasks and task not in tasks:
                 out.append(Finding(("weighting", "weights", task), "unknown-task", f"no task '{task}'{did_you_mean(task, list(tasks))}", "key"))
-    if topology == "hps" and isinstance(sharing.get("branch_at"), int):
+    if topology == "hps" and isinstance(sharing, dict) and isinstance(sharing.get("branch_at"), int):
         stages = _num_stages(_get(data, "model", "backbone"))
         if stages is not None and sharing["branch_at"] > stages:
             out.append(Finding(("model", "sharing", "branch_at"), "out-of-range", f"the backbone has {stages} stages; branch_at must be at most {stages}"))

@@ -107,8 +107,10 @@ def _set(doc: Document, path: list[Any], value: Any, where: Location, sub_locati
     node = doc.data
     for i, seg in enumerate(path[:-1]):
         if isinstance(node, dict):
-            if not isinstance(node.get(seg), (dict, list)):
+            if seg not in node or node[seg] is None:
                 node[seg] = {}
+            elif not isinstance(node[seg], (dict, list)):
+                return f"'{_dotted(tuple(path[: i + 1]))}' holds a value, not a mapping"
             node = node[seg]
         elif isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
             node = node[seg]

@@ -39,6 +39,10 @@ _EXPECTED = {
     "model_attributes_type": "a mapping",
     "list_type": "a list",
 }
+_NAME_RULES = {
+    r"^[a-z][a-z0-9_]{0,39}$": "use lowercase letters, digits and '_', starting with a letter (at most 40)",
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$": "use letters, digits, '_', '.' and '-', starting with a letter or digit (at most 80)",
+}
 _RANGE = {
     "greater_than": "greater than {gt}",
     "greater_than_equal": "at least {ge}",
@@ -104,7 +108,8 @@ def _from_error(err: dict, root: type[BaseModel], doc: Document) -> Diagnostic:
     elif kind == "literal_error":
         path = data_path(loc, doc.data, False)
         expected = [e.strip().strip("'") for e in str(ctx.get("expected", "")).replace(" or ", ", ").split(",")]
-        where, code = doc.value_at(path), "invalid-value"
+        where = doc.value_at(path)
+        code = "unknown-type" if path and path[-1] == "type" else "invalid-value"
         message = f"{_shown(value)} is not allowed{did_you_mean(value, expected)}; expected one of: {', '.join(expected)}"
     elif kind in _EXPECTED:
         path = data_path(loc, doc.data, False)
@@ -123,8 +128,10 @@ def _from_error(err: dict, root: type[BaseModel], doc: Document) -> Diagnostic:
         message = f"needs {bound} entries, got {ctx.get('actual_length')}"
     elif kind == "string_pattern_mismatch":
         path = data_path(loc, doc.data, False)
-        where, code = doc.value_at(path), "invalid-name"
-        message = f"{_shown(value)} is not a valid name (pattern {ctx.get('pattern')})"
+        where = doc.key_at(path) if loc[-1] == "[key]" else doc.value_at(path)
+        code = "invalid-name"
+        rule = _NAME_RULES.get(str(ctx.get("pattern")), f"must match {ctx.get('pattern')}")
+        message = f"{_shown(value)} is not a valid name: {rule}"
     else:
         path = data_path(loc, doc.data, False)
         where, code, message = doc.value_at(path), "invalid", err.get("msg", "invalid value")

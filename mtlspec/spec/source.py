@@ -63,6 +63,7 @@ class _TooComplex(Exception):
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:omap")
 
 
 class _Builder:
@@ -83,6 +84,8 @@ class _Builder:
         if depth > MAX_DEPTH:
             raise _TooComplex("too-deep", f"nested more than {MAX_DEPTH} levels deep", node.start_mark)
         self.doc.values.setdefault(path, self.loc(node))
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
+            raise _TooComplex("yaml-syntax", f"the tag {node.tag} is not allowed: specs are plain YAML", node.start_mark)
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
