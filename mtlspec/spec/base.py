@@ -1,7 +1,5 @@
 """The base of every spec section: unknown keys are errors; field docstrings become schema text."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,4 +14,4 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 class Section(BaseModel):
     """A part of the spec; every key must be one it declares."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)

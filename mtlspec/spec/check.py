@@ -46,13 +46,19 @@ def _get(data: Any, *path: Any) -> Any:
     return data
 
 
+def _tag(node: Any) -> str | None:
+    """The `type` tag of a mapping, when it is a string."""
+    tag = node.get("type") if isinstance(node, dict) else None
+    return tag if isinstance(tag, str) else None
+
+
 def _dicts(value: Any) -> dict:
     return {k: v for k, v in value.items() if isinstance(v, dict)} if isinstance(value, dict) else {}
 
 
 def labels_provided(dataset: dict) -> dict[str, set[str] | None] | None:
     """Task type -> label names a dataset provides (None: any name); None when unknown."""
-    kind = dataset.get("type")
+    kind = _tag(dataset)
     if kind == "multidigits":
         return {
             "classification": {"largest_digit", "smallest_digit", "num_digits"},
@@ -97,7 +103,7 @@ def check_tasks(data: dict) -> list[Finding]:
     for name, task in _dicts(data.get("tasks")).items():
         if name in ("loss", "delta_m"):
             out.append(Finding(("tasks", name), "invalid-name", f"'{name}' is reserved (val.{name} is a monitor); choose another task name", "key"))
-        ds_name, task_type = task.get("dataset"), task.get("type")
+        ds_name, task_type = task.get("dataset"), _tag(task)
         if isinstance(ds_name, str) and isinstance(_get(data, "data", "datasets"), dict) and ds_name not in datasets:
             known = list(datasets)
             out.append(Finding(("tasks", name, "dataset"), "unknown-dataset",
@@ -116,10 +122,11 @@ def check_tasks(data: dict) -> list[Finding]:
         if isinstance(label, str) and names is not None and label not in names:
             out.append(Finding(("tasks", name, "label"), "label-not-provided",
                                f"dataset '{ds_name}' has no {task_type} label '{label}'{did_you_mean(label, sorted(names))}; it provides: {', '.join(sorted(names))}"))
-        if dataset.get("type") == "multidigits":
+        if _tag(dataset) == "multidigits":
             size_key = "num_labels" if task_type == "multilabel" else "num_classes"
             given = task.get(size_key)
-            expected = multidigits_classes(dataset, task_type, label if task_type != "segmentation" else None)
+            key = label if isinstance(label, str) and task_type != "segmentation" else None
+            expected = multidigits_classes(dataset, task_type, key)
             if isinstance(given, int) and expected is not None and given != expected:
                 out.append(Finding(("tasks", name, size_key), "incompatible",
                                    f"dataset '{ds_name}' gives {expected} classes for this label, not {given}; leave {size_key} out to take the dataset's"))
@@ -137,24 +144,24 @@ def check_data(data: dict) -> list[Finding]:
     tasks = _dicts(data.get("tasks"))
     for ds_name, ds in _dicts(_get(data, "data", "datasets")).items():
         objects = ds.get("objects")
-        if ds.get("type") == "multidigits" and isinstance(objects, dict):
+        if _tag(ds) == "multidigits" and isinstance(objects, dict):
             low, high = objects.get("min", 1), objects.get("max", 3)
             if isinstance(low, int) and isinstance(high, int) and low > high:
                 out.append(Finding(("data", "datasets", ds_name, "objects", "min"), "out-of-range", f"min ({low}) is larger than max ({high})"))
     weights = _get(data, "data", "sample_weights")
-    if isinstance(weights, dict) and weights.get("type") in ("inverse_frequency", "effective_number"):
+    if isinstance(weights, dict) and _tag(weights) in ("inverse_frequency", "effective_number"):
         task = weights.get("task")
         if isinstance(task, str) and tasks and task not in tasks:
             out.append(Finding(("data", "sample_weights", "task"), "unknown-task", f"no task '{task}'{did_you_mean(task, list(tasks))}"))
-        elif isinstance(task, str) and task in tasks and tasks[task].get("type") not in ("classification", "multilabel"):
+        elif isinstance(task, str) and task in tasks and _tag(tasks[task]) not in ("classification", "multilabel"):
             out.append(Finding(("data", "sample_weights", "task"), "incompatible",
                                f"class-frequency weights need a classification or multilabel task; '{task}' is {tasks[task].get('type')}"))
-    if isinstance(weights, dict) and weights.get("type") == "column":
+    if isinstance(weights, dict) and _tag(weights) == "column":
         ds = weights.get("dataset")
         datasets = _dicts(_get(data, "data", "datasets"))
         if isinstance(ds, str) and ds not in datasets:
             out.append(Finding(("data", "sample_weights", "dataset"), "unknown-dataset", f"no dataset '{ds}'{did_you_mean(ds, list(datasets))}"))
-        elif isinstance(ds, str) and datasets[ds].get("type") != "attribute_table":
+        elif isinstance(ds, str) and _tag(datasets[ds]) != "attribute_table":
             out.append(Finding(("data", "sample_weights", "dataset"), "incompatible", f"weights from a column need an attribute_table dataset; '{ds}' is {datasets[ds].get('type')}"))
     return out
 
@@ -162,10 +169,10 @@ def check_data(data: dict) -> list[Finding]:
 def _num_stages(backbone: Any) -> int | None:
     if not isinstance(backbone, dict):
         return 3  # the default SmallCNN
-    if backbone.get("type") == "ResNet":
+    if _tag(backbone) == "ResNet":
         n = backbone.get("num_stages", 4)
         return n if isinstance(n, int) else None
-    if backbone.get("type") == "SmallCNN":
+    if _tag(backbone) == "SmallCNN":
         channels = backbone.get("channels", [16, 32, 64])
         return len(channels) if isinstance(channels, list) else None
     return None
@@ -174,8 +181,8 @@ def _num_stages(backbone: Any) -> int | None:
 def check_weighting(data: dict) -> list[Finding]:
     out: list[Finding] = []
     weighting, sharing = data.get("weighting"), _get(data, "model", "sharing")
-    method = weighting.get("type") if isinstance(weighting, dict) else "ew"
-    topology = sharing.get("type") if isinstance(sharing, dict) else "hps"
+    method = _tag(weighting) if isinstance(weighting, dict) else "ew"
+    topology = _tag(sharing) if isinstance(sharing, dict) else "hps"
     tasks = _dicts(data.get("tasks"))
     if method in GRADIENT_METHODS and topology in NO_SHARED_PARAMETERS:
         out.append(Finding(("weighting", "type"), "incompatible",
@@ -224,7 +231,7 @@ def _check_monitor(data: dict, monitor: str, path: tuple) -> list[Finding]:
     task, metric = parts[1], parts[2]
     if task not in tasks:
         return [Finding(path, "unknown-task", f"no task '{task}'{did_you_mean(task, list(tasks))}")] if tasks else []
-    task_type = tasks[task].get("type")
+    task_type = _tag(tasks[task])
     metrics = tasks[task].get("metrics", METRICS.get(task_type, ()))
     if isinstance(metrics, list) and metric not in metrics:
         return [Finding(path, "invalid-value", f"task '{task}' reports no metric '{metric}'; it reports: {', '.join(map(str, metrics))}")]
@@ -238,7 +245,7 @@ def check_ensemble(data: dict) -> list[Finding]:
     out: list[Finding] = []
     tasks = _dicts(data.get("tasks"))
     strategy = ensemble.get("strategy") if isinstance(ensemble.get("strategy"), dict) else {"type": "mean"}
-    kind = strategy.get("type")
+    kind = _tag(strategy)
     members = ensemble.get("members")
     per_task = _dicts(ensemble.get("per_task"))
     if kind in TRAINS_MEMBERS and isinstance(members, dict):
@@ -249,7 +256,7 @@ def check_ensemble(data: dict) -> list[Finding]:
         out.append(Finding(("ensemble", "strategy", "type"), "incompatible", "snapshot ensembles take one member per learning-rate cycle: set training.scheduler.type to cyclic"))
     n_members = None
     if isinstance(members, dict):
-        listed = members.get("seeds") if members.get("type") == "seeds" else members.get("paths")
+        listed = members.get("seeds") if _tag(members) == "seeds" else members.get("paths")
         n_members = len(listed) if isinstance(listed, list) else None
     for where, strat in [(("ensemble", "strategy"), strategy)] + [(("ensemble", "per_task", t), s) for t, s in per_task.items()]:
         weights = strat.get("weights")
@@ -259,13 +266,13 @@ def check_ensemble(data: dict) -> list[Finding]:
         if tasks and task not in tasks:
             out.append(Finding(("ensemble", "per_task", task), "unknown-task", f"no task '{task}'{did_you_mean(task, list(tasks))}", "key"))
             continue
-        if strat.get("type") in TRAINS_MEMBERS:
+        if _tag(strat) in TRAINS_MEMBERS:
             out.append(Finding(("ensemble", "per_task", task, "type"), "incompatible", f"{strat.get('type')} trains the members of the whole model; it can only be ensemble.strategy"))
     for task, spec in tasks.items():
         chosen, where = (per_task[task], ("ensemble", "per_task", task, "type")) if task in per_task else (strategy, ("ensemble", "strategy", "type"))
-        allowed = STRATEGY_TASK_TYPES.get(str(chosen.get("type")))
-        if allowed is not None and spec.get("type") in METRICS and spec.get("type") not in allowed:
-            hint = " (set ensemble.per_task." + task + " to box_fusion)" if spec.get("type") == "detection" else ""
+        allowed = STRATEGY_TASK_TYPES.get(str(_tag(chosen)))
+        if allowed is not None and _tag(spec) in METRICS and _tag(spec) not in allowed:
+            hint = " (set ensemble.per_task." + task + " to box_fusion)" if _tag(spec) == "detection" else ""
             out.append(Finding(where, "incompatible", f"{chosen.get('type')} does not apply to task '{task}' ({spec.get('type')}){hint}"))
     return out
 
@@ -291,21 +298,21 @@ def check_capabilities(data: dict) -> list[Finding]:
     """Warn about each named part the language has but this version cannot run yet."""
     named: list[tuple[str, tuple, Any]] = []
     for name, ds in _dicts(_get(data, "data", "datasets")).items():
-        named.append(("dataset", ("data", "datasets", name, "type"), ds.get("type")))
+        named.append(("dataset", ("data", "datasets", name, "type"), _tag(ds)))
     for name, task in _dicts(data.get("tasks")).items():
-        named.append(("task", ("tasks", name, "type"), task.get("type")))
-        if task.get("type") == "detection" and isinstance(task.get("head"), dict):
-            named.append(("detection head", ("tasks", name, "head", "type"), task["head"].get("type")))
+        named.append(("task", ("tasks", name, "type"), _tag(task)))
+        if _tag(task) == "detection" and isinstance(task.get("head"), dict):
+            named.append(("detection head", ("tasks", name, "head", "type"), _tag(task["head"])))
     defaults = {"backbone": "SmallCNN", "neck": "FPN", "sharing": "hps"}
     for part, default in defaults.items():
         value = _get(data, "model", part)
-        named.append((part, ("model", part, "type"), value.get("type") if isinstance(value, dict) else default))
+        named.append((part, ("model", part, "type"), _tag(value) if isinstance(value, dict) else default))
     weighting = data.get("weighting")
-    named.append(("weighting", ("weighting", "type"), weighting.get("type") if isinstance(weighting, dict) else "ew"))
+    named.append(("weighting", ("weighting", "type"), _tag(weighting) if isinstance(weighting, dict) else "ew"))
     ensemble = data.get("ensemble")
     if isinstance(ensemble, dict):
         strategy = ensemble.get("strategy")
-        named.append(("ensemble", ("ensemble", "strategy", "type"), strategy.get("type") if isinstance(strategy, dict) else "mean"))
+        named.append(("ensemble", ("ensemble", "strategy", "type"), _tag(strategy) if isinstance(strategy, dict) else "mean"))
     out = []
     for part, path, value in named:
         if isinstance(value, str) and value not in IMPLEMENTED.get(part, frozenset()):

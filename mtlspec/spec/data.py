@@ -1,7 +1,5 @@
 """The `data` section: datasets, sampling across datasets, sample weights, batch and image size."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal, Union
 
 from pydantic import Field

@@ -1,7 +1,5 @@
 """The `ensemble` section: which members, and how their predictions are combined per task."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal, Union
 
 from pydantic import Field

@@ -1,7 +1,5 @@
 """The `evaluation` and `report` sections: which split, which baseline for Δm, which files."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal, Union
 
 from pydantic import Field

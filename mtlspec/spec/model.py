@@ -1,7 +1,5 @@
 """The `model` section: backbone, neck and how the network is shared between tasks."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal, Union
 
 from pydantic import Field

@@ -1,7 +1,5 @@
 """The whole spec: the root model that every section hangs from."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 from pydantic import Field

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
+import sys
 from typing import Any
+
+from pydantic import BaseModel
 
 from mtlspec.spec.root import Spec
 
@@ -23,14 +28,64 @@ def _draft07(node: Any) -> Any:
                 continue
             else:
                 out[key] = _draft07(value)
+        if "patternProperties" in out and "additionalProperties" not in out:
+            out["additionalProperties"] = False  # a task or dataset name that breaks the pattern is an error
         return out
     if isinstance(node, list):
         return [_draft07(v) for v in node]
     return node
 
 
+def _field_docs(cls: type) -> dict[str, str]:
+    """The docstring written under each field of a class (read from its source, only when exporting).
+
+    Pydantic can do this at class creation (use_attribute_docstrings), but that parses every
+    module's source on each start and `validate` must start fast.
+    """
+    tree = ast.parse(inspect.getsource(sys.modules[cls.__module__]))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
+            docs = {}
+            for stmt, nxt in zip(node.body, node.body[1:]):
+                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(nxt, ast.Expr):
+                    if isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+                        docs[stmt.target.id] = inspect.cleandoc(nxt.value.value)
+            return docs
+    return {}
+
+
+def _models(root: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """Every model class reachable from the root, by class name."""
+    import typing
+
+    found: dict[str, type[BaseModel]] = {}
+    stack: list[Any] = [root]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            if t.__name__ in found:
+                continue
+            found[t.__name__] = t
+            stack.extend(f.annotation for f in t.model_fields.values())
+        else:
+            stack.extend(typing.get_args(t))
+    return found
+
+
+def _describe(schema: dict) -> None:
+    """Add field docstrings as `description` to the schema's definitions (and the root)."""
+    models = _models(Spec)
+    targets = [(schema, Spec)] + [(schema["definitions"][n], m) for n, m in models.items() if n in schema.get("definitions", {})]
+    for node, model in targets:
+        for field, text in _field_docs(model).items():
+            prop = node.get("properties", {}).get(field)
+            if prop is not None and "description" not in prop:
+                prop["description"] = text
+
+
 def json_schema() -> dict:
     schema = _draft07(Spec.model_json_schema(mode="validation"))
+    _describe(schema)
     return {"$schema": "http://json-schema.org/draft-07/schema#", "$id": SCHEMA_ID, **schema}
 
 

@@ -1,7 +1,5 @@
 """The `tasks` section: one entry per task, each bound to a dataset, tagged by task type."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal, Union
 
 from pydantic import Field

@@ -1,7 +1,5 @@
 """The `training` section: optimiser, schedule, device, precision, checkpoints, early stopping."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal, Union
 
 from pydantic import Field

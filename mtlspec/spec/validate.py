@@ -68,7 +68,10 @@ def validate_file(path: Path, overrides: list[str] | tuple[str, ...] = (), shown
     results = []
     for variant in variants:
         model, diags = structural(Spec, variant.doc)
-        findings = check(variant.doc.data) + check_capabilities(variant.doc.data)
+        try:
+            findings = check(variant.doc.data) + check_capabilities(variant.doc.data)
+        except Exception as exc:  # a bug in a rule must not cost the user the other diagnostics
+            findings = [Finding((), "internal-error", f"mtlspec could not finish checking this spec ({type(exc).__name__}: {exc}); please report it")]
         diags = variant.doc.diagnostics + matrix_diags + diags + [_located(f, variant.doc) for f in findings]
         results.append(Result(file, variant.name, _unique_sorted(diags), model if not [d for d in diags if d.severity == "error"] else None))
     return results

@@ -1,10 +1,8 @@
 """The `weighting` section: how task losses are combined, one tag per method with its paper's defaults.
-
 Loss-based methods map the task losses to weights; gradient-based methods (those with a
 `space` field) combine the per-task gradients of the shared part.
 """
 
-from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
