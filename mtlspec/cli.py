@@ -96,15 +96,27 @@ def validate(
         raise typer.Exit(EXIT_INVALID)
 
 
+class SchemaFormat(str, Enum):
+    json = "json"
+    md = "md"
+
+
 @app.command()
 def schema(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    format: Annotated[SchemaFormat, typer.Option("--format", "-f", help="json (Draft-07 JSON Schema) or md (field reference).")] = SchemaFormat.json,
 ) -> None:
-    """Print the spec language as a Draft-07 JSON Schema (for editors and tools)."""
+    """Print the spec language as a Draft-07 JSON Schema (for editors and tools) or a reference."""
     from mtlspec.io import write_text_atomic
-    from mtlspec.spec.schema import json_schema_text
 
-    text = json_schema_text()
+    if format is SchemaFormat.md:
+        from mtlspec.spec.reference import markdown_reference
+
+        text = markdown_reference()
+    else:
+        from mtlspec.spec.schema import json_schema_text
+
+        text = json_schema_text()
     if output is None:
         typer.echo(text, nl=False)
     else:

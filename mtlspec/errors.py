@@ -45,3 +45,33 @@ class SpecError(Exception):
 
 class UsageError(Exception):
     """A command was called wrongly (bad option value, missing path): exit 2."""
+
+
+# Every diagnostic code, with what it means. Codes are stable: tools may match on them.
+CODES = {
+    "yaml-syntax": "the file is not valid YAML (or uses a tag other than plain YAML's)",
+    "not-text": "the file is binary or not UTF-8 text",
+    "too-large": "the file, or the data its aliases expand to, is too large",
+    "too-deep": "the YAML is nested too deeply",
+    "unreadable": "the file cannot be read",
+    "duplicate-key": "a key is written twice in one mapping",
+    "unknown-key": "a key the section does not have",
+    "missing-key": "a required key is absent",
+    "wrong-type": "a value of the wrong kind (a string where a number belongs ...)",
+    "out-of-range": "a number or length outside its allowed range",
+    "invalid-value": "a value outside a fixed set of choices",
+    "invalid-name": "a name that breaks the naming rule",
+    "unknown-type": "a `type:` tag that names nothing in the language",
+    "unknown-dataset": "a task names a dataset that data.datasets does not define",
+    "unknown-task": "a reference to a task that tasks does not define",
+    "label-not-provided": "the task's dataset has no labels of that kind or name",
+    "incompatible": "parts of the spec that cannot work together",
+    "computed-field": "a field the compiler fills itself was written by hand",
+    "unknown-path": "a matrix or override path that names no field",
+    "bad-override": "a --set override that cannot be applied",
+    "missing-file": "a file named by the spec does not exist",
+    "extends-cycle": "specs extend each other in a cycle",
+    "not-implemented": "(warning) part of the language this version cannot run yet",
+    "invalid": "any other invalid value (the message says why)",
+    "internal-error": "a bug in mtlspec stopped a check; please report it",
+}
