@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test install
 
 run: $(STAMP)
-	$(VENV)/bin/mtlspec env
+	$(VENV)/bin/mtlspec run specs/quickstart.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest

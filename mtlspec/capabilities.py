@@ -8,12 +8,14 @@ that implement a part add its name here, in the same change as its code and test
 from __future__ import annotations
 
 IMPLEMENTED: dict[str, frozenset[str]] = {
-    "dataset": frozenset(),
-    "task": frozenset(),
-    "backbone": frozenset(),
-    "neck": frozenset(),
-    "sharing": frozenset(),
-    "weighting": frozenset(),
+    "dataset": frozenset({"multidigits"}),
+    "task": frozenset({"classification", "multilabel", "regression", "detection", "segmentation", "depth"}),
+    "backbone": frozenset({"SmallCNN", "ResNet"}),
+    "neck": frozenset({"FPN", "none"}),
+    "sharing": frozenset({"hps"}),
+    "weighting": frozenset({"ew", "static"}),
     "ensemble": frozenset(),
-    "detection head": frozenset(),
+    "detection head": frozenset({"FCOSHead", "RetinaHead", "ATSSHead", "GFLHead"}),
+    "sample weights": frozenset({"none"}),
+    "baseline": frozenset({"none"}),
 }

@@ -96,6 +96,71 @@ def validate(
         raise typer.Exit(EXIT_INVALID)
 
 
+@app.command()
+def run(
+    spec: Annotated[Path, typer.Argument(help="The spec file to run (every combination of its matrix).")],
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", "-s", help="Override a value: path.to.key=value (YAML scalar). Repeatable.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Root folder of run directories.")] = Path("runs"),
+    resume: Annotated[
+        Optional[Path], typer.Option("--resume", help="A run directory (or one of its checkpoints) to continue.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Compile a spec into a model, train it, evaluate it, and write a run directory with reports."""
+    from rich.console import Console
+
+    from mtlspec.errors import EXIT_OK
+    from mtlspec.report.validation import render_validation
+    from mtlspec.run import refusals
+    from mtlspec.spec import validate_file
+
+    if not spec.is_file():
+        _fail_usage(f"no such spec file: {spec}")
+    try:
+        results = validate_file(spec, set_ or [])
+    except UsageError as exc:
+        _fail_usage(str(exc))
+    blocked = [r for r in results if refusals(r)]
+    if blocked:
+        for r in blocked:
+            for d in refusals(r):
+                typer.echo(d.format().replace("warning[not-implemented]", "error[not-implemented]"), err=True)
+        typer.echo(f"error: {len(blocked)} of {len(results)} spec(s) cannot run; nothing was trained", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    if resume is not None and len(results) > 1:
+        _fail_usage("--resume continues one run; this spec has a matrix of several")
+    console = Console(stderr=True, highlight=False)
+    code = EXIT_OK
+    for result in results:
+        code = max(code, _run_one(result, out, resume, console, quiet))
+    raise typer.Exit(code)
+
+
+def _run_one(result, out: Path, resume: Optional[Path], console, quiet: bool) -> int:
+    from mtlspec.report.progress import RunProgress
+    from mtlspec.run import run_one
+    from mtlspec.train.checkpoint import CheckpointError
+    from mtlspec.train.loop import TrainingError
+
+    console.print(f"[bold]{result.name}[/]: training")
+    try:
+        if quiet:
+            outcome = run_one(result, out, resume, log=console.print)
+        else:
+            with RunProgress(console) as progress:
+                outcome = run_one(result, out, resume, log=console.print, progress=progress)
+    except (TrainingError, CheckpointError) as exc:
+        typer.echo(f"error: {result.name}: {exc}", err=True)
+        return EXIT_USAGE
+    typer.echo(f"{result.name}: run directory {outcome.run_dir}")
+    for task, t in outcome.report["tasks"].items():
+        parts = ", ".join(f"{m}={v:.4f} (trivial {t['baseline'].get(m, float('nan')):.4f})" for m, v in t["metrics"].items())
+        typer.echo(f"  {task:<12} {parts}")
+    return 0
+
+
 class SchemaFormat(str, Enum):
     json = "json"
     md = "md"

@@ -309,6 +309,12 @@ def check_capabilities(data: dict) -> list[Finding]:
         named.append((part, ("model", part, "type"), _tag(value) if isinstance(value, dict) else default))
     weighting = data.get("weighting")
     named.append(("weighting", ("weighting", "type"), _tag(weighting) if isinstance(weighting, dict) else "ew"))
+    weights = _get(data, "data", "sample_weights")
+    if isinstance(weights, dict):
+        named.append(("sample weights", ("data", "sample_weights", "type"), _tag(weights)))
+    baseline = _get(data, "evaluation", "baseline")
+    if isinstance(baseline, dict):
+        named.append(("baseline", ("evaluation", "baseline", "type"), _tag(baseline)))
     ensemble = data.get("ensemble")
     if isinstance(ensemble, dict):
         strategy = ensemble.get("strategy")

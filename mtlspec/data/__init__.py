@@ -1,0 +1,1 @@
+"""Datasets (the embedded multidigits and real formats), joint sampling, label masks, weights, transforms."""

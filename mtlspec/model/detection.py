@@ -1,0 +1,130 @@
+"""The one place that talks to MMDetection's dense heads: build from the spec, compute losses, decode boxes.
+
+The compiler fills `num_classes`, `in_channels`, `feat_channels` (when absent) and the strides
+(FCOS's `strides` and `regress_ranges`, or the anchor generator's `strides`) from the model;
+every other field the spec writes passes through to MMDetection as written.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtlspec.model.openmmlab import build_module
+
+INF = 1e8
+FOCAL = dict(type="FocalLoss", use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0)
+TEST_CFG = dict(nms_pre=1000, min_bbox_size=0, score_thr=0.05, nms=dict(type="nms", iou_threshold=0.5), max_per_img=100)
+ATSS_TRAIN = dict(assigner=dict(type="ATSSAssigner", topk=9), allowed_border=-1, pos_weight=-1, debug=False)
+
+# MMDetection's standard configs for each head (configs/<head>/*_r50_fpn_1x_coco.py), minus what the model fills.
+HEAD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "FCOSHead": dict(norm_on_bbox=True, centerness_on_reg=True, center_sampling=True, conv_bias=True,
+                     loss_cls=FOCAL, loss_bbox=dict(type="GIoULoss", loss_weight=1.0)),
+    "RetinaHead": dict(
+        anchor_generator=dict(type="AnchorGenerator", octave_base_scale=4, scales_per_octave=3, ratios=[0.5, 1.0, 2.0]),
+        bbox_coder=dict(type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[1.0] * 4),
+        loss_cls=FOCAL, loss_bbox=dict(type="L1Loss", loss_weight=1.0),
+        train_cfg=dict(assigner=dict(type="MaxIoUAssigner", pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0, ignore_iof_thr=-1),
+                       sampler=dict(type="PseudoSampler"), allowed_border=-1, pos_weight=-1, debug=False),
+    ),
+    "ATSSHead": dict(
+        anchor_generator=dict(type="AnchorGenerator", ratios=[1.0], octave_base_scale=8, scales_per_octave=1),
+        bbox_coder=dict(type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[0.1, 0.1, 0.2, 0.2]),
+        loss_cls=FOCAL, loss_bbox=dict(type="GIoULoss", loss_weight=2.0),
+        loss_centerness=dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0),
+        train_cfg=ATSS_TRAIN,
+    ),
+    "GFLHead": dict(
+        anchor_generator=dict(type="AnchorGenerator", ratios=[1.0], octave_base_scale=8, scales_per_octave=1),
+        loss_cls=dict(type="QualityFocalLoss", use_sigmoid=True, beta=2.0, loss_weight=1.0),
+        loss_dfl=dict(type="DistributionFocalLoss", loss_weight=0.25), reg_max=16,
+        loss_bbox=dict(type="GIoULoss", loss_weight=2.0), train_cfg=ATSS_TRAIN,
+    ),
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else copy.deepcopy(value)
+    return out
+
+
+def head_config(head_fields: dict[str, Any], num_classes: int, in_channels: int, strides: list[int]) -> dict[str, Any]:
+    """The MMDetection config dict for a head: standard defaults, the spec's fields, the model's facts."""
+    kind = head_fields["type"]
+    cfg = _merge(HEAD_DEFAULTS.get(kind, {}), head_fields)
+    cfg.update(num_classes=num_classes, in_channels=in_channels)
+    cfg.setdefault("feat_channels", in_channels)
+    cfg["test_cfg"] = _merge(TEST_CFG, cfg.get("test_cfg") or {})
+    if "anchor_generator" in cfg:
+        cfg["anchor_generator"]["strides"] = list(strides)
+    else:
+        cfg["strides"] = list(strides)
+        if kind == "FCOSHead":
+            bounds = [-1] + [8 * s for s in strides[:-1]] + [INF]
+            cfg["regress_ranges"] = tuple((bounds[i], bounds[i + 1]) for i in range(len(strides)))
+    from mmengine.config import ConfigDict  # the heads read train_cfg and test_cfg by attribute
+
+    for key in ("train_cfg", "test_cfg"):
+        if key in cfg:
+            cfg[key] = ConfigDict(cfg[key])
+    return cfg
+
+
+def _select(outputs: Any, index: torch.Tensor) -> Any:
+    if torch.is_tensor(outputs):
+        return outputs[index]
+    if isinstance(outputs, (list, tuple)):
+        return type(outputs)(_select(o, index) for o in outputs)
+    return outputs
+
+
+class DenseHeadAdapter(nn.Module):
+    """An MMDetection dense head behind mtlspec's head interface."""
+
+    def __init__(self, head_fields: dict[str, Any], num_classes: int, in_channels: int, strides: list[int], image_size: int):
+        super().__init__()
+        self.config = head_config(head_fields, num_classes, in_channels, strides)
+        self.head = build_module(self.config)
+        self.image_size = image_size
+
+    def forward(self, features: dict[str, Any]) -> Any:
+        return self.head(tuple(features["pyramid"]))
+
+    def _metas(self, count: int) -> list[dict[str, Any]]:
+        size = (self.image_size, self.image_size)
+        return [dict(img_shape=size, pad_shape=size, scale_factor=(1.0, 1.0)) for _ in range(count)]
+
+    def loss(self, outputs: Any, targets: list[dict[str, torch.Tensor]], has: torch.Tensor) -> torch.Tensor:
+        """The head's losses summed, over the labelled images only (others add nothing)."""
+        from mmengine.structures import InstanceData
+
+        index = torch.nonzero(has, as_tuple=False).flatten()
+        if len(index) == 0:
+            return sum(o.sum() for o in _flatten(outputs)) * 0.0
+        gts = [InstanceData(bboxes=targets[i]["boxes"].float().to(has.device), labels=targets[i]["labels"].long().to(has.device)) for i in index.tolist()]
+        losses = self.head.loss_by_feat(*_select(outputs, index.to(_device(outputs))), batch_gt_instances=gts, batch_img_metas=self._metas(len(index)))
+        total = 0.0
+        for name, value in losses.items():
+            if "loss" in name:
+                total = total + (sum(v.sum() for v in value) if isinstance(value, (list, tuple)) else value.sum())
+        return total
+
+    def predict(self, outputs: Any) -> list[dict[str, torch.Tensor]]:
+        results = self.head.predict_by_feat(*outputs, batch_img_metas=self._metas(len(_flatten(outputs)[0])), rescale=False)
+        return [{"boxes": r.bboxes.detach().float().cpu(), "scores": r.scores.detach().float().cpu(), "labels": r.labels.detach().cpu()} for r in results]
+
+
+def _flatten(outputs: Any) -> list[torch.Tensor]:
+    if torch.is_tensor(outputs):
+        return [outputs]
+    return [t for o in outputs for t in _flatten(o)]
+
+
+def _device(outputs: Any) -> torch.device:
+    return _flatten(outputs)[0].device

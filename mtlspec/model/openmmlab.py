@@ -1,0 +1,32 @@
+"""The single door to MMDetection's registry: modules are built here from config dicts, quietly."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from torch import nn
+
+
+@functools.cache
+def _registry() -> Any:
+    import warnings
+
+    # MMDetection's prior generators call torch.meshgrid without `indexing` (same result, a warning per step).
+    warnings.filterwarnings("ignore", message="torch.meshgrid", category=UserWarning)
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.logging import MMLogger
+
+    register_all_modules(init_default_scope=False)
+    # init_weights() logs every parameter at INFO; a run's console is for the run.
+    MMLogger.get_instance("mmengine").setLevel(logging.WARNING)
+    return MODELS
+
+
+def build_module(config: dict[str, Any]) -> nn.Module:
+    """Build an MMDetection module (backbone, neck, head) and initialise its weights."""
+    module = _registry().build(config)
+    module.init_weights()
+    return module

@@ -1,0 +1,31 @@
+"""What every sharing topology offers the trainer and the weighting methods."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class Topology(nn.Module, ABC):
+    """Maps images to per-task features {"vector": (B, C), "pyramid": [(B, C', H, W), ...]}.
+
+    `shared_parameters()` and `task_parameters(task)` split the trainable parameters; where
+    the topology has one shared representation, `forward` stores it in `self.representation`
+    (for representation-space gradient methods).
+    """
+
+    vector_channels: int
+    pyramid_channels: int
+    strides: list[int]
+
+    @abstractmethod
+    def forward(self, images: torch.Tensor) -> dict[str, dict[str, Any]]: ...
+
+    @abstractmethod
+    def shared_parameters(self) -> list[nn.Parameter]: ...
+
+    @abstractmethod
+    def task_parameters(self, task: str) -> list[nn.Parameter]: ...

@@ -1,0 +1,67 @@
+"""The run directory's reports: report.json (schema-versioned), report.md and report.html from templates/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mtlspec.io import write_text_atomic
+from mtlspec.report.plots import write_plots
+from mtlspec.spec.tasks import HIGHER_IS_BETTER
+
+REPORT_SCHEMA_VERSION = 1
+TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+
+
+def build_report(spec: Any, manifest: dict[str, Any], result: Any, plots: list[str]) -> dict[str, Any]:
+    tasks = {}
+    for task, metrics in result.metrics.items():
+        chosen = spec.tasks[task].metrics
+        values = {m: float(metrics[m]) for m in chosen if m in metrics}
+        tasks[task] = {
+            "type": result.task_types[task],
+            "metrics": values,
+            "higher_is_better": {m: HIGHER_IS_BETTER[m] for m in values},
+            "baseline": {m: float(v) for m, v in result.baselines.get(task, {}).items() if m in values},
+        }
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "name": spec.name,
+        "variant": manifest.get("variant", ""),
+        "spec_file": manifest.get("spec_file", ""),
+        "spec_hash": manifest["spec_hash"],
+        "seed": spec.seed,
+        "split": result.split,
+        "tasks": tasks,
+        "run": {
+            "device": result.device, "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
+            "wall_seconds": result.wall_seconds, "num_parameters": result.num_parameters,
+        },
+        "plots": plots,
+    }
+
+
+def _read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
+    steps, epochs = [], []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            (steps if row["kind"] == "step" else epochs).append(row)
+    return steps, epochs
+
+
+def write_reports(run_dir: Path, spec: Any, manifest: dict[str, Any], result: Any) -> dict[str, Any]:
+    import jinja2
+
+    plots = write_plots(*_read_metrics(run_dir / "metrics.jsonl"), run_dir / "plots") if spec.report.plots else []
+    report = build_report(spec, manifest, result, plots)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=jinja2.select_autoescape(["html"]),
+                             keep_trailing_newline=True)
+    if "json" in spec.report.formats:
+        write_text_atomic(run_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    if "md" in spec.report.formats:
+        write_text_atomic(run_dir / "report.md", env.get_template("report.md.j2").render(report=report))
+    if "html" in spec.report.formats:
+        write_text_atomic(run_dir / "report.html", env.get_template("report.html.j2").render(report=report))
+    return report

@@ -1,0 +1,71 @@
+"""`mtlspec run`: validate a spec, refuse what this version cannot run, train, write the run directory."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from mtlspec.errors import Diagnostic
+from mtlspec.io import write_text_atomic
+from mtlspec.spec.validate import Result
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    report: dict[str, Any]
+
+
+def refusals(result: Result) -> list[Diagnostic]:
+    """Errors, and the not-implemented warnings that `run` turns into errors."""
+    return result.errors + [d for d in result.warnings if d.code == "not-implemented"]
+
+
+def new_run_dir(root: Path, name: str, variant: str) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = root / name / (variant or "") if variant else root / name
+    path = base / stamp
+    n = 1
+    while path.exists():
+        n += 1
+        path = base / f"{stamp}-{n}"
+    path.mkdir(parents=True)
+    return path
+
+
+def run_one(result: Result, root: Path, resume_dir: Path | None = None, log: Callable[[str], None] = print,
+            progress: Any = None, stop_after_epoch: int | None = None) -> RunOutcome:
+    from mtlspec.report.manifest import manifest, spec_hash
+    from mtlspec.report.run_report import write_reports
+    from mtlspec.train import checkpoint as ckpt
+    from mtlspec.train.loop import TrainingError, fit
+
+    spec = result.spec
+    digest = spec_hash(spec)
+    variant = result.name[len(spec.name):].strip("[]") if result.name != spec.name else ""
+    resume = None
+    if resume_dir is not None:
+        run_dir = resume_dir
+        resume = resume_dir if resume_dir.is_file() else ckpt.latest(resume_dir / "checkpoints")
+        if resume_dir.is_file():
+            run_dir = resume_dir.parent.parent
+        if resume is None:
+            raise TrainingError(f"no checkpoint to resume from in {resume_dir / 'checkpoints'}")
+    else:
+        run_dir = new_run_dir(root, spec.name, variant)
+    write_text_atomic(run_dir / "spec.resolved.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    info = manifest(spec, result.file, variant, digest, status="running",
+                    started=datetime.datetime.now().isoformat(timespec="seconds"))
+    write_text_atomic(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
+    outcome = fit(spec, digest, run_dir, resume=resume, log=log, progress=progress, stop_after_epoch=stop_after_epoch)
+    info.update(status="finished", device=outcome.device, dataset_fingerprints=outcome.fingerprints,
+                wall_seconds=round(outcome.wall_seconds, 3), epochs_run=outcome.epochs_run,
+                finished=datetime.datetime.now().isoformat(timespec="seconds"))
+    write_text_atomic(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
+    report = write_reports(run_dir, spec, info, outcome)
+    return RunOutcome(run_dir, report)

@@ -1,0 +1,75 @@
+"""Classification: a linear head on pooled features, cross-entropy, accuracy / top-k / macro-F1."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mtlspec.tasks.base import Metric, TaskType, masked_mean
+
+
+class VectorHead(nn.Module):
+    """A small MLP over the pooled feature vector."""
+
+    def __init__(self, channels: int, outputs: int, hidden: int = 128):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, outputs))
+
+    def forward(self, features: dict[str, Any]) -> torch.Tensor:
+        return self.net(features["vector"])
+
+
+class Classification(TaskType):
+    name = "classification"
+
+    def build_head(self, vector_channels, pyramid_channels, strides, image_size):
+        return VectorHead(vector_channels, self.num_classes)
+
+    def loss(self, output, target, has, weight):
+        return masked_mean(F.cross_entropy(output, target, reduction="none"), has, weight)
+
+    def predict(self, output, image_size):
+        return output.softmax(dim=1)
+
+    def metric(self):
+        return ClassificationMetric(self.num_classes, self.spec.top_k)
+
+    def trivial_prediction(self, train_targets, count, image_size):
+        majority = Counter(int(t) for t in train_targets).most_common(1)[0][0]
+        probs = torch.full((count, self.num_classes), 0.0)
+        probs[:, majority] = 1.0
+        return probs
+
+
+class ClassificationMetric(Metric):
+    def __init__(self, num_classes: int, top_k: int):
+        self.num_classes, self.top_k = num_classes, min(top_k, num_classes)
+        self.probs: list[torch.Tensor] = []
+        self.targets: list[torch.Tensor] = []
+
+    def update(self, prediction, target, has):
+        self.probs.append(prediction[has].float().cpu())
+        self.targets.append(target[has].cpu())
+
+    def compute(self):
+        probs, target = torch.cat(self.probs), torch.cat(self.targets)
+        if len(target) == 0:
+            return {}
+        pred = probs.argmax(dim=1)
+        topk = probs.topk(self.top_k, dim=1).indices
+        f1s = []
+        for c in range(self.num_classes):
+            tp = ((pred == c) & (target == c)).sum().item()
+            fp = ((pred == c) & (target != c)).sum().item()
+            fn = ((pred != c) & (target == c)).sum().item()
+            if tp + fp + fn:
+                f1s.append(2 * tp / (2 * tp + fp + fn))
+        return {
+            "accuracy": (pred == target).float().mean().item(),
+            "top_k": (topk == target[:, None]).any(dim=1).float().mean().item(),
+            "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0,
+        }

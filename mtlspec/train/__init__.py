@@ -1,0 +1,1 @@
+"""Training: the loop, atomic checkpoints with everything needed to resume, and evaluation."""

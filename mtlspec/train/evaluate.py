@@ -1,0 +1,75 @@
+"""Evaluation: per-task metrics over a split, and what trivial predictors score on the same split."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mtlspec.tasks.base import TaskType
+
+
+def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    def move(value: Any) -> Any:
+        if torch.is_tensor(value):
+            return value.to(device, non_blocking=True)
+        if isinstance(value, dict):
+            return {k: move(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [move(v) for v in value]
+        return value
+
+    return {k: (v if k == "meta" else move(v)) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, task_types: dict[str, TaskType], loader: Any, device: torch.device,
+             image_size: int, autocast: Any) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Metrics per task (labelled samples only) and the mean loss per task over the split."""
+    model.eval()
+    metrics = {task: tt.metric() for task, tt in task_types.items()}
+    loss_sums = {task: 0.0 for task in task_types}
+    batches = 0
+    for batch in loader:
+        batch = _to(batch, device)
+        with autocast():
+            outputs = model(batch["image"])
+        for task, tt in task_types.items():
+            has, target = batch["has"][task], batch["targets"][task]
+            loss_sums[task] += float(tt.loss(outputs[task], target, has, batch["weight"]))
+            prediction = tt.predict(outputs[task], image_size)
+            metrics[task].update(_cpu(prediction), _cpu(target), has.cpu())
+        batches += 1
+    model.train()
+    return {task: m.compute() for task, m in metrics.items()}, {t: s / max(batches, 1) for t, s in loss_sums.items()}
+
+
+def _cpu(value: Any) -> Any:
+    if torch.is_tensor(value):
+        return value.detach().float().cpu() if value.is_floating_point() else value.cpu()
+    if isinstance(value, list):
+        return [_cpu(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _cpu(v) for k, v in value.items()}
+    return value
+
+
+def trivial_baselines(task_types: dict[str, TaskType], train_set: Any, loader: Any, image_size: int,
+                      max_train: int = 500) -> dict[str, dict[str, float]]:
+    """Metrics of predictors that ignore the image (majority class, label frequencies, mean value,
+    background everywhere, mean depth, no boxes), fitted on up to `max_train` training samples."""
+    train_targets: dict[str, list[Any]] = {task: [] for task in task_types}
+    for index in range(min(len(train_set), max_train)):
+        sample = train_set[index]
+        for task in task_types:
+            if sample["has"][task]:
+                train_targets[task].append(sample["targets"][task])
+    metrics = {task: tt.metric() for task, tt in task_types.items()}
+    for batch in loader:
+        count = len(batch["meta"])
+        for task, tt in task_types.items():
+            if not train_targets[task]:
+                continue
+            prediction = tt.trivial_prediction(train_targets[task], count, image_size)
+            metrics[task].update(prediction, batch["targets"][task], batch["has"][task])
+    return {task: m.compute() for task, m in metrics.items() if train_targets[task]}

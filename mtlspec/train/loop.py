@@ -1,0 +1,212 @@
+"""The training loop: batches -> per-task losses -> weighting -> step; checkpoints; metrics.jsonl."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from mtlspec.data.build import build_dataset
+from mtlspec.data.dataset import collate_fn
+from mtlspec.data.sampling import epoch_order
+from mtlspec.model.builder import build_model
+from mtlspec.train import checkpoint as ckpt
+from mtlspec.train.evaluate import _to, evaluate, trivial_baselines
+from mtlspec.train.optim import build_optimizer, build_scheduler
+from mtlspec.weighting import METHODS
+
+
+class TrainingError(Exception):
+    """The run cannot go on (a loss turned NaN, a checkpoint does not fit); the message says why and what is safe."""
+
+
+@dataclass
+class FitResult:
+    metrics: dict[str, dict[str, float]]
+    baselines: dict[str, dict[str, float]]
+    history: list[dict[str, Any]]
+    epochs_run: int
+    stopped_early: bool
+    device: str
+    fingerprints: dict[str, str]
+    num_parameters: int
+    wall_seconds: float
+    split: str
+    task_types: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("training.device is cuda but torch sees no CUDA device (see `mtlspec env`)")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def autocast_for(device: torch.device, precision: str) -> Callable[[], Any]:
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class BatchOrder(torch.utils.data.Sampler):
+    """Batches of one epoch, in the order the sampling policy gives for (seed, epoch)."""
+
+    def __init__(self, sizes: list[int], batch_size: int, policy: str, t: float, seed: int, max_steps: int | None):
+        self.sizes, self.batch_size, self.policy, self.t, self.seed = sizes, batch_size, policy, t, seed
+        self.max_steps, self.epoch = max_steps, 0
+
+    def __iter__(self):
+        order = epoch_order(self.sizes, self.policy, self.seed, self.epoch, self.t)
+        batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order) - self.batch_size + 1, self.batch_size)]
+        return iter(batches[: self.max_steps] if self.max_steps else batches)
+
+    def __len__(self) -> int:
+        n = sum(self.sizes) // self.batch_size
+        return min(n, self.max_steps) if self.max_steps else n
+
+
+def _loader(dataset: Any, binds: Any, batch_size: int, workers: int, sampler: Any = None) -> torch.utils.data.DataLoader:
+    if sampler is not None:
+        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn(binds), num_workers=workers)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn(binds), num_workers=workers)
+
+
+def _monitor_value(monitor: str, val_metrics: dict, val_losses: dict) -> tuple[float, bool]:
+    """(value, higher_is_better) of the early-stopping monitor."""
+    from mtlspec.spec.tasks import HIGHER_IS_BETTER
+
+    if monitor == "val.loss":
+        return sum(val_losses.values()), False
+    _, task, metric = monitor.split(".")
+    return val_metrics[task][metric], HIGHER_IS_BETTER[metric]
+
+
+def fit(spec: Any, spec_hash: str, run_dir: Path, resume: Path | None = None, log: Callable[[str], None] = print,
+        progress: Any = None, stop_after_epoch: int | None = None) -> FitResult:
+    """Train the spec's model, checkpointing into run_dir; evaluate on the spec's split at the end."""
+    started = time.perf_counter()
+    seed_everything(spec.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    device = resolve_device(spec.training.device)
+    autocast = autocast_for(device, spec.training.precision)
+    train_set, binds = build_dataset(spec, "train", train=True)
+    val_set, _ = build_dataset(spec, "val", train=False)
+    test_set, _ = build_dataset(spec, spec.evaluation.split, train=False) if spec.evaluation.split != "val" else (val_set, binds)
+    num_classes = {b.name: b.num_classes for b in binds}
+    model, task_types = build_model(spec, num_classes)
+    model.to(device)
+    weighting = METHODS[spec.weighting.type](list(spec.tasks), spec.weighting)
+    optimizer = build_optimizer(spec.training.optimizer, list(model.parameters()) + weighting.parameters())
+    sampling = spec.data.sampling
+    order = BatchOrder(train_set.sizes, spec.data.batch_size, sampling.type, getattr(sampling, "t", 2.0), spec.seed, spec.training.max_steps_per_epoch)
+    steps_per_epoch = len(order)
+    scheduler = build_scheduler(spec.training.scheduler, optimizer, steps_per_epoch, spec.training.epochs)
+    workers = spec.data.num_workers
+    train_loader = _loader(train_set, binds, spec.data.batch_size, workers, order)
+    val_loader = _loader(val_set, binds, spec.data.batch_size, workers)
+    ckpt_dir = run_dir / "checkpoints"
+    metrics_log = run_dir / "metrics.jsonl"
+    history: list[dict[str, Any]] = []
+    start_epoch, step, best, bad_epochs = 0, 0, None, 0
+
+    if resume is not None:
+        state = ckpt.load(resume, spec_hash)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        weighting.load_state_dict(state["weighting"])
+        ckpt.set_rng_state(state["rng"])
+        start_epoch, step, best, bad_epochs, history = state["epoch"], state["step"], state["best"], state["bad_epochs"], state["history"]
+        log(f"resumed from {resume} after epoch {start_epoch}")
+
+    last_good = ckpt.latest(ckpt_dir)
+    stopped_early = False
+    epoch = start_epoch
+    model.train()
+    with open(metrics_log, "a") as sink:
+        for epoch in range(start_epoch, spec.training.epochs):
+            order.epoch = epoch
+            train_set.set_epoch(epoch)
+            if progress is not None:
+                progress.start_epoch(epoch, spec.training.epochs, steps_per_epoch)
+            for batch in train_loader:
+                batch = _to(batch, device)
+                with autocast():
+                    outputs = model(batch["image"])
+                    losses = {t: tt.loss(outputs[t], batch["targets"][t], batch["has"][t], batch["weight"]) for t, tt in task_types.items()}
+                for task, loss in losses.items():
+                    if not torch.isfinite(loss.detach()).all():
+                        where = f"last good checkpoint: {last_good}" if last_good else "no checkpoint was written yet"
+                        raise TrainingError(f"the loss of task '{task}' is {loss.item()} at step {step + 1} (epoch {epoch + 1}); stopped, {where}")
+                weights = weighting.weights(losses)
+                total = sum(weights[t] * losses[t].float() for t in losses)
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                if spec.training.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), spec.training.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                row = {"kind": "step", "epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"],
+                       "loss": {t: v.item() for t, v in losses.items()}, "weight": {t: float(w.item()) for t, w in weights.items()}}
+                sink.write(json.dumps(row) + "\n")
+                if progress is not None:
+                    progress.step(row)
+            record = {"kind": "epoch", "epoch": epoch + 1, "step": step}
+            if (epoch + 1) % spec.evaluation.every_epochs == 0 or epoch + 1 == spec.training.epochs:
+                val_metrics, val_losses = evaluate(model, task_types, val_loader, device, spec.data.image_size, autocast)
+                record.update(val=val_metrics, val_loss=val_losses)
+                stopping = spec.training.early_stopping
+                if stopping is not None:
+                    value, higher = _monitor_value(stopping.monitor, val_metrics, val_losses)
+                    improved = best is None or (value > best + stopping.min_delta if higher else value < best - stopping.min_delta)
+                    best, bad_epochs = (value, 0) if improved else (best, bad_epochs + 1)
+                    stopped_early = bad_epochs >= stopping.patience
+            history.append(record)
+            sink.write(json.dumps(record) + "\n")
+            sink.flush()
+            if progress is not None:
+                progress.end_epoch(record)
+            if (epoch + 1) % spec.training.checkpoint.every_epochs == 0 or epoch + 1 == spec.training.epochs or stopped_early:
+                path = ckpt_dir / f"epoch-{epoch + 1:04d}.pt"
+                ckpt.save(path, {
+                    "spec_hash": spec_hash, "epoch": epoch + 1, "step": step, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "weighting": weighting.state_dict(), "rng": ckpt.rng_state(), "best": best,
+                    "bad_epochs": bad_epochs, "history": history,
+                })
+                ckpt.prune(ckpt_dir, spec.training.checkpoint.keep)
+                last_good = path
+            if stopped_early:
+                log(f"early stopping after epoch {epoch + 1}: {spec.training.early_stopping.monitor} has not improved for {bad_epochs} evaluations")
+                break
+            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
+                raise TrainingError(f"stopped after epoch {epoch + 1} as asked; resume from {last_good}")
+    test_loader = _loader(test_set, binds, spec.data.batch_size, workers)
+    final, _ = evaluate(model, task_types, test_loader, device, spec.data.image_size, autocast)
+    baselines = trivial_baselines(task_types, train_set, test_loader, spec.data.image_size)
+    fingerprints = {name: src.fingerprint() for name, src in train_set.sources.items()}
+    return FitResult(
+        metrics=final, baselines=baselines, history=history, epochs_run=epoch + 1, stopped_early=stopped_early,
+        device=str(device), fingerprints=fingerprints, num_parameters=sum(p.numel() for p in model.parameters()),
+        wall_seconds=time.perf_counter() - started, split=spec.evaluation.split,
+        task_types={t: s.type for t, s in spec.tasks.items()},
+    )

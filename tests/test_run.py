@@ -1,0 +1,153 @@
+"""`mtlspec run` end to end on a tiny spec: the real MMDetection head, checkpoints, resume, reports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from mtlspec.run import run_one
+from mtlspec.spec import validate_file
+from mtlspec.train.checkpoint import CheckpointError
+from mtlspec.train.loop import TrainingError
+
+pytestmark = pytest.mark.stack
+
+TINY = """\
+name: tiny
+seed: 3
+data:
+  datasets:
+    digits: {type: multidigits, canvas: 32, objects: {min: 1, max: 2}, splits: {train: 48, val: 16, test: 16}}
+  batch_size: 16
+  image_size: 32
+tasks:
+  largest: {type: classification, dataset: digits, label: largest_digit}
+  present: {type: multilabel, dataset: digits, label: present}
+  count: {type: regression, dataset: digits, label: count}
+  boxes:
+    type: detection
+    dataset: digits
+    head: {type: FCOSHead, stacked_convs: 1, feat_channels: 8, norm_cfg: {type: GN, num_groups: 4, requires_grad: true}}
+  seg: {type: segmentation, dataset: digits}
+  depth: {type: depth, dataset: digits}
+model:
+  backbone: {type: SmallCNN, channels: [8, 16]}
+  neck: {type: FPN, out_channels: 8}
+training:
+  epochs: 2
+  optimizer: {type: adamw, lr: 0.003}
+  device: cpu
+  checkpoint: {every_epochs: 1, keep: 3}
+evaluation: {split: test}
+"""
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+
+
+def _spec(tmp_path, overrides=(), text=TINY):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(text)
+    (result,) = validate_file(path, list(overrides))
+    assert result.errors == [], [d.format() for d in result.errors]
+    return result
+
+
+def _metrics(report):
+    return {t: v["metrics"] for t, v in report["tasks"].items()}
+
+
+def test_run_writes_a_complete_run_directory(tmp_path):
+    outcome = run_one(_spec(tmp_path), tmp_path / "runs", log=lambda m: None)
+    run = outcome.run_dir
+    for name in ("spec.resolved.yaml", "manifest.json", "metrics.jsonl", "report.json", "report.md", "report.html"):
+        assert (run / name).is_file(), name
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-0001.pt", "epoch-0002.pt"]
+    assert {p.name for p in (run / "plots").iterdir()} == {"loss.png", "weights.png", "val_metrics.png"}
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["seed"] == 3 and len(manifest["spec_hash"]) == 64
+    assert manifest["versions"]["mmdet"] == "3.3.0" and manifest["dataset_fingerprints"]["digits"]
+    assert yaml.safe_load((run / "spec.resolved.yaml").read_text())["training"]["epochs"] == 2
+    report = json.loads((run / "report.json").read_text())
+    assert report["schema_version"] == 1
+    expected = {"largest": {"accuracy", "macro_f1"}, "present": {"map", "f1"}, "count": {"mae", "rmse"},
+                "boxes": {"map", "map50", "map75"}, "seg": {"miou", "pixel_accuracy"}, "depth": {"abs_err", "rel_err", "delta1"}}
+    for task, metrics in expected.items():
+        values = report["tasks"][task]["metrics"]
+        assert set(values) == metrics
+        assert all(isinstance(v, float) and v == v for v in values.values())
+        assert report["tasks"][task]["higher_is_better"] == {m: m not in ("mae", "rmse", "abs_err", "rel_err") for m in metrics}
+    assert 0 <= report["tasks"]["largest"]["metrics"]["accuracy"] <= 1
+    assert report["tasks"]["boxes"]["baseline"] == {"map": 0.0, "map50": 0.0, "map75": 0.0}
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [s["epoch"] for s in steps if s["kind"] == "epoch"] == [1, 2]
+    assert len([s for s in steps if s["kind"] == "step"]) == 6  # 48 samples / batch 16 x 2 epochs
+    assert "| boxes | detection | map50 |" in (run / "report.md").read_text()
+    assert '<img src="plots/loss.png"' in (run / "report.html").read_text()
+
+
+def test_same_spec_and_seed_give_identical_metrics_and_resume_matches(tmp_path):
+    spec = _spec(tmp_path)
+    first = run_one(spec, tmp_path / "a", log=lambda m: None).report
+    second = run_one(spec, tmp_path / "b", log=lambda m: None).report
+    assert _metrics(first) == _metrics(second)  # bit-identical on CPU
+    with pytest.raises(TrainingError, match="stopped after epoch 1"):
+        run_one(spec, tmp_path / "c", log=lambda m: None, stop_after_epoch=1)
+    (stopped,) = list((tmp_path / "c" / "tiny").iterdir())
+    assert [p.name for p in (stopped / "checkpoints").iterdir()] == ["epoch-0001.pt"]
+    resumed = run_one(spec, tmp_path / "c", resume_dir=stopped, log=lambda m: None).report
+    assert _metrics(resumed) == _metrics(first)
+
+
+def test_resume_refuses_a_checkpoint_from_another_spec(tmp_path):
+    outcome = run_one(_spec(tmp_path), tmp_path / "runs", log=lambda m: None)
+    other = _spec(tmp_path, ["training.optimizer.lr=0.01"])
+    with pytest.raises(CheckpointError, match="different spec"):
+        run_one(other, tmp_path / "runs", resume_dir=outcome.run_dir, log=lambda m: None)
+
+
+def test_a_nan_loss_stops_the_run_naming_task_step_and_checkpoint(tmp_path, monkeypatch):
+    from mtlspec.tasks.regression import Regression
+
+    original = Regression.loss
+    calls = {"n": 0}
+
+    def poisoned(self, output, target, has, weight):
+        calls["n"] += 1
+        loss = original(self, output, target, has, weight)
+        return loss * float("nan") if calls["n"] > 4 else loss
+
+    monkeypatch.setattr(Regression, "loss", poisoned)
+    with pytest.raises(TrainingError) as info:
+        run_one(_spec(tmp_path), tmp_path / "runs", log=lambda m: None)
+    message = str(info.value)
+    assert "task 'count'" in message and "nan" in message and "step 4" in message
+    assert "epoch-0001.pt" in message
+
+
+def test_early_stopping_stops_when_the_monitor_stalls(tmp_path):
+    spec = _spec(tmp_path, ["training.epochs=6", "training.early_stopping={monitor: val.largest.accuracy, patience: 1, min_delta: 5}"])
+    outcome = run_one(spec, tmp_path / "runs", log=lambda m: None)
+    assert outcome.report["run"]["epochs_run"] == 2 and outcome.report["run"]["stopped_early"]
+
+
+def test_cli_refuses_what_this_version_cannot_run(cli, tmp_path):
+    path = tmp_path / "uw.yaml"
+    path.write_text(TINY.replace("training:", "weighting: {type: uw}\ntraining:"))
+    result = cli("run", str(path), "--out", str(tmp_path / "runs"))
+    assert result.exit_code == 1
+    assert "error[not-implemented] weighting.type" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_runs_and_prints_metrics(cli, tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    result = cli("run", str(path), "--out", str(tmp_path / "runs"), "--quiet", "--set", "training.epochs=1")
+    assert result.exit_code == 0, result.output
+    assert "run directory" in result.output and "boxes" in result.output
