@@ -8,7 +8,7 @@ that implement a part add its name here, in the same change as its code and test
 from __future__ import annotations
 
 IMPLEMENTED: dict[str, frozenset[str]] = {
-    "dataset": frozenset({"multidigits"}),
+    "dataset": frozenset({"multidigits", "coco", "attribute_table", "image_folder", "dense_folder"}),
     "task": frozenset({"classification", "multilabel", "regression", "detection", "segmentation", "depth"}),
     "backbone": frozenset({"SmallCNN", "ResNet"}),
     "neck": frozenset({"FPN", "none"}),
@@ -16,6 +16,6 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
     "weighting": frozenset({"ew", "static"}),
     "ensemble": frozenset(),
     "detection head": frozenset({"FCOSHead", "RetinaHead", "ATSSHead", "GFLHead"}),
-    "sample weights": frozenset({"none"}),
+    "sample weights": frozenset({"none", "inverse_dataset_size", "inverse_frequency", "effective_number", "column"}),
     "baseline": frozenset({"none"}),
 }

@@ -139,6 +139,7 @@ def run(
 
 
 def _run_one(result, out: Path, resume: Optional[Path], console, quiet: bool) -> int:
+    from mtlspec.data.records import DataError
     from mtlspec.report.progress import RunProgress
     from mtlspec.run import run_one
     from mtlspec.train.checkpoint import CheckpointError
@@ -151,7 +152,7 @@ def _run_one(result, out: Path, resume: Optional[Path], console, quiet: bool) ->
         else:
             with RunProgress(console) as progress:
                 outcome = run_one(result, out, resume, log=console.print, progress=progress)
-    except (TrainingError, CheckpointError) as exc:
+    except (TrainingError, CheckpointError, DataError) as exc:
         typer.echo(f"error: {result.name}: {exc}", err=True)
         return EXIT_USAGE
     typer.echo(f"{result.name}: run directory {outcome.run_dir}")

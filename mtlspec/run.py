@@ -62,7 +62,8 @@ def run_one(result: Result, root: Path, resume_dir: Path | None = None, log: Cal
     info = manifest(spec, result.file, variant, digest, status="running",
                     started=datetime.datetime.now().isoformat(timespec="seconds"))
     write_text_atomic(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
-    outcome = fit(spec, digest, run_dir, resume=resume, log=log, progress=progress, stop_after_epoch=stop_after_epoch)
+    outcome = fit(spec, digest, run_dir, resume=resume, log=log, progress=progress, stop_after_epoch=stop_after_epoch,
+                  data_root=Path(result.file).resolve().parent)
     info.update(status="finished", device=outcome.device, dataset_fingerprints=outcome.fingerprints,
                 wall_seconds=round(outcome.wall_seconds, 3), epochs_run=outcome.epochs_run,
                 finished=datetime.datetime.now().isoformat(timespec="seconds"))

@@ -2,25 +2,47 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from mtlspec.data.dataset import MultiTaskDataset, TaskBinding
+from mtlspec.data.formats.coco import CocoSource
+from mtlspec.data.formats.folders import DenseFolderSource, ImageFolderSource
+from mtlspec.data.formats.tables import AttributeTableSource
 from mtlspec.data.multidigits import MultiDigitsParams, MultiDigitsSource
+from mtlspec.data.records import DataError
+from mtlspec.data.weights import sample_weights
 
 
-def _multidigits(name: str, spec: Any, split: str, seed: int) -> MultiDigitsSource:
-    params = MultiDigitsParams(canvas=spec.canvas, min_objects=spec.objects.min, max_objects=spec.objects.max,
-                               split=split, size=getattr(spec.splits, split), seed=spec.seed if spec.seed is not None else seed)
+def _multidigits(name: str, ds: Any, split: str, seed: int, base: Path) -> MultiDigitsSource:
+    params = MultiDigitsParams(canvas=ds.canvas, min_objects=ds.objects.min, max_objects=ds.objects.max,
+                               split=split, size=getattr(ds.splits, split), seed=ds.seed if ds.seed is not None else seed)
     return MultiDigitsSource(name, params)
 
 
-SOURCES = {"multidigits": _multidigits}
+def _coco(name: str, ds: Any, split: str, seed: int, base: Path) -> CocoSource:
+    return CocoSource(name, base / ds.root, ds.annotations.model_dump(), split, seed, ds.attributes)
 
 
-def build_sources(spec: Any, split: str) -> dict[str, Any]:
-    """One source per dataset that some task uses, for the given split."""
+def _table(name: str, ds: Any, split: str, seed: int, base: Path) -> AttributeTableSource:
+    return AttributeTableSource(name, base / ds.table, base / ds.images, ds.format, split, seed, ds.columns)
+
+
+def _image_folder(name: str, ds: Any, split: str, seed: int, base: Path) -> ImageFolderSource:
+    return ImageFolderSource(name, base / ds.root, split, seed)
+
+
+def _dense_folder(name: str, ds: Any, split: str, seed: int, base: Path) -> DenseFolderSource:
+    return DenseFolderSource(name, base / ds.root, split, ds.num_classes)
+
+
+SOURCES = {"multidigits": _multidigits, "coco": _coco, "attribute_table": _table, "image_folder": _image_folder, "dense_folder": _dense_folder}
+
+
+def build_sources(spec: Any, split: str, base: Path = Path(".")) -> dict[str, Any]:
+    """One source per dataset that some task uses, for the given split; paths relative to `base`."""
     used = {t.dataset for t in spec.tasks.values()}
-    return {name: SOURCES[ds.type](name, ds, split, spec.seed) for name, ds in spec.data.datasets.items() if name in used}
+    return {name: SOURCES[ds.type](name, ds, split, spec.seed, base) for name, ds in spec.data.datasets.items() if name in used}
 
 
 def bindings(spec: Any, sources: dict[str, Any]) -> list[TaskBinding]:
@@ -33,8 +55,24 @@ def bindings(spec: Any, sources: dict[str, Any]) -> list[TaskBinding]:
     return out
 
 
-def build_dataset(spec: Any, split: str, train: bool) -> tuple[MultiTaskDataset, list[TaskBinding]]:
-    sources = build_sources(spec, split)
+def scan(sources: dict[str, Any], limit: int | None = None) -> list[DataError]:
+    """Check every sample a source can check cheaply (files present, annotations sane); collect the errors."""
+    problems: list[DataError] = []
+    for source in sources.values():
+        if not hasattr(source, "check"):
+            continue
+        for index in range(len(source) if limit is None else min(len(source), limit)):
+            try:
+                source.check(index)
+            except DataError as exc:
+                problems.append(exc)
+    return problems
+
+
+def build_dataset(spec: Any, split: str, train: bool, base: Path = Path(".")) -> tuple[MultiTaskDataset, list[TaskBinding]]:
+    sources = build_sources(spec, split, base)
     binds = bindings(spec, sources)
-    dataset = MultiTaskDataset(sources, binds, spec.data.image_size, seed=spec.seed)
+    weights = sample_weights(spec.data.sample_weights, spec.tasks, sources) if train else {}
+    dataset = MultiTaskDataset(sources, binds, spec.data.image_size, weights=weights,
+                               hflip_p=spec.data.hflip if train else 0.0, seed=spec.seed)
     return dataset, binds

@@ -44,6 +44,7 @@ def small_cnn(channels: list[int]) -> StagedBackbone:
 def mmdet_resnet(depth: int, base_channels: int, num_stages: int) -> StagedBackbone:
     """MMDetection's ResNet from its registry, split into stem and stages."""
     net = build_module(dict(type="ResNet", depth=depth, base_channels=base_channels, num_stages=num_stages,
+                            strides=(1, 2, 2, 2)[:num_stages], dilations=(1,) * num_stages,
                             out_indices=tuple(range(num_stages)), norm_eval=False, frozen_stages=-1))
     stem = nn.Sequential(net.conv1, net.norm1, net.relu, net.maxpool)
     stages = [getattr(net, name) for name in net.res_layers]

@@ -4,7 +4,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from mtlspec.spec.base import Name, PositiveFloat, PositiveInt, Section
+from mtlspec.spec.base import Name, PositiveFloat, PositiveInt, Probability, Section
 
 
 class ObjectCount(Section):
@@ -142,3 +142,5 @@ class Data(Section):
     image_size: Annotated[int, Field(ge=16, le=4096)] = 64
     """Side of the square images fed to the model."""
     num_workers: Annotated[int, Field(ge=0, le=64)] = 0
+    hflip: Probability = 0.0
+    """Probability of mirroring a training image left-right (boxes, masks and depth move with it)."""

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from mtlspec.data.build import build_dataset
+from mtlspec.data.build import build_dataset, scan
 from mtlspec.data.dataset import collate_fn
 from mtlspec.data.sampling import epoch_order
 from mtlspec.model.builder import build_model
@@ -100,16 +100,21 @@ def _monitor_value(monitor: str, val_metrics: dict, val_losses: dict) -> tuple[f
 
 
 def fit(spec: Any, spec_hash: str, run_dir: Path, resume: Path | None = None, log: Callable[[str], None] = print,
-        progress: Any = None, stop_after_epoch: int | None = None) -> FitResult:
+        progress: Any = None, stop_after_epoch: int | None = None, data_root: Path = Path(".")) -> FitResult:
     """Train the spec's model, checkpointing into run_dir; evaluate on the spec's split at the end."""
     started = time.perf_counter()
     seed_everything(spec.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = resolve_device(spec.training.device)
     autocast = autocast_for(device, spec.training.precision)
-    train_set, binds = build_dataset(spec, "train", train=True)
-    val_set, _ = build_dataset(spec, "val", train=False)
-    test_set, _ = build_dataset(spec, spec.evaluation.split, train=False) if spec.evaluation.split != "val" else (val_set, binds)
+    train_set, binds = build_dataset(spec, "train", train=True, base=data_root)
+    val_set, _ = build_dataset(spec, "val", train=False, base=data_root)
+    test_set, _ = build_dataset(spec, spec.evaluation.split, train=False, base=data_root) if spec.evaluation.split != "val" else (val_set, binds)
+    problems = scan({**train_set.sources, **{f"{n} ({spec.evaluation.split})": s for n, s in test_set.sources.items()}})
+    if problems:
+        shown = "\n  ".join(str(p) for p in problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise TrainingError(f"bad data found before training ({len(problems)} problem(s)):\n  {shown}{more}")
     num_classes = {b.name: b.num_classes for b in binds}
     model, task_types = build_model(spec, num_classes)
     model.to(device)

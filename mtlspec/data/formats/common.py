@@ -1,0 +1,43 @@
+"""Helpers the readers share: image loading with clear errors, deterministic splits, file fingerprints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from mtlspec.data.records import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+SPLIT_FRACTIONS = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}
+
+
+def read_image(path: Path, sample: str | int) -> np.ndarray:
+    """An RGB uint8 array, or a DataError naming the file and the sample."""
+    if not path.is_file():
+        raise DataError("image file is missing", str(path), sample)
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"unreadable image ({exc.__class__.__name__})", str(path), sample) from None
+
+
+def partition(count: int, split: str, seed: int) -> np.ndarray:
+    """Indices of a split when the data has no split of its own: a seeded 80/10/10 partition."""
+    order = np.random.default_rng([seed, 4099]).permutation(count)
+    lo, hi = SPLIT_FRACTIONS[split]
+    return np.sort(order[int(round(lo * count)) : int(round(hi * count))])
+
+
+def file_stats(paths: list[Path]) -> list[tuple[str, int, int]]:
+    """(name, size, mtime) of each file: enough for a fingerprint that changes when the data does."""
+    out = []
+    for p in paths:
+        try:
+            st = p.stat()
+            out.append((str(p), st.st_size, int(st.st_mtime)))
+        except OSError:
+            out.append((str(p), -1, -1))
+    return out
