@@ -80,6 +80,9 @@ def validate(
         Optional[list[str]], typer.Option("--set", "-s", help="Override a value: path.to.key=value (YAML scalar). Repeatable.")
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings (e.g. not-implemented) as errors.")] = False,
+    deep: Annotated[
+        bool, typer.Option("--deep", help="Also scan the data and build the model on torch's meta device to check shapes.")
+    ] = False,
 ) -> None:
     """Check specs and report every problem at once, with file:line:col. Exit 1 if any is invalid."""
     from mtlspec.report.validation import render_validation
@@ -91,6 +94,12 @@ def validate(
         _fail_usage(str(exc))
     if not results:
         _fail_usage("no spec files (*.yaml, *.yml) found in " + ", ".join(map(str, paths)))
+    if deep:
+        from mtlspec.deep import deep_check
+
+        for result in results:
+            if result.spec is not None and not [d for d in result.warnings if d.code == "not-implemented"]:
+                result.diagnostics.extend(deep_check(result))
     render_validation(results, format.value, strict)
     if not all(r.ok(strict) for r in results):
         raise typer.Exit(EXIT_INVALID)

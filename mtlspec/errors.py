@@ -72,6 +72,8 @@ CODES = {
     "missing-file": "a file named by the spec does not exist",
     "extends-cycle": "specs extend each other in a cycle",
     "not-implemented": "(warning) part of the language this version cannot run yet",
+    "bad-data": "(--deep) a dataset's files or annotations are wrong; the message names the file and sample",
+    "build-error": "(--deep) the model cannot be built, or a head's output does not have the shape its task needs",
     "invalid": "any other invalid value (the message says why)",
     "internal-error": "a bug in mtlspec stopped a check; please report it",
 }

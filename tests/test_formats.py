@@ -154,3 +154,30 @@ def test_dense_folder_reads_masks_and_depth_and_rejects_wrong_sizes(tmp_path):
     with pytest.raises(DataError, match="mask is 10x10, the image is 40x30") as info:
         source.record(0)
     assert "0001" in str(info.value)
+
+
+def test_validate_deep_names_bad_data_and_unbuildable_heads(tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    _coco(tmp_path, annotations=[{"id": 5, "image_id": 2, "category_id": 7, "bbox": [1, 1, 0, 4], "area": 0, "iscrowd": 0}])
+    spec = tmp_path / "deep.yaml"
+    spec.write_text("""\
+name: deep
+data:
+  datasets:
+    street: {type: coco, root: ., annotations: {train: ann.json}}
+    digits: {type: multidigits, canvas: 32, objects: {max: 2}, splits: {train: 8, val: 4, test: 4}}
+  image_size: 32
+tasks:
+  cars: {type: detection, dataset: street, head: {type: FCOSHead}}
+  boxes:
+    type: detection
+    dataset: digits
+    head: {type: ATSSHead, feat_channels: 20}
+model: {backbone: {type: SmallCNN, channels: [8, 16]}, neck: {type: FPN, out_channels: 32}}
+""")
+    assert cli("validate", str(spec)).exit_code == 0  # the shallow check cannot see either problem
+    result = cli("validate", "--deep", str(spec))
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if "error[" in line]
+    assert any(f"{spec}:4:5: error[bad-data] data.datasets.street:" in line and "zero area" in line and "img/b.png" in line for line in lines), lines
+    assert any(f"{spec}:12:5: error[build-error] tasks.boxes.head:" in line and "divisible by num_groups" in line for line in lines), lines

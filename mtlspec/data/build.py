@@ -39,10 +39,15 @@ def _dense_folder(name: str, ds: Any, split: str, seed: int, base: Path) -> Dens
 SOURCES = {"multidigits": _multidigits, "coco": _coco, "attribute_table": _table, "image_folder": _image_folder, "dense_folder": _dense_folder}
 
 
+def build_source(spec: Any, name: str, split: str, base: Path = Path(".")) -> Any:
+    dataset = spec.data.datasets[name]
+    return SOURCES[dataset.type](name, dataset, split, spec.seed, base)
+
+
 def build_sources(spec: Any, split: str, base: Path = Path(".")) -> dict[str, Any]:
     """One source per dataset that some task uses, for the given split; paths relative to `base`."""
     used = {t.dataset for t in spec.tasks.values()}
-    return {name: SOURCES[ds.type](name, ds, split, spec.seed, base) for name, ds in spec.data.datasets.items() if name in used}
+    return {name: build_source(spec, name, split, base) for name in spec.data.datasets if name in used}
 
 
 def bindings(spec: Any, sources: dict[str, Any]) -> list[TaskBinding]:
@@ -55,17 +60,19 @@ def bindings(spec: Any, sources: dict[str, Any]) -> list[TaskBinding]:
     return out
 
 
-def scan(sources: dict[str, Any], limit: int | None = None) -> list[DataError]:
-    """Check every sample a source can check cheaply (files present, annotations sane); collect the errors."""
-    problems: list[DataError] = []
-    for source in sources.values():
+def scan(sources: dict[str, Any], limit: int | None = None) -> list[tuple[str, DataError]]:
+    """Check every sample a source can check cheaply (files present, annotations sane).
+
+    Returns (dataset name, error) for each problem found."""
+    problems: list[tuple[str, DataError]] = []
+    for name, source in sources.items():
         if not hasattr(source, "check"):
             continue
         for index in range(len(source) if limit is None else min(len(source), limit)):
             try:
                 source.check(index)
             except DataError as exc:
-                problems.append(exc)
+                problems.append((name, exc))
     return problems
 
 

@@ -32,15 +32,22 @@ class MultiTaskModel(nn.Module):
         return self.topology.task_parameters(task) + list(self.heads[task].parameters())
 
 
+def build_topology(spec: Any) -> nn.Module:
+    sharing = spec.model.sharing
+    return TOPOLOGIES[sharing.type](build_backbone(spec.model.backbone), spec.model.neck, list(spec.tasks), getattr(sharing, "branch_at", None))
+
+
+def build_task_types(spec: Any, num_classes: dict[str, int]) -> dict[str, TaskType]:
+    return {name: TASK_TYPES[t.type](name, num_classes[name], t) for name, t in spec.tasks.items()}
+
+
+def build_head(task_type: TaskType, topology: nn.Module, spec: Any) -> nn.Module:
+    return task_type.build_head(topology.vector_channels, topology.pyramid_channels, topology.strides, spec.data.image_size)
+
+
 def build_model(spec: Any, num_classes: dict[str, int]) -> tuple[MultiTaskModel, dict[str, TaskType]]:
     """The model and the task-type objects (losses, decoding, metrics) for every task of the spec."""
-    tasks = list(spec.tasks)
-    backbone = build_backbone(spec.model.backbone)
-    sharing = spec.model.sharing
-    topology = TOPOLOGIES[sharing.type](backbone, spec.model.neck, tasks, getattr(sharing, "branch_at", None))
-    task_types = {name: TASK_TYPES[t.type](name, num_classes[name], t) for name, t in spec.tasks.items()}
-    heads = {
-        name: tt.build_head(topology.vector_channels, topology.pyramid_channels, topology.strides, spec.data.image_size)
-        for name, tt in task_types.items()
-    }
+    topology = build_topology(spec)
+    task_types = build_task_types(spec, num_classes)
+    heads = {name: build_head(tt, topology, spec) for name, tt in task_types.items()}
     return MultiTaskModel(topology, heads), task_types

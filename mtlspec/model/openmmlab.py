@@ -28,5 +28,6 @@ def _registry() -> Any:
 def build_module(config: dict[str, Any]) -> nn.Module:
     """Build an MMDetection module (backbone, neck, head) and initialise its weights."""
     module = _registry().build(config)
-    module.init_weights()
+    if not any(p.is_meta for p in module.parameters()):  # on the meta device only shapes matter
+        module.init_weights()
     return module

@@ -112,7 +112,7 @@ def fit(spec: Any, spec_hash: str, run_dir: Path, resume: Path | None = None, lo
     test_set, _ = build_dataset(spec, spec.evaluation.split, train=False, base=data_root) if spec.evaluation.split != "val" else (val_set, binds)
     problems = scan({**train_set.sources, **{f"{n} ({spec.evaluation.split})": s for n, s in test_set.sources.items()}})
     if problems:
-        shown = "\n  ".join(str(p) for p in problems[:20])
+        shown = "\n  ".join(f"dataset '{name}': {error}" for name, error in problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise TrainingError(f"bad data found before training ({len(problems)} problem(s)):\n  {shown}{more}")
     num_classes = {b.name: b.num_classes for b in binds}
