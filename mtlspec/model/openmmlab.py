@@ -15,6 +15,7 @@ def _registry() -> Any:
 
     # MMDetection's prior generators call torch.meshgrid without `indexing` (same result, a warning per step).
     warnings.filterwarnings("ignore", message="torch.meshgrid", category=UserWarning)
+    warnings.filterwarnings("ignore", message="DeprecationWarning: `num_anchors` is deprecated", category=UserWarning)
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from mmengine.logging import MMLogger
