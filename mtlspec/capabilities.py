@@ -13,7 +13,10 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
     "backbone": frozenset({"SmallCNN", "ResNet"}),
     "neck": frozenset({"FPN", "none"}),
     "sharing": frozenset({"hps"}),
-    "weighting": frozenset({"ew", "static"}),
+    "weighting": frozenset({
+        "static", "ew", "uw", "gradnorm", "dwa", "rlw", "gls", "mgda", "pcgrad", "graddrop", "gradvac",
+        "imtl", "cagrad", "nash_mtl", "aligned_mtl", "db_mtl", "famo", "fairgrad", "upgrad",
+    }),
     "ensemble": frozenset(),
     "detection head": frozenset({"FCOSHead", "RetinaHead", "ATSSHead", "GFLHead"}),
     "sample weights": frozenset({"none", "inverse_dataset_size", "inverse_frequency", "effective_number", "column"}),

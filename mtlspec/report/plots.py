@@ -37,9 +37,12 @@ def write_plots(steps: list[dict[str, Any]], epochs: list[dict[str, Any]], folde
         written.append("loss.png")
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for task in steps[0]["weight"]:
-            ax.plot([s["step"] for s in steps], [s["weight"][task] for s in steps], label=task)
-        ax.set(xlabel="step", ylabel="weight", title="Task weights")
-        ax.legend(fontsize=8)
+            points = [(s["step"], s["weight"][task]) for s in steps if s["weight"].get(task) is not None]
+            if points:
+                ax.plot(*zip(*points), label=task)
+        ax.set(xlabel="step", ylabel="weight", title="Task weights (gradient methods without weights: none drawn)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(folder / "weights.png", dpi=100)
         plt.close(fig)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -21,7 +21,8 @@ from mtlspec.model.builder import build_model
 from mtlspec.train import checkpoint as ckpt
 from mtlspec.train.evaluate import _to, evaluate, trivial_baselines
 from mtlspec.train.optim import build_optimizer, build_scheduler
-from mtlspec.weighting import METHODS
+from mtlspec.train.jacobian import assign, task_jacobian
+from mtlspec.weighting import METHODS, GradientAggregator
 
 
 class TrainingError(Exception):
@@ -89,6 +90,70 @@ def _loader(dataset: Any, binds: Any, batch_size: int, workers: int, sampler: An
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn(binds), num_workers=workers)
 
 
+def _stop_if_not_finite(losses: dict[str, torch.Tensor], step: int, epoch: int, last_good: Path | None) -> None:
+    for task, loss in losses.items():
+        if not torch.isfinite(loss.detach()).all():
+            where = f"last good checkpoint: {last_good}" if last_good else "no checkpoint was written yet"
+            raise TrainingError(f"the loss of task '{task}' is {loss.item()} at step {step} (epoch {epoch}); stopped, {where}")
+
+
+def train_step(model: Any, task_types: dict, weighting: Any, optimizer: torch.optim.Optimizer, batch: dict,
+               autocast: Callable[[], Any], grad_clip: float | None = None,
+               check: Callable[[dict[str, torch.Tensor]], None] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """One optimisation step: forward, per-task losses, the weighting method, backward, update."""
+    with autocast():
+        outputs = model(batch["image"])
+        losses = {t: tt.loss(outputs[t], batch["targets"][t], batch["has"][t], batch["weight"]) for t, tt in task_types.items()}
+    if check is not None:
+        check(losses)
+    optimizer.zero_grad(set_to_none=True)
+    if isinstance(weighting, GradientAggregator):
+        weights: dict[str, Any] = gradient_step(model, weighting, losses)
+    else:
+        weights = weighting.weights(losses)
+        total = sum(weights[t] * losses[t].float() for t in losses) + weighting.extra_loss(losses)
+        total.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    if isinstance(weighting, GradientAggregator):
+        weighting.after_step()
+    else:
+        after = None
+        if weighting.needs_post_step_losses:
+            with torch.no_grad(), autocast():
+                again = model(batch["image"])
+                after = {t: tt.loss(again[t], batch["targets"][t], batch["has"][t], batch["weight"]) for t, tt in task_types.items()}
+        weighting.after_step(after)
+    return losses, weights
+
+
+def gradient_step(model: Any, method: GradientAggregator, losses: dict[str, torch.Tensor]) -> dict[str, float | None]:
+    """Per-task gradients of the shared part -> the method's direction; task parameters get their own task's gradient."""
+    tasks = list(losses)
+    vector = torch.stack([losses[t].float() for t in tasks])
+    if method.space == "representation":
+        shared = [r for r in model.topology.representation if r.requires_grad]
+    else:
+        shared = [p for p in model.shared_parameters() if p.requires_grad]
+    G = task_jacobian(vector, shared)
+    direction = method.aggregate(G, vector.detach())
+    private = [p for t in tasks for p in model.task_parameters(t) if p.requires_grad]
+    if private:
+        for p, g in zip(private, torch.autograd.grad(vector.sum(), private, retain_graph=True, allow_unused=True)):
+            p.grad = g
+    if method.space == "representation":
+        chunks, offset = [], 0
+        for r in shared:
+            chunks.append(direction[offset : offset + r.numel()].view_as(r).to(r.dtype))
+            offset += r.numel()
+        torch.autograd.backward(shared, grad_tensors=chunks)
+    else:
+        assign(direction, shared)
+    w = method.last_weights
+    return {t: (None if w is None else float(w[i])) for i, t in enumerate(tasks)}
+
+
 def _monitor_value(monitor: str, val_metrics: dict, val_losses: dict) -> tuple[float, bool]:
     """(value, higher_is_better) of the early-stopping monitor."""
     from mtlspec.spec.tasks import HIGHER_IS_BETTER
@@ -119,7 +184,9 @@ def fit(spec: Any, spec_hash: str, run_dir: Path, resume: Path | None = None, lo
     model, task_types = build_model(spec, num_classes)
     model.to(device)
     weighting = METHODS[spec.weighting.type](list(spec.tasks), spec.weighting)
-    optimizer = build_optimizer(spec.training.optimizer, list(model.parameters()) + weighting.parameters())
+    optimizer = build_optimizer(spec.training.optimizer, list(model.parameters()))
+    if weighting.parameters():  # the method's own learned weights, without weight decay
+        optimizer.add_param_group({"params": weighting.parameters(), "weight_decay": 0.0})
     sampling = spec.data.sampling
     order = BatchOrder(train_set.sizes, spec.data.batch_size, sampling.type, getattr(sampling, "t", 2.0), spec.seed, spec.training.max_steps_per_epoch)
     steps_per_epoch = len(order)
@@ -152,29 +219,24 @@ def fit(spec: Any, spec_hash: str, run_dir: Path, resume: Path | None = None, lo
             train_set.set_epoch(epoch)
             if progress is not None:
                 progress.start_epoch(epoch, spec.training.epochs, steps_per_epoch)
+            epoch_sums, epoch_steps = {t: 0.0 for t in task_types}, 0
             for batch in train_loader:
                 batch = _to(batch, device)
-                with autocast():
-                    outputs = model(batch["image"])
-                    losses = {t: tt.loss(outputs[t], batch["targets"][t], batch["has"][t], batch["weight"]) for t, tt in task_types.items()}
-                for task, loss in losses.items():
-                    if not torch.isfinite(loss.detach()).all():
-                        where = f"last good checkpoint: {last_good}" if last_good else "no checkpoint was written yet"
-                        raise TrainingError(f"the loss of task '{task}' is {loss.item()} at step {step + 1} (epoch {epoch + 1}); stopped, {where}")
-                weights = weighting.weights(losses)
-                total = sum(weights[t] * losses[t].float() for t in losses)
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                if spec.training.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), spec.training.grad_clip)
-                optimizer.step()
+                check = functools.partial(_stop_if_not_finite, step=step + 1, epoch=epoch + 1, last_good=last_good)
+                losses, weights = train_step(model, task_types, weighting, optimizer, batch, autocast, spec.training.grad_clip, check)
                 scheduler.step()
+                for t, v in losses.items():
+                    epoch_sums[t] += v.item()
+                epoch_steps += 1
                 step += 1
                 row = {"kind": "step", "epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"],
-                       "loss": {t: v.item() for t, v in losses.items()}, "weight": {t: float(w.item()) for t, w in weights.items()}}
+                       "loss": {t: v.item() for t, v in losses.items()},
+                       "weight": {t: (float(w.detach()) if torch.is_tensor(w) else w) for t, w in weights.items()}}
                 sink.write(json.dumps(row) + "\n")
                 if progress is not None:
                     progress.step(row)
+            if not isinstance(weighting, GradientAggregator):
+                weighting.end_epoch({t: v / max(epoch_steps, 1) for t, v in epoch_sums.items()})
             record = {"kind": "epoch", "epoch": epoch + 1, "step": step}
             if (epoch + 1) % spec.evaluation.every_epochs == 0 or epoch + 1 == spec.training.epochs:
                 val_metrics, val_losses = evaluate(model, task_types, val_loader, device, spec.data.image_size, autocast)
