@@ -181,3 +181,17 @@ model: {backbone: {type: SmallCNN, channels: [8, 16]}, neck: {type: FPN, out_cha
     lines = [line for line in result.output.splitlines() if "error[" in line]
     assert any(f"{spec}:4:5: error[bad-data] data.datasets.street:" in line and "zero area" in line and "img/b.png" in line for line in lines), lines
     assert any(f"{spec}:12:5: error[build-error] tasks.boxes.head:" in line and "divisible by num_groups" in line for line in lines), lines
+
+
+def test_coco_attributes_from_a_side_table(tmp_path):
+    _coco(tmp_path)
+    (tmp_path / "attrs.csv").write_text("file_name,rainy,speed\nimg/a.png,1,12.5\nimg/b.png,0,3\n")
+    source = CocoSource("c", tmp_path, {"train": "ann.json", "val": "ann.json", "test": None}, "val", 0,
+                        {"rainy": "classification", "speed": "regression"}, "attrs.csv")
+    assert source.record(0)["labels"]["rainy"] == 1 and source.record(0)["labels"]["speed"] == 12.5
+    assert source.record(1)["labels"]["rainy"] == 0 and source.num_classes("rainy", "classification") == 2
+    (tmp_path / "attrs.csv").write_text("file_name,rainy\nimg/a.png,1\n")
+    partial = CocoSource("c", tmp_path, {"train": "ann.json"}, "train", 0, {"rainy": "classification"}, "attrs.csv")
+    with pytest.raises(DataError, match="image has no attribute 'rainy'") as info:
+        [partial.record(i) for i in range(len(partial))]
+    assert "img/b.png" in str(info.value)

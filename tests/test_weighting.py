@@ -280,3 +280,10 @@ def test_db_mtl_balances_log_gradient_magnitudes():
     scaled = log_grads * (log_grads.norm(dim=1).max() / log_grads.norm(dim=1))[:, None]
     assert torch.allclose(g, scaled.sum(0), rtol=1e-6)
     assert torch.allclose(scaled.norm(dim=1), scaled.norm(dim=1)[0].expand(2), rtol=1e-6)
+
+
+def test_zero_gradients_do_not_break_the_solvers():
+    Z = torch.zeros(3, 4, dtype=torch.float64)
+    for name, fields in (("mgda", {"normalization": "none"}), ("upgrad", {}), ("imtl", {}), ("aligned_mtl", {})):
+        g = method(name, **fields).aggregate(Z, torch.ones(3))
+        assert torch.isfinite(g).all() and g.abs().max() == 0

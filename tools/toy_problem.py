@@ -61,8 +61,8 @@ def trajectory(name: str, start: tuple[float, float], steps: int, lr: float) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10000)
-    parser.add_argument("--lr", type=float, default=0.003)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--lr", type=float, default=0.01)
     args = parser.parse_args()
     import matplotlib
 

@@ -21,7 +21,7 @@ def _multidigits(name: str, ds: Any, split: str, seed: int, base: Path) -> Multi
 
 
 def _coco(name: str, ds: Any, split: str, seed: int, base: Path) -> CocoSource:
-    return CocoSource(name, base / ds.root, ds.annotations.model_dump(), split, seed, ds.attributes)
+    return CocoSource(name, base / ds.root, ds.annotations.model_dump(), split, seed, ds.attributes, ds.attributes_table)
 
 
 def _table(name: str, ds: Any, split: str, seed: int, base: Path) -> AttributeTableSource:

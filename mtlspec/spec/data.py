@@ -46,7 +46,10 @@ class Coco(Section):
     """Folder holding the images; annotation paths are relative to it."""
     annotations: CocoAnnotations
     attributes: dict[Name, Literal["classification", "multilabel", "regression"]] = {}
-    """Image-level labels read from each image's `attributes` field, and the task type each feeds."""
+    """Image-level labels, and the task type each feeds: read from each image's `attributes` field,
+    or from `attributes_table` when given."""
+    attributes_table: str | None = None
+    """A CSV side table (relative to root) with a `file_name` column and one column per attribute."""
 
 
 class AttributeTable(Section):

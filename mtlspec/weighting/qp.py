@@ -25,6 +25,8 @@ def simplex_min_norm(K: np.ndarray) -> np.ndarray:
     n = len(K)
     if n == 1:
         return np.ones(1)
+    if not np.abs(K).max() > 0:  # every gradient is zero: any point is the minimum
+        return np.full(n, 1.0 / n)
     if n > EXACT_UP_TO:
         return _simplex_pgd(K)
     best, best_value = None, np.inf
@@ -63,6 +65,8 @@ def _simplex_pgd(K: np.ndarray, iters: int = 20000) -> np.ndarray:
 def lower_bounded_min(K: np.ndarray, u: np.ndarray) -> np.ndarray:
     """argmin over v >= u of v^T K v (the dual-cone projection weights of UPGrad)."""
     n = len(K)
+    if not np.abs(K).max() > 0:
+        return u.astype(np.float64).copy()
     if n > EXACT_UP_TO:
         v = u.copy()
         step = 1.0 / max(np.linalg.eigvalsh(K).max(), 1e-12)
