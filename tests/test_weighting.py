@@ -287,3 +287,9 @@ def test_zero_gradients_do_not_break_the_solvers():
     for name, fields in (("mgda", {"normalization": "none"}), ("upgrad", {}), ("imtl", {}), ("aligned_mtl", {})):
         g = method(name, **fields).aggregate(Z, torch.ones(3))
         assert torch.isfinite(g).all() and g.abs().max() == 0
+
+
+def test_upgrad_is_half_of_pcgrad_for_two_tasks():
+    for _, J in jacobians():
+        if len(J) == 2:
+            assert close(method("upgrad").aggregate(J, torch.ones(2)), method("pcgrad").aggregate(J, torch.ones(2)) / 2, 1e-9)
