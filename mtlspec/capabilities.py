@@ -12,7 +12,7 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
     "task": frozenset({"classification", "multilabel", "regression", "detection", "segmentation", "depth"}),
     "backbone": frozenset({"SmallCNN", "ResNet"}),
     "neck": frozenset({"FPN", "none"}),
-    "sharing": frozenset({"hps"}),
+    "sharing": frozenset({"separate", "hps", "cross_stitch", "mtan", "mmoe", "cgc", "ple", "soft"}),
     "weighting": frozenset({
         "static", "ew", "uw", "gradnorm", "dwa", "rlw", "gls", "mgda", "pcgrad", "graddrop", "gradvac",
         "imtl", "cagrad", "nash_mtl", "aligned_mtl", "db_mtl", "famo", "fairgrad", "upgrad",
@@ -20,5 +20,5 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
     "ensemble": frozenset(),
     "detection head": frozenset({"FCOSHead", "RetinaHead", "ATSSHead", "GFLHead"}),
     "sample weights": frozenset({"none", "inverse_dataset_size", "inverse_frequency", "effective_number", "column"}),
-    "baseline": frozenset({"none"}),
+    "baseline": frozenset({"none", "single_task", "run"}),
 }

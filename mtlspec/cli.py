@@ -171,6 +171,50 @@ def _run_one(result, out: Path, resume: Optional[Path], console, quiet: bool) ->
     return 0
 
 
+class GraphFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command()
+def graph(
+    spec: Annotated[Path, typer.Argument(help="The spec file whose model to show.")],
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", "-s", help="Override a value: path.to.key=value (YAML scalar). Repeatable.")
+    ] = None,
+    format: Annotated[GraphFormat, typer.Option("--format", "-f", help="text (a tree) or json.")] = GraphFormat.text,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", help="Image side for the MAC count (default: the spec's).")] = None,
+) -> None:
+    """Show the compiled model: shared and per-task parts, parameter counts, MACs per image."""
+    from rich.console import Console
+
+    from mtlspec.graph import model_graph, render_tree
+    from mtlspec.run import refusals
+    from mtlspec.spec import validate_file
+
+    if not spec.is_file():
+        _fail_usage(f"no such spec file: {spec}")
+    try:
+        results = validate_file(spec, set_ or [])
+    except UsageError as exc:
+        _fail_usage(str(exc))
+    graphs = []
+    for result in results:
+        problems = refusals(result)
+        if problems:
+            for d in problems:
+                typer.echo(d.format(), err=True)
+            raise typer.Exit(EXIT_INVALID)
+        graphs.append(model_graph(result.spec, spec.resolve().parent, image_size) | {"spec": result.name})
+    if format is GraphFormat.json:
+        import json
+
+        typer.echo(json.dumps(graphs if len(graphs) > 1 else graphs[0], indent=2))
+    else:
+        for g in graphs:
+            Console().print(render_tree(g))
+
+
 class SchemaFormat(str, Enum):
     json = "json"
     md = "md"

@@ -40,6 +40,7 @@ def new_run_dir(root: Path, name: str, variant: str) -> Path:
 
 def run_one(result: Result, root: Path, resume_dir: Path | None = None, log: Callable[[str], None] = print,
             progress: Any = None, stop_after_epoch: int | None = None) -> RunOutcome:
+    from mtlspec.baselines import baseline_metrics
     from mtlspec.report.manifest import manifest, spec_hash
     from mtlspec.report.run_report import write_reports
     from mtlspec.train import checkpoint as ckpt
@@ -62,11 +63,17 @@ def run_one(result: Result, root: Path, resume_dir: Path | None = None, log: Cal
     info = manifest(spec, result.file, variant, digest, status="running",
                     started=datetime.datetime.now().isoformat(timespec="seconds"))
     write_text_atomic(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
+    baseline = baseline_metrics(spec, result.file, root, lambda single: _train_single(single, result.file, root, log), log)
     outcome = fit(spec, digest, run_dir, resume=resume, log=log, progress=progress, stop_after_epoch=stop_after_epoch,
-                  data_root=Path(result.file).resolve().parent)
+                  data_root=Path(result.file).resolve().parent, baseline_val=baseline["val"] if baseline else None)
     info.update(status="finished", device=outcome.device, dataset_fingerprints=outcome.fingerprints,
                 wall_seconds=round(outcome.wall_seconds, 3), epochs_run=outcome.epochs_run,
                 finished=datetime.datetime.now().isoformat(timespec="seconds"))
     write_text_atomic(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
-    report = write_reports(run_dir, spec, info, outcome)
+    report = write_reports(run_dir, spec, info, outcome, baseline)
     return RunOutcome(run_dir, report)
+
+
+def _train_single(single: Any, spec_file: str, root: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    outcome = run_one(Result(spec_file, single.name, [], single), root, log=log)
+    return {"run_dir": str(outcome.run_dir), "report": outcome.report}

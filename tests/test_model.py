@@ -66,7 +66,7 @@ def test_resnet_from_the_registry_splits_into_stages():
 @pytest.mark.parametrize("branch_at", [None, 0, 1, 3])
 def test_hard_sharing_branches_where_asked(branch_at):
     neck = type("Neck", (), {"type": "FPN", "out_channels": 8})()
-    topology = HardParameterSharing(small_cnn([8, 16, 16]), neck, ["a", "b"], branch_at)
+    topology = HardParameterSharing(small_cnn([8, 16, 16]), neck, ["a", "b"], type("S", (), {"branch_at": branch_at})())
     feats = topology(torch.randn(2, 3, 32, 32))
     for task in ("a", "b"):
         assert feats[task]["vector"].shape == (2, 16)

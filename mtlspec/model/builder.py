@@ -34,7 +34,7 @@ class MultiTaskModel(nn.Module):
 
 def build_topology(spec: Any) -> nn.Module:
     sharing = spec.model.sharing
-    return TOPOLOGIES[sharing.type](build_backbone(spec.model.backbone), spec.model.neck, list(spec.tasks), getattr(sharing, "branch_at", None))
+    return TOPOLOGIES[sharing.type](build_backbone(spec.model.backbone), spec.model.neck, list(spec.tasks), sharing)
 
 
 def build_task_types(spec: Any, num_classes: dict[str, int]) -> dict[str, TaskType]:

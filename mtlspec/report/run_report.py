@@ -14,7 +14,7 @@ REPORT_SCHEMA_VERSION = 1
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
 
 
-def build_report(spec: Any, manifest: dict[str, Any], result: Any, plots: list[str]) -> dict[str, Any]:
+def build_report(spec: Any, manifest: dict[str, Any], result: Any, plots: list[str], baseline: dict | None = None) -> dict[str, Any]:
     tasks = {}
     for task, metrics in result.metrics.items():
         chosen = spec.tasks[task].metrics
@@ -25,8 +25,19 @@ def build_report(spec: Any, manifest: dict[str, Any], result: Any, plots: list[s
             "higher_is_better": {m: HIGHER_IS_BETTER[m] for m in values},
             "baseline": {m: float(v) for m, v in result.baselines.get(task, {}).items() if m in values},
         }
+    last_val = next((e["val"] for e in reversed(result.history) if "val" in e), {})
+    val = {t: {m: float(v) for m, v in last_val.get(t, {}).items() if m in spec.tasks[t].metrics} for t in last_val}
+    delta = None
+    if baseline is not None:
+        from mtlspec.report.delta_m import delta_m
+
+        delta = delta_m({t: v["metrics"] for t, v in tasks.items()}, baseline["test"])
+        delta["baseline_runs"] = baseline["runs"]
+        delta["baseline"] = baseline["test"]
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
+        "delta_m": delta,
+        "val": val,
         "name": spec.name,
         "variant": manifest.get("variant", ""),
         "spec_file": manifest.get("spec_file", ""),
@@ -51,11 +62,11 @@ def _read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
     return steps, epochs
 
 
-def write_reports(run_dir: Path, spec: Any, manifest: dict[str, Any], result: Any) -> dict[str, Any]:
+def write_reports(run_dir: Path, spec: Any, manifest: dict[str, Any], result: Any, baseline: dict | None = None) -> dict[str, Any]:
     import jinja2
 
     plots = write_plots(*_read_metrics(run_dir / "metrics.jsonl"), run_dir / "plots") if spec.report.plots else []
-    report = build_report(spec, manifest, result, plots)
+    report = build_report(spec, manifest, result, plots, baseline)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=jinja2.select_autoescape(["html"]),
                              keep_trailing_newline=True)
     if "json" in spec.report.formats:

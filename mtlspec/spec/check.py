@@ -198,6 +198,12 @@ def check_weighting(data: dict) -> list[Finding]:
         for task in weighting["weights"]:
             if tasks and task not in tasks:
                 out.append(Finding(("weighting", "weights", task), "unknown-task", f"no task '{task}'{did_you_mean(task, list(tasks))}", "key"))
+    if topology == "ple" and isinstance(sharing, dict) and isinstance(sharing.get("num_levels", 2), int):
+        stages = _num_stages(_get(data, "model", "backbone"))
+        levels = sharing.get("num_levels", 2)
+        if stages is not None and levels > stages:
+            where = ("model", "sharing", "num_levels") if "num_levels" in sharing else ("model", "sharing", "type")
+            out.append(Finding(where, "out-of-range", f"each PLE level takes at least one backbone stage; the backbone has {stages}, so num_levels must be at most {stages}"))
     if topology == "hps" and isinstance(sharing, dict) and isinstance(sharing.get("branch_at"), int):
         stages = _num_stages(_get(data, "model", "backbone"))
         if stages is not None and sharing["branch_at"] > stages:

@@ -112,6 +112,8 @@ def train_step(model: Any, task_types: dict, weighting: Any, optimizer: torch.op
     else:
         weights = weighting.weights(losses)
         total = sum(weights[t] * losses[t].float() for t in losses) + weighting.extra_loss(losses)
+        if hasattr(model.topology, "regularizer"):  # soft sharing's pull between the task networks
+            total = total + model.topology.regularizer()
         total.backward()
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -154,18 +156,25 @@ def gradient_step(model: Any, method: GradientAggregator, losses: dict[str, torc
     return {t: (None if w is None else float(w[i])) for i, t in enumerate(tasks)}
 
 
-def _monitor_value(monitor: str, val_metrics: dict, val_losses: dict) -> tuple[float, bool]:
+def _monitor_value(monitor: str, val_metrics: dict, val_losses: dict, spec: Any = None,
+                   baseline_val: dict | None = None) -> tuple[float, bool]:
     """(value, higher_is_better) of the early-stopping monitor."""
+    from mtlspec.report.delta_m import delta_m
     from mtlspec.spec.tasks import HIGHER_IS_BETTER
 
     if monitor == "val.loss":
         return sum(val_losses.values()), False
+    if monitor == "val.delta_m":
+        chosen = {t: {m: v for m, v in val_metrics[t].items() if m in spec.tasks[t].metrics} for t in val_metrics}
+        value = delta_m(chosen, baseline_val or {})["value"]
+        return (value if value is not None else float("-inf")), True
     _, task, metric = monitor.split(".")
     return val_metrics[task][metric], HIGHER_IS_BETTER[metric]
 
 
 def fit(spec: Any, spec_hash: str, run_dir: Path, resume: Path | None = None, log: Callable[[str], None] = print,
-        progress: Any = None, stop_after_epoch: int | None = None, data_root: Path = Path(".")) -> FitResult:
+        progress: Any = None, stop_after_epoch: int | None = None, data_root: Path = Path("."),
+        baseline_val: dict[str, dict[str, float]] | None = None) -> FitResult:
     """Train the spec's model, checkpointing into run_dir; evaluate on the spec's split at the end."""
     started = time.perf_counter()
     seed_everything(spec.seed)
@@ -243,7 +252,7 @@ def fit(spec: Any, spec_hash: str, run_dir: Path, resume: Path | None = None, lo
                 record.update(val=val_metrics, val_loss=val_losses)
                 stopping = spec.training.early_stopping
                 if stopping is not None:
-                    value, higher = _monitor_value(stopping.monitor, val_metrics, val_losses)
+                    value, higher = _monitor_value(stopping.monitor, val_metrics, val_losses, spec, baseline_val)
                     improved = best is None or (value > best + stopping.min_delta if higher else value < best - stopping.min_delta)
                     best, bad_epochs = (value, 0) if improved else (best, bad_epochs + 1)
                     stopped_early = bad_epochs >= stopping.patience

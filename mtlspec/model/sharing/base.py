@@ -7,6 +7,12 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+
+def pooled(feature: torch.Tensor) -> torch.Tensor:
+    """Global average pooling: the vector image-level heads read."""
+    return F.adaptive_avg_pool2d(feature, 1).flatten(1)
 
 
 class Topology(nn.Module, ABC):
@@ -14,12 +20,14 @@ class Topology(nn.Module, ABC):
 
     `shared_parameters()` and `task_parameters(task)` split the trainable parameters; where
     the topology has one shared representation, `forward` stores it in `self.representation`
-    (for representation-space gradient methods).
+    (for representation-space gradient methods). A topology with a `regularizer()` method
+    (soft sharing) has it added to the loss.
     """
 
     vector_channels: int
     pyramid_channels: int
     strides: list[int]
+    representation: list[torch.Tensor] = []
 
     @abstractmethod
     def forward(self, images: torch.Tensor) -> dict[str, dict[str, Any]]: ...

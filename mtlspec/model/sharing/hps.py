@@ -29,9 +29,10 @@ class Branch(nn.Module):
 
 
 class HardParameterSharing(Topology):
-    def __init__(self, backbone: StagedBackbone, neck_spec: Any, tasks: list[str], branch_at: int | None):
+    def __init__(self, backbone: StagedBackbone, neck_spec: Any, tasks: list[str], sharing: Any = None):
         super().__init__()
         n = len(backbone.stages)
+        branch_at = getattr(sharing, "branch_at", None)
         self.branch_at = n if branch_at is None else branch_at
         self.tasks = tasks
         self.stem = backbone.stem

@@ -1,0 +1,66 @@
+"""Baselines for Δm: single-task runs derived from a multi-task spec (trained the same way), or a
+run directory named in the spec."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from mtlspec.spec.root import Spec
+
+
+def single_task_spec(spec: Spec, task: str) -> Spec:
+    """The spec with one task: same data, backbone, neck, optimiser and budget; no weighting to
+    choose (ew), no ensemble, no baseline of its own; hard sharing (with one task, a plain network)."""
+    data = spec.model_dump(mode="json")
+    data["name"] = f"{spec.name}.single.{task}"
+    data["tasks"] = {task: data["tasks"][task]}
+    data["model"]["sharing"] = {"type": "hps"}
+    data["weighting"] = {"type": "ew"}
+    data["ensemble"] = None
+    data["evaluation"]["baseline"] = {"type": "none"}
+    if data["training"].get("early_stopping") and data["training"]["early_stopping"]["monitor"] == "val.delta_m":
+        data["training"]["early_stopping"]["monitor"] = "val.loss"
+    if data["data"]["sample_weights"].get("task") not in (None, task):
+        data["data"]["sample_weights"] = {"type": "none"}
+    data["matrix"] = None
+    return Spec.model_validate(data)
+
+
+def _finished(root: Path, digest: str) -> dict[str, Any] | None:
+    """The report of a finished run under root made from the spec with this hash, if any."""
+    for manifest in sorted(root.glob("*/manifest.json"), reverse=True):
+        info = json.loads(manifest.read_text())
+        report = manifest.parent / "report.json"
+        if info.get("spec_hash") == digest and info.get("status") == "finished" and report.is_file():
+            return {"run_dir": str(manifest.parent), "report": json.loads(report.read_text())}
+    return None
+
+
+def baseline_metrics(spec: Spec, spec_file: str, out_root: Path, train: Callable[[Spec], dict[str, Any]],
+                     log: Callable[[str], None]) -> dict[str, Any] | None:
+    """{"test": {task: metrics}, "val": {task: metrics}, "runs": {task: run_dir}} or None without a baseline."""
+    from mtlspec.report.manifest import spec_hash
+
+    kind = spec.evaluation.baseline.type
+    if kind == "none":
+        return None
+    if kind == "run":
+        run_dir = (Path(spec_file).resolve().parent / spec.evaluation.baseline.path)
+        report = json.loads((run_dir / "report.json").read_text())
+        return {"test": {t: v["metrics"] for t, v in report["tasks"].items()}, "val": report.get("val", {}), "runs": {"*": str(run_dir)}}
+    out: dict[str, Any] = {"test": {}, "val": {}, "runs": {}}
+    for task in spec.tasks:
+        single = single_task_spec(spec, task)
+        root = out_root / single.name
+        found = _finished(root, spec_hash(single))
+        if found is None:
+            log(f"baseline: training the single-task run for '{task}'")
+            found = train(single)
+        else:
+            log(f"baseline: reusing {found['run_dir']} for '{task}'")
+        out["test"][task] = found["report"]["tasks"][task]["metrics"]
+        out["val"][task] = found["report"].get("val", {}).get(task, {})
+        out["runs"][task] = found["run_dir"]
+    return out
