@@ -39,9 +39,36 @@ def main(
     """A declarative experiment language and toolchain for multi-task learning in computer vision."""
 
 
+SetOption = Annotated[
+    Optional[list[str]], typer.Option("--set", "-s", help="Override a value: path.to.key=value (YAML scalar). Repeatable.")
+]
+
+
 def _fail_usage(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(EXIT_USAGE)
+
+
+def _runnable(spec: Path, overrides: list[str]) -> list:
+    """Every concrete spec the file stands for, or exit 1 naming each error and each part this
+    version cannot run (not-implemented warnings become errors here)."""
+    from mtlspec.run import refusals
+    from mtlspec.spec import validate_file
+
+    if not spec.is_file():
+        _fail_usage(f"no such spec file: {spec}")
+    try:
+        results = validate_file(spec, overrides)
+    except UsageError as exc:
+        _fail_usage(str(exc))
+    blocked = [r for r in results if refusals(r)]
+    if blocked:
+        for r in blocked:
+            for d in refusals(r):
+                typer.echo(d.format().replace("warning[not-implemented]", "error[not-implemented]"), err=True)
+        typer.echo(f"error: {len(blocked)} of {len(results)} spec(s) cannot run", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    return results
 
 
 @app.command()
@@ -76,9 +103,7 @@ class Format(str, Enum):
 def validate(
     paths: Annotated[list[Path], typer.Argument(help="Spec files, or folders to search for *.yaml specs.")],
     format: Annotated[Format, typer.Option("--format", "-f", help="text, json, or github (workflow annotations).")] = Format.text,
-    set_: Annotated[
-        Optional[list[str]], typer.Option("--set", "-s", help="Override a value: path.to.key=value (YAML scalar). Repeatable.")
-    ] = None,
+    set_: SetOption = None,
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings (e.g. not-implemented) as errors.")] = False,
     deep: Annotated[
         bool, typer.Option("--deep", help="Also scan the data and build the model on torch's meta device to check shapes.")
@@ -108,9 +133,7 @@ def validate(
 @app.command()
 def run(
     spec: Annotated[Path, typer.Argument(help="The spec file to run (every combination of its matrix).")],
-    set_: Annotated[
-        Optional[list[str]], typer.Option("--set", "-s", help="Override a value: path.to.key=value (YAML scalar). Repeatable.")
-    ] = None,
+    set_: SetOption = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Root folder of run directories.")] = Path("runs"),
     resume: Annotated[
         Optional[Path], typer.Option("--resume", help="A run directory (or one of its checkpoints) to continue.")
@@ -121,23 +144,8 @@ def run(
     from rich.console import Console
 
     from mtlspec.errors import EXIT_OK
-    from mtlspec.report.validation import render_validation
-    from mtlspec.run import refusals
-    from mtlspec.spec import validate_file
 
-    if not spec.is_file():
-        _fail_usage(f"no such spec file: {spec}")
-    try:
-        results = validate_file(spec, set_ or [])
-    except UsageError as exc:
-        _fail_usage(str(exc))
-    blocked = [r for r in results if refusals(r)]
-    if blocked:
-        for r in blocked:
-            for d in refusals(r):
-                typer.echo(d.format().replace("warning[not-implemented]", "error[not-implemented]"), err=True)
-        typer.echo(f"error: {len(blocked)} of {len(results)} spec(s) cannot run; nothing was trained", err=True)
-        raise typer.Exit(EXIT_INVALID)
+    results = _runnable(spec, set_ or [])
     if resume is not None and len(results) > 1:
         _fail_usage("--resume continues one run; this spec has a matrix of several")
     console = Console(stderr=True, highlight=False)
@@ -154,13 +162,17 @@ def _run_one(result, out: Path, resume: Optional[Path], console, quiet: bool) ->
     from mtlspec.train.checkpoint import CheckpointError
     from mtlspec.train.loop import TrainingError
 
-    console.print(f"[bold]{result.name}[/]: training")
+    console.print(f"{result.name}: training", markup=False)
+
+    def log(message: str) -> None:
+        console.print(message, markup=False)
+
     try:
         if quiet:
-            outcome = run_one(result, out, resume, log=console.print)
+            outcome = run_one(result, out, resume, log=log)
         else:
             with RunProgress(console) as progress:
-                outcome = run_one(result, out, resume, log=console.print, progress=progress)
+                outcome = run_one(result, out, resume, log=log, progress=progress)
     except (TrainingError, CheckpointError, DataError) as exc:
         typer.echo(f"error: {result.name}: {exc}", err=True)
         return EXIT_USAGE
@@ -179,9 +191,7 @@ class GraphFormat(str, Enum):
 @app.command()
 def graph(
     spec: Annotated[Path, typer.Argument(help="The spec file whose model to show.")],
-    set_: Annotated[
-        Optional[list[str]], typer.Option("--set", "-s", help="Override a value: path.to.key=value (YAML scalar). Repeatable.")
-    ] = None,
+    set_: SetOption = None,
     format: Annotated[GraphFormat, typer.Option("--format", "-f", help="text (a tree) or json.")] = GraphFormat.text,
     image_size: Annotated[Optional[int], typer.Option("--image-size", help="Image side for the MAC count (default: the spec's).")] = None,
 ) -> None:
@@ -189,23 +199,9 @@ def graph(
     from rich.console import Console
 
     from mtlspec.graph import model_graph, render_tree
-    from mtlspec.run import refusals
-    from mtlspec.spec import validate_file
 
-    if not spec.is_file():
-        _fail_usage(f"no such spec file: {spec}")
-    try:
-        results = validate_file(spec, set_ or [])
-    except UsageError as exc:
-        _fail_usage(str(exc))
-    graphs = []
-    for result in results:
-        problems = refusals(result)
-        if problems:
-            for d in problems:
-                typer.echo(d.format(), err=True)
-            raise typer.Exit(EXIT_INVALID)
-        graphs.append(model_graph(result.spec, spec.resolve().parent, image_size) | {"spec": result.name})
+    results = _runnable(spec, set_ or [])
+    graphs = [model_graph(r.spec, spec.resolve().parent, image_size) | {"spec": r.name} for r in results]
     if format is GraphFormat.json:
         import json
 
