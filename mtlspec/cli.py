@@ -141,6 +141,8 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Compile a spec into a model, train it, evaluate it, and write a run directory with reports."""
+    import json
+
     from rich.console import Console
 
     from mtlspec.errors import EXIT_OK
@@ -150,12 +152,27 @@ def run(
         _fail_usage("--resume continues one run; this spec has a matrix of several")
     console = Console(stderr=True, highlight=False)
     code = EXIT_OK
+    done = []
     for result in results:
-        code = max(code, _run_one(result, out, resume, console, quiet))
+        outcome, status = _run_one(result, out, resume, console, quiet)
+        code = max(code, status)
+        if outcome is not None:
+            done.append(outcome.run_dir)
+    if len(results) > 1 and done:
+        from mtlspec.io import write_text_atomic
+        from mtlspec.report.compare import load_rows, to_json, to_markdown
+
+        rows = load_rows(done)
+        folder = out / results[0].spec.name
+        write_text_atomic(folder / "comparison.md", to_markdown(rows, False))
+        write_text_atomic(folder / "comparison.json", json.dumps(to_json(rows, False), indent=2) + "\n")
+        failed = len(results) - len(done)
+        typer.echo(f"comparison of {len(done)} run(s) in {folder / 'comparison.md'}" + (f"; {failed} combination(s) failed" if failed else ""))
     raise typer.Exit(code)
 
 
-def _run_one(result, out: Path, resume: Optional[Path], console, quiet: bool) -> int:
+def _run_one(result, out: Path, resume: Optional[Path], console, quiet: bool):
+    """Train one concrete spec; returns (outcome or None, exit status), reporting a failure in one line."""
     from mtlspec.data.records import DataError
     from mtlspec.report.progress import RunProgress
     from mtlspec.run import run_one
@@ -175,12 +192,12 @@ def _run_one(result, out: Path, resume: Optional[Path], console, quiet: bool) ->
                 outcome = run_one(result, out, resume, log=log, progress=progress)
     except (TrainingError, CheckpointError, DataError) as exc:
         typer.echo(f"error: {result.name}: {exc}", err=True)
-        return EXIT_USAGE
+        return None, EXIT_USAGE
     typer.echo(f"{result.name}: run directory {outcome.run_dir}")
     for task, t in outcome.report["tasks"].items():
         parts = ", ".join(f"{m}={v:.4f} (trivial {t['baseline'].get(m, float('nan')):.4f})" for m, v in t["metrics"].items())
         typer.echo(f"  {task:<12} {parts}")
-    return 0
+    return outcome, 0
 
 
 class GraphFormat(str, Enum):
@@ -209,6 +226,91 @@ def graph(
     else:
         for g in graphs:
             Console().print(render_tree(g))
+
+
+class CompareFormat(str, Enum):
+    text = "text"
+    md = "md"
+    html = "html"
+    json = "json"
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories (made by `mtlspec run`).")],
+    baseline: Annotated[
+        Optional[str], typer.Option("--baseline", help="A run directory, or single_task (each run's own single-task baselines).")
+    ] = None,
+    format: Annotated[CompareFormat, typer.Option("--format", "-f", help="text, md (CI summaries, PR comments), html, json.")] = CompareFormat.text,
+    fail_if: Annotated[
+        Optional[list[str]], typer.Option("--fail-if", help="A gate, e.g. 'delta_m < -1.0' or 'boxes.map50 drops > 0.02'. Repeatable.")
+    ] = None,
+    pareto: Annotated[Optional[str], typer.Option("--pareto", help="Two metrics for the HTML Pareto plot: task.metric,task.metric")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Compare runs: one table with each metric's direction, the best marked, Δm, and pass/fail gates."""
+    import json
+
+    from mtlspec.io import write_text_atomic
+    from mtlspec.report.compare import apply_baseline, failures, load_rows, parse_gate, to_json, to_markdown
+
+    try:
+        rows = load_rows(runs)
+        base = apply_baseline(rows, baseline)
+        gates = [parse_gate(g, rows, baseline is not None) for g in fail_if or []]
+        pair = tuple(pareto.split(",")) if pareto else None
+        if pair is not None and len(pair) != 2:
+            raise UsageError("--pareto takes two metrics: task.metric,task.metric")
+    except UsageError as exc:
+        _fail_usage(str(exc))
+    with_delta = baseline is not None
+    if format is CompareFormat.json:
+        text = json.dumps(to_json(rows, with_delta), indent=2) + "\n"
+    elif format is CompareFormat.html:
+        from mtlspec.report.compare_html import to_html
+
+        text = to_html(rows, with_delta, pair)
+    else:
+        text = to_markdown(rows, with_delta)
+    if output is not None:
+        write_text_atomic(output, text)
+    elif format is CompareFormat.text:
+        from rich.console import Console
+        from rich.markdown import Markdown
+
+        Console().print(Markdown(text))
+    else:
+        typer.echo(text, nl=False)
+    failed = [line for gate in gates for line in failures(gate, rows, base)]
+    for gate in gates:
+        for line in failures(gate, rows, base):
+            typer.echo(f"FAIL {gate.text}: {line}", err=True)
+    if failed:
+        raise typer.Exit(EXIT_INVALID)
+
+
+@app.command()
+def reproduce(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory to re-run from its own resolved spec and manifest.")],
+    tolerance: Annotated[float, typer.Option("--tolerance", help="Largest absolute difference allowed per metric (0: identical).")] = 0.0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Root folder for the new run directory.")] = Path("runs"),
+) -> None:
+    """Re-run a run from its resolved spec; print each metric old vs new; exit 0 only if they match."""
+    from mtlspec.reproduce import reproduce_run
+
+    try:
+        rows, new_dir = reproduce_run(run_dir, out)
+    except UsageError as exc:
+        _fail_usage(str(exc))
+    worst = 0.0
+    for task, metric, old, new in rows:
+        diff = abs(new - old)
+        worst = max(worst, diff)
+        typer.echo(f"{task}.{metric:<16} old {old:.6f}  new {new:.6f}  diff {diff:.2e}")
+    typer.echo(f"new run: {new_dir}")
+    if worst > tolerance:
+        typer.echo(f"error: metrics differ by up to {worst:.2e} (tolerance {tolerance:g})", err=True)
+        raise typer.Exit(EXIT_INVALID)
 
 
 class SchemaFormat(str, Enum):

@@ -1,0 +1,222 @@
+"""`mtlspec compare`: several run directories -> one table, Δm against a baseline, pass/fail gates.
+
+Reads only the run directories' JSON and YAML: never imports torch or MMDetection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtlspec.errors import UsageError
+from mtlspec.report.delta_m import DEFINITION, delta_m
+
+
+@dataclass
+class Row:
+    """One run, or several runs of one spec that differ only in their seed."""
+
+    label: str
+    runs: list[str]
+    metrics: dict[str, dict[str, float]]
+    spread: dict[str, dict[str, float]] = field(default_factory=dict)  # std over seeds
+    higher: dict[str, bool] = field(default_factory=dict)
+    delta_m: float | None = None
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    spec_hash: str = ""
+    own_baseline: dict[str, dict[str, float]] | None = None
+
+
+def _read_run(path: Path) -> dict[str, Any]:
+    report_file, manifest_file = path / "report.json", path / "manifest.json"
+    if not report_file.is_file() or not manifest_file.is_file():
+        raise UsageError(f"{path} is not a finished run directory (report.json and manifest.json are needed)")
+    report, manifest = json.loads(report_file.read_text()), json.loads(manifest_file.read_text())
+    resolved = yaml.safe_load((path / "spec.resolved.yaml").read_text()) if (path / "spec.resolved.yaml").is_file() else {}
+    resolved.pop("seed", None)
+    seedless = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
+    return {"dir": str(path), "report": report, "manifest": manifest, "seedless": seedless}
+
+
+def load_rows(paths: list[Path]) -> list[Row]:
+    """Rows in the order given; runs of one spec with different seeds become one row (mean ± std)."""
+    runs = [_read_run(p) for p in paths]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(run["seedless"], []).append(run)
+    rows = []
+    for members in groups.values():
+        first = members[0]["report"]
+        label = first["name"] + (f"[{first['variant']}]" if first.get("variant") else "")
+        metrics: dict[str, dict[str, float]] = {}
+        spread: dict[str, dict[str, float]] = {}
+        higher: dict[str, bool] = {}
+        for task, info in first["tasks"].items():
+            for metric in info["metrics"]:
+                values = [m["report"]["tasks"][task]["metrics"][metric] for m in members if metric in m["report"]["tasks"].get(task, {}).get("metrics", {})]
+                metrics.setdefault(task, {})[metric] = statistics.fmean(values)
+                if len(values) > 1:
+                    spread.setdefault(task, {})[metric] = statistics.stdev(values)
+                higher[f"{task}.{metric}"] = info["higher_is_better"][metric]
+        seeds = sorted({m["report"]["seed"] for m in members})
+        if len(members) > 1:
+            label += f" (seeds {', '.join(map(str, seeds))})"
+        own = first.get("delta_m") or {}
+        rows.append(Row(label, [m["dir"] for m in members], metrics, spread, higher,
+                        fingerprints=members[0]["manifest"].get("dataset_fingerprints", {}),
+                        versions=members[0]["manifest"].get("versions", {}), spec_hash=members[0]["manifest"].get("spec_hash", ""),
+                        own_baseline=own.get("baseline")))
+    return rows
+
+
+def apply_baseline(rows: list[Row], baseline: str | None) -> dict[str, dict[str, float]] | None:
+    """Fill each row's Δm. `baseline` is a run directory, 'single_task' (each run's own
+    single-task baselines, recorded when it ran), or None."""
+    if baseline is None:
+        return None
+    if baseline == "single_task":
+        missing = [r.label for r in rows if r.own_baseline is None]
+        if missing:
+            raise UsageError(f"--baseline single_task needs runs made with evaluation.baseline: single_task; these were not: {', '.join(missing)}")
+        for row in rows:
+            row.delta_m = delta_m(row.metrics, row.own_baseline)["value"]
+        return None
+    base = load_rows([Path(baseline)])[0]
+    for row in rows:
+        row.delta_m = delta_m(row.metrics, base.metrics)["value"]
+    return base.metrics
+
+
+GATE = re.compile(r"^\s*(delta_m|[A-Za-z][\w]*\.[\w]+)\s*(?:(<=|>=|<|>|==)\s*([-+]?[\d.]+(?:[eE][-+]?\d+)?)|(drops)\s*>\s*([-+]?[\d.]+(?:[eE][-+]?\d+)?))\s*$")
+
+
+@dataclass(frozen=True)
+class Gate:
+    text: str
+    target: str
+    op: str
+    threshold: float
+
+
+def parse_gate(text: str, rows: list[Row], has_baseline: bool) -> Gate:
+    match = GATE.match(text)
+    if not match:
+        raise UsageError(f"--fail-if '{text}': expected 'delta_m < -1.0', 'task.metric < 0.5' or 'task.metric drops > 0.02'")
+    target = match.group(1)
+    op, threshold = (match.group(2), match.group(3)) if match.group(2) else ("drops", match.group(5))
+    if target == "delta_m" and not has_baseline:
+        raise UsageError(f"--fail-if '{text}': Δm needs --baseline")
+    if op == "drops" and not has_baseline:
+        raise UsageError(f"--fail-if '{text}': 'drops' compares with --baseline, which is missing")
+    if target != "delta_m" and not any(target in r.higher for r in rows):
+        known = sorted({k for r in rows for k in r.higher})
+        raise UsageError(f"--fail-if '{text}': no run reports '{target}' (they report: {', '.join(known)})")
+    return Gate(text, target, op, float(threshold))
+
+
+def failures(gate: Gate, rows: list[Row], base: dict[str, dict[str, float]] | None) -> list[str]:
+    """Labels of the rows the gate fails (with the value that failed it)."""
+    out = []
+    for row in rows:
+        if gate.target == "delta_m":
+            value = row.delta_m
+        else:
+            task, metric = gate.target.split(".", 1)
+            value = row.metrics.get(task, {}).get(metric)
+        if value is None:
+            continue
+        if gate.op == "drops":
+            task, metric = gate.target.split(".", 1)
+            reference = (base or row.own_baseline or {}).get(task, {}).get(metric)
+            if reference is None:
+                continue
+            drop = (reference - value) if row.higher[gate.target] else (value - reference)
+            if drop > gate.threshold:
+                out.append(f"{row.label}: {gate.target} dropped by {drop:.4f} (baseline {reference:.4f}, now {value:.4f})")
+            continue
+        bad = {"<": value < gate.threshold, "<=": value <= gate.threshold, ">": value > gate.threshold,
+               ">=": value >= gate.threshold, "==": value == gate.threshold}[gate.op]
+        if bad:
+            out.append(f"{row.label}: {gate.target} = {value:.4f}")
+    return out
+
+
+def columns(rows: list[Row]) -> list[str]:
+    seen: dict[str, None] = {}
+    for row in rows:
+        for task, metrics in row.metrics.items():
+            for metric in metrics:
+                seen.setdefault(f"{task}.{metric}")
+    return list(seen)
+
+
+def best(rows: list[Row], column: str) -> float | None:
+    task, metric = column.split(".", 1)
+    values = [r.metrics[task][metric] for r in rows if metric in r.metrics.get(task, {})]
+    if not values:
+        return None
+    higher = next(r.higher[column] for r in rows if column in r.higher)
+    return max(values) if higher else min(values)
+
+
+def differences(rows: list[Row]) -> list[str]:
+    """What the runs do not share, so a reader knows what the table compares across."""
+    notes = []
+    for what, key in (("dataset fingerprints", "fingerprints"), ("library versions", "versions")):
+        if len({json.dumps(getattr(r, key), sort_keys=True) for r in rows}) > 1:
+            notes.append(f"The runs differ in {what}.")
+    if len({r.spec_hash for r in rows}) > 1:
+        notes.append("The runs come from different specs (spec hashes differ).")
+    return notes
+
+
+def cell(row: Row, column: str, best_value: float | None) -> str:
+    task, metric = column.split(".", 1)
+    value = row.metrics.get(task, {}).get(metric)
+    if value is None:
+        return "-"
+    text = f"{value:.4f}"
+    if metric in row.spread.get(task, {}):
+        text += f" ± {row.spread[task][metric]:.4f}"
+    return f"**{text}**" if best_value is not None and math.isclose(value, best_value) else text
+
+
+def to_markdown(rows: list[Row], with_delta: bool) -> str:
+    cols = columns(rows)
+    arrows = {c: ("↑" if next(r.higher[c] for r in rows if c in r.higher) else "↓") for c in cols}
+    bests = {c: best(rows, c) for c in cols}
+    header = ["run"] + [f"{c} {arrows[c]}" for c in cols] + (["Δm % ↑"] if with_delta else [])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    top = max((r.delta_m for r in rows if r.delta_m is not None), default=None)
+    for row in rows:
+        cells = [row.label] + [cell(row, c, bests[c]) for c in cols]
+        if with_delta:
+            dm = "-" if row.delta_m is None else f"{row.delta_m:+.2f}"
+            cells.append(f"**{dm}**" if row.delta_m is not None and math.isclose(row.delta_m, top) else dm)
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("↑ higher is better, ↓ lower is better; the best value of each column is in bold; "
+                 "mean ± standard deviation where runs of one spec differ only in their seed.")
+    if with_delta:
+        lines.append(f"{DEFINITION}.")
+    lines.extend(differences(rows))
+    return "\n".join(lines) + "\n"
+
+
+def to_json(rows: list[Row], with_delta: bool) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "columns": {c: {"higher_is_better": next(r.higher[c] for r in rows if c in r.higher)} for c in columns(rows)},
+        "rows": [{"label": r.label, "runs": r.runs, "metrics": r.metrics, "std": r.spread, "delta_m": r.delta_m} for r in rows],
+        "delta_m_definition": DEFINITION if with_delta else None,
+        "notes": differences(rows),
+    }

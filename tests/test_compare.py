@@ -1,0 +1,99 @@
+"""`mtlspec compare`, matrix sweeps' comparison, and `mtlspec reproduce`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+
+def fake_run(root, name, seed, metrics, variant="", spec_extra=None, versions=None):
+    """A run directory as `mtlspec run` writes it, with chosen metrics."""
+    run = root / f"{name}-{variant}-{seed}"
+    run.mkdir(parents=True)
+    higher = {"accuracy": True, "abs_err": False, "map50": True}
+    tasks = {t: {"type": "x", "metrics": m, "higher_is_better": {k: higher[k] for k in m}, "baseline": {}} for t, m in metrics.items()}
+    (run / "report.json").write_text(json.dumps({"schema_version": 1, "name": name, "variant": variant, "seed": seed, "tasks": tasks}))
+    (run / "manifest.json").write_text(json.dumps({"spec_hash": f"{name}{variant}{seed}", "dataset_fingerprints": {"d": "f"},
+                                                   "versions": versions or {"torch": "2.13.0"}}))
+    (run / "spec.resolved.yaml").write_text(yaml.safe_dump({"name": name, "seed": seed, "variant": variant, **(spec_extra or {})}))
+    return run
+
+
+@pytest.fixture
+def runs(tmp_path):
+    base = fake_run(tmp_path, "base", 0, {"cls": {"accuracy": 0.5}, "depth": {"abs_err": 0.4}})
+    a0 = fake_run(tmp_path, "mtl", 0, {"cls": {"accuracy": 0.6}, "depth": {"abs_err": 0.3}}, "a")
+    a1 = fake_run(tmp_path, "mtl", 1, {"cls": {"accuracy": 0.7}, "depth": {"abs_err": 0.5}}, "a")
+    b0 = fake_run(tmp_path, "mtl", 0, {"cls": {"accuracy": 0.4}, "depth": {"abs_err": 0.2}}, "b", versions={"torch": "2.14.1"})
+    return base, a0, a1, b0
+
+
+def test_markdown_table_groups_seeds_marks_best_and_computes_delta_m(cli, runs):
+    base, a0, a1, b0 = runs
+    result = cli("compare", str(a0), str(a1), str(b0), "--baseline", str(base), "--format", "md")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "| run | cls.accuracy ↑ | depth.abs_err ↓ | Δm % ↑ |"
+    # a: mean of seeds 0 and 1; Δm = mean(+30% accuracy, 0% abs_err) = +15
+    assert lines[2] == "| mtl[a] (seeds 0, 1) | **0.6500 ± 0.0707** | 0.4000 ± 0.1414 | **+15.00** |"
+    # b: accuracy -20%, abs_err better by 50% -> +15 as well; its abs_err is the best (lowest)
+    assert lines[3] == "| mtl[b] | 0.4000 | **0.2000** | **+15.00** |"
+    assert "LibMTL's Δp" in result.output and "differ in library versions" in result.output
+
+
+def test_gates_fail_with_the_rows_named_and_malformed_gates_are_usage_errors(cli, runs):
+    base, a0, a1, b0 = runs
+    ok = cli("compare", str(a0), str(b0), "--baseline", str(base), "--format", "md", "--fail-if", "delta_m < 10")
+    assert ok.exit_code == 0
+    result = cli("compare", str(a0), str(b0), "--baseline", str(base), "--format", "md", "--fail-if", "cls.accuracy drops > 0.05")
+    assert result.exit_code == 1
+    assert "FAIL cls.accuracy drops > 0.05: mtl[b]: cls.accuracy dropped by 0.1000" in result.output
+    assert "mtl[a]" not in [line for line in result.output.splitlines() if line.startswith("FAIL")][0]
+    assert cli("compare", str(a0), "--format", "md", "--fail-if", "depth.abs_err > 0.25").exit_code == 1
+    for bad in ("delta_m is low", "cls.acc < 1", "delta_m < -1"):
+        assert cli("compare", str(a0), "--format", "md", "--fail-if", bad).exit_code == 2, bad
+    assert cli("compare", str(a0.parent / "nothing")).exit_code == 2
+
+
+def test_json_and_html_formats(cli, runs, tmp_path):
+    base, a0, a1, b0 = runs
+    data = json.loads(cli("compare", str(a0), str(b0), "--baseline", str(base), "--format", "json").output)
+    assert data["columns"] == {"cls.accuracy": {"higher_is_better": True}, "depth.abs_err": {"higher_is_better": False}}
+    assert [r["delta_m"] for r in data["rows"]] == pytest.approx([(20.0 + 25.0) / 2, (-20.0 + 50.0) / 2])
+    out = tmp_path / "c.html"
+    assert cli("compare", str(a0), str(b0), "--baseline", str(base), "--format", "html", "-o", str(out)).exit_code == 0
+    html = out.read_text()
+    assert html.count('src="data:image/png;base64,') == 2 and "mtl[b]" in html
+
+
+@pytest.mark.stack
+def test_a_matrix_run_writes_its_comparison_and_reproduce_matches(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    spec = tmp_path / "m.yaml"
+    spec.write_text("""\
+name: sweep
+data:
+  datasets:
+    digits: {type: multidigits, canvas: 32, objects: {max: 2}, splits: {train: 16, val: 8, test: 8}}
+  batch_size: 8
+  image_size: 32
+tasks:
+  largest: {type: classification, dataset: digits, label: largest_digit}
+  seg: {type: segmentation, dataset: digits}
+model: {backbone: {type: SmallCNN, channels: [8, 16]}, neck: {type: FPN, out_channels: 8}}
+training: {epochs: 1, device: cpu}
+report: {plots: false}
+matrix:
+  weighting.type: [ew, uw]
+""")
+    result = cli("run", str(spec), "--quiet", "--out", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "runs" / "sweep" / "comparison.md").read_text()
+    assert "| sweep[type=ew] |" in table and "| sweep[type=uw] |" in table
+    assert json.loads((tmp_path / "runs" / "sweep" / "comparison.json").read_text())["rows"][1]["label"] == "sweep[type=uw]"
+    (first,) = (tmp_path / "runs" / "sweep" / "type=ew").iterdir()
+    again = cli("reproduce", str(first), "--out", str(tmp_path / "again"))
+    assert again.exit_code == 0, again.output
+    assert "largest.accuracy" in again.output and "diff 0.00e+00" in again.output
