@@ -1,0 +1,90 @@
+"""The HTML reports as a person sees them: opened in headless Chromium, every image loads, the
+console shows no error, and a screenshot is saved. The test setup installs Debian's chromium
+package when it is missing (root on a Debian-like machine, as CI is)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+PROBE = """<script>
+window.__errors = [];
+window.addEventListener("error", e => window.__errors.push(String(e.message || (e.target && e.target.src) || e.type)), true);
+const original = console.error;
+console.error = (...args) => { window.__errors.push(args.join(" ")); original(...args); };
+window.addEventListener("load", () => {
+  const images = [...document.images].map(i => ({src: i.src.slice(0, 60), ok: i.complete && i.naturalWidth > 0}));
+  document.body.setAttribute("data-probe", JSON.stringify({images, errors: window.__errors}));
+});
+</script>"""
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--virtual-time-budget=5000", "--hide-scrollbars"]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    path = shutil.which("chromium")
+    if path is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=900)
+        path = shutil.which("chromium")
+    if path is None:
+        pytest.skip("Debian's chromium package could not be installed here")
+    return path
+
+
+def inspect(chromium, html_file, screenshot, tmp_path):
+    probe = html_file.with_name(html_file.stem + ".probe.html")
+    probe.write_text(html_file.read_text().replace("<head>", "<head>" + PROBE, 1))
+    profile = ["--user-data-dir=" + str(tmp_path / "profile")]
+    dom = subprocess.run([chromium, *FLAGS, *profile, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    match = re.search(r'data-probe="([^"]*)"', dom.stdout)
+    assert match, dom.stderr[-2000:]
+    result = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    subprocess.run([chromium, *FLAGS, *profile, "--window-size=1100,1400", f"--screenshot={screenshot}", html_file.as_uri()],
+                   capture_output=True, timeout=120)
+    probe.unlink()
+    return result
+
+
+def test_run_report_and_comparison_render_in_a_browser(chromium, tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    spec = tmp_path / "b.yaml"
+    spec.write_text("""\
+name: browser
+data:
+  datasets:
+    digits: {type: multidigits, canvas: 32, objects: {max: 2}, splits: {train: 16, val: 8, test: 8}}
+  batch_size: 8
+  image_size: 32
+tasks:
+  largest: {type: classification, dataset: digits, label: largest_digit}
+  depth: {type: depth, dataset: digits}
+model: {backbone: {type: SmallCNN, channels: [8, 16]}, neck: {type: FPN, out_channels: 8}}
+training: {epochs: 2, device: cpu}
+matrix:
+  weighting.type: [ew, uw]
+""")
+    assert cli("run", str(spec), "--quiet", "--out", str(tmp_path / "runs")).exit_code == 0
+    (run,) = (tmp_path / "runs" / "browser" / "type=ew").iterdir()
+    report = inspect(chromium, run / "report.html", tmp_path / "report.png", tmp_path)
+    assert len(report["images"]) == 3 and all(i["ok"] for i in report["images"]), report
+    assert report["errors"] == []
+    runs = sorted((tmp_path / "runs" / "browser").glob("*/*"))
+    html = tmp_path / "compare.html"
+    assert cli("compare", *map(str, runs), "--baseline", str(runs[0]), "--format", "html", "-o", str(html)).exit_code == 0
+    comparison = inspect(chromium, html, tmp_path / "compare.png", tmp_path)
+    assert len(comparison["images"]) == 2 and all(i["ok"] for i in comparison["images"]), comparison
+    assert comparison["errors"] == []
+    for shot in ("report.png", "compare.png"):
+        assert (tmp_path / shot).stat().st_size > 10_000
+    if os.environ.get("MTLSPEC_SAVE_SCREENSHOTS"):
+        for shot in ("report.png", "compare.png"):
+            shutil.copy(tmp_path / shot, os.environ["MTLSPEC_SAVE_SCREENSHOTS"])
