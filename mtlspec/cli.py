@@ -184,6 +184,8 @@ def _run_one(result, out: Path, resume: Optional[Path], console, quiet: bool):
     def log(message: str) -> None:
         console.print(message, markup=False)
 
+    if result.spec.ensemble is not None:
+        return _run_ensemble(result, out, log)
     try:
         if quiet:
             outcome = run_one(result, out, resume, log=log)
@@ -226,6 +228,24 @@ def graph(
     else:
         for g in graphs:
             Console().print(render_tree(g))
+
+
+def _run_ensemble(result, out: Path, log):
+    from mtlspec.data.records import DataError
+    from mtlspec.ensemble.runner import run_ensemble
+    from mtlspec.train.checkpoint import CheckpointError
+    from mtlspec.train.loop import TrainingError
+
+    try:
+        run_dir, report = run_ensemble(result, out, log)
+    except (TrainingError, CheckpointError, DataError, UsageError) as exc:
+        typer.echo(f"error: {result.name}: {exc}", err=True)
+        return None, EXIT_USAGE
+    typer.echo(f"{result.name}: ensemble of {len(report['members'])} members in {run_dir}")
+    for task, t in report["tasks"].items():
+        parts = ", ".join(f"{m}={v:.4f} (gain over best member {t['gain'][m]['over_best_member']:+.4f})" for m, v in t["metrics"].items())
+        typer.echo(f"  {task:<12} {parts}")
+    return None, 0
 
 
 class CompareFormat(str, Enum):

@@ -138,7 +138,7 @@ def test_early_stopping_stops_when_the_monitor_stalls(tmp_path):
 
 def test_cli_refuses_what_this_version_cannot_run(cli, tmp_path):
     path = tmp_path / "ensemble.yaml"
-    path.write_text(TINY + "ensemble: {members: {type: seeds, seeds: [0, 1]}, per_task: {boxes: {type: box_fusion}}}\n")
+    path.write_text(TINY + "ensemble: {members: {type: seeds, seeds: [0, 1]}, strategy: {type: stacking}, per_task: {boxes: {type: box_fusion}}}\n")
     result = cli("run", str(path), "--out", str(tmp_path / "runs"))
     assert result.exit_code == 1
     assert "error[not-implemented] ensemble.strategy.type" in result.output

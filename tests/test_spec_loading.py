@@ -169,7 +169,7 @@ def test_cli_exit_codes_and_formats(cli, write):
 
 def test_strict_turns_not_implemented_warnings_into_failures(cli, write):
     assert "warning[" not in cli("validate", str(write("plain.yaml", BASE))).output
-    good = write("good.yaml", BASE + "ensemble: {members: {type: seeds, seeds: [0, 1]}}\n")
+    good = write("good.yaml", BASE + "ensemble: {members: {type: seeds, seeds: [0, 1]}, per_task: {cls: {type: stacking}}}\n")
     result = cli("validate", str(good))
     assert result.exit_code == 0 and "warning[not-implemented]" in result.output
     assert cli("validate", "--strict", str(good)).exit_code == 1

@@ -1,0 +1,1 @@
+"""Ensembles: combine the predictions of several trained members, per task, from the spec."""

@@ -1,0 +1,150 @@
+"""Running an ensemble spec: train (or reuse) the members, run them together on the evaluation
+split, combine their predictions per task, and report the members beside the ensemble."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+
+from mtlspec.ensemble.box_fusion import fuse
+from mtlspec.ensemble.combine import vote, vote_multilabel, weighted_mean
+from mtlspec.errors import UsageError
+from mtlspec.io import write_text_atomic
+from mtlspec.spec.root import Spec
+from mtlspec.spec.tasks import HIGHER_IS_BETTER
+
+
+def member_specs(spec: Spec) -> list[Spec]:
+    data = spec.model_dump(mode="json")
+    data["ensemble"], data["matrix"] = None, None
+    out = []
+    for seed in spec.ensemble.members.seeds:
+        one = dict(data, seed=seed, name=f"{spec.name}.seed{seed}")
+        out.append(Spec.model_validate(one))
+    return out
+
+
+def _members(spec: Spec, spec_file: str, out_root: Path, log: Callable[[str], None]) -> list[Path]:
+    from mtlspec.baselines import _finished
+    from mtlspec.report.manifest import spec_hash
+    from mtlspec.run import run_one
+    from mtlspec.spec.validate import Result
+
+    members = spec.ensemble.members
+    if members.type == "runs":
+        base = Path(spec_file).resolve().parent
+        return [base / p for p in members.paths]
+    dirs = []
+    for single in member_specs(spec):
+        found = _finished(out_root / single.name, spec_hash(single))
+        if found is None:
+            log(f"ensemble: training member {single.name}")
+            dirs.append(run_one(Result(spec_file, single.name, [], single), out_root, log=log).run_dir)
+        else:
+            log(f"ensemble: reusing {found['run_dir']}")
+            dirs.append(Path(found["run_dir"]))
+    return dirs
+
+
+def _load_member(run_dir: Path, num_classes: dict[str, int]) -> tuple[Any, dict[str, Any], Spec]:
+    from mtlspec.model.builder import build_model
+    from mtlspec.train.checkpoint import latest
+
+    member_spec = Spec.model_validate(yaml.safe_load((run_dir / "spec.resolved.yaml").read_text()))
+    model, task_types = build_model(member_spec, num_classes)
+    checkpoint = latest(run_dir / "checkpoints")
+    if checkpoint is None:
+        raise UsageError(f"ensemble member {run_dir} has no checkpoint")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, task_types, member_spec
+
+
+def _prediction(kind: str, task_type: Any, output: Any, image_size: int) -> Any:
+    if kind == "segmentation":
+        return output.softmax(dim=1)
+    return task_type.predict(output, image_size)
+
+
+def _combine(kind: str, strategy: Any, predictions: list[Any], num_classes: int, threshold: float) -> Any:
+    weights = getattr(strategy, "weights", None)
+    if kind == "detection":
+        return [fuse([p[i] for p in predictions], strategy.iou, strategy.skip_score, strategy.method, weights)
+                for i in range(len(predictions[0]))]
+    if strategy.type == "vote":
+        if kind == "classification":
+            labels = vote([p.argmax(dim=1) for p in predictions], num_classes, weights)
+            return torch.nn.functional.one_hot(labels, num_classes).float()
+        return vote_multilabel(predictions, threshold, weights)
+    mean = weighted_mean(predictions, weights)
+    return mean.argmax(dim=1) if kind == "segmentation" else mean
+
+
+def _gains(ensemble: dict[str, float], members: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    out = {}
+    for metric, value in ensemble.items():
+        values = [m[metric] for m in members if metric in m]
+        sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+        best = max(values) if sign > 0 else min(values)
+        out[metric] = {"over_best_member": sign * (value - best), "over_mean_member": sign * (value - sum(values) / len(values))}
+    return out
+
+
+def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]]:
+    from mtlspec.data.build import build_dataset
+    from mtlspec.train.loop import _loader
+
+    spec: Spec = result.spec
+    ensemble = spec.ensemble
+    dirs = _members(spec, result.file, out_root, log)
+    data_root = Path(result.file).resolve().parent
+    dataset, binds = build_dataset(spec, spec.evaluation.split, train=False, base=data_root)
+    num_classes = {b.name: b.num_classes for b in binds}
+    members = [_load_member(d, num_classes) for d in dirs]
+    for _, _, member_spec in members:
+        if member_spec.data.datasets != spec.data.datasets or set(member_spec.tasks) != set(spec.tasks):
+            raise UsageError("every ensemble member must be trained on this spec's datasets and tasks")
+    task_types = members[0][1]
+    metrics = {t: tt.metric() for t, tt in task_types.items()}
+    for batch in _loader(dataset, binds, spec.data.batch_size, 0):
+        with torch.no_grad():
+            outputs = [model(batch["image"]) for model, _, _ in members]
+        for task, tt in task_types.items():
+            kind = spec.tasks[task].type
+            strategy = ensemble.per_task.get(task, ensemble.strategy)
+            preds = [_prediction(kind, m_tt[task], out[task], spec.data.image_size) for out, (_, m_tt, _) in zip(outputs, members)]
+            combined = _combine(kind, strategy, preds, num_classes[task], getattr(spec.tasks[task], "threshold", 0.5))
+            metrics[task].update(combined, batch["targets"][task], batch["has"][task])
+    member_reports = [json.loads((d / "report.json").read_text()) for d in dirs]
+    tasks = {}
+    for task, metric in metrics.items():
+        values = {m: float(v) for m, v in metric.compute().items() if m in spec.tasks[task].metrics}
+        member_values = [r["tasks"][task]["metrics"] for r in member_reports]
+        tasks[task] = {"type": spec.tasks[task].type, "strategy": ensemble.per_task.get(task, ensemble.strategy).type,
+                       "metrics": values, "members": member_values, "gain": _gains(values, member_values),
+                       "higher_is_better": {m: HIGHER_IS_BETTER[m] for m in values}}
+    run_dir = out_root / spec.name / ("ensemble-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    report = {"schema_version": 1, "name": spec.name, "kind": "ensemble", "split": spec.evaluation.split,
+              "members": [str(d) for d in dirs], "tasks": tasks}
+    write_text_atomic(run_dir / "ensemble.json", json.dumps(report, indent=2) + "\n")
+    write_text_atomic(run_dir / "ensemble.md", _markdown(report))
+    return run_dir, report
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Ensemble: {report['name']}", "", f"{len(report['members'])} members, evaluated on the `{report['split']}` split.", "",
+             "| task | strategy | metric | " + " | ".join(f"member {i + 1}" for i in range(len(report["members"]))) + " | ensemble | gain over best | gain over mean |",
+             "|---|---|---|" + "---|" * (len(report["members"]) + 3)]
+    for task, t in report["tasks"].items():
+        for metric, value in t["metrics"].items():
+            members = " | ".join(f"{m.get(metric, float('nan')):.4f}" for m in t["members"])
+            g = t["gain"][metric]
+            lines.append(f"| {task} | {t['strategy']} | {metric} | {members} | {value:.4f} | {g['over_best_member']:+.4f} | {g['over_mean_member']:+.4f} |")
+    lines += ["", "Gains are signed so that positive is better, whichever direction the metric improves in."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,130 @@
+"""Ensembles: voting against scikit-learn's VotingClassifier, box fusion on hand-made boxes, and an
+ensemble spec end to end (members trained once, reused, reported beside the ensemble)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mtlspec.ensemble.box_fusion import fuse
+from mtlspec.ensemble.combine import vote, weighted_mean
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
+from sklearn.ensemble import VotingClassifier  # noqa: E402
+
+
+class FixedMember(ClassifierMixin, BaseEstimator):
+    """A 'trained member' whose predictions are given: X holds sample indices."""
+
+    def __init__(self, probs=None):
+        self.probs = probs
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        return self.probs[np.asarray(X).ravel().astype(int)]
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+@pytest.mark.parametrize("weights", [None, [1.0, 2.0, 0.5]])
+def test_soft_and_hard_voting_match_scikit_learn(weights):
+    rng = np.random.default_rng(0)
+    N, K = 200, 5
+    members = [rng.dirichlet(np.ones(K), size=N) for _ in range(3)]
+    X, y = np.arange(N).reshape(-1, 1), np.arange(N) % K
+    estimators = [(f"m{i}", FixedMember(p)) for i, p in enumerate(members)]
+    soft = VotingClassifier(estimators, voting="soft", weights=weights).fit(X, y)
+    hard = VotingClassifier(estimators, voting="hard", weights=weights).fit(X, y)
+    ours_soft = weighted_mean([torch.tensor(p) for p in members], weights).argmax(dim=1).numpy()
+    ours_hard = vote([torch.tensor(p).argmax(dim=1) for p in members], K, weights).numpy()
+    assert np.array_equal(ours_soft, soft.predict(X))
+    assert np.array_equal(ours_hard, hard.predict(X))
+    assert np.allclose(weighted_mean([torch.tensor(p) for p in members], weights).numpy(), soft.predict_proba(X))
+
+
+def test_weighted_boxes_fusion_on_hand_made_boxes():
+    a = {"boxes": torch.tensor([[0.0, 0, 10, 10], [50, 50, 60, 60]]), "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([1, 1])}
+    b = {"boxes": torch.tensor([[1.0, 1, 11, 11], [0, 0, 10, 10]]), "scores": torch.tensor([0.6, 0.7]), "labels": torch.tensor([1, 2])}
+    out = fuse([a, b], iou=0.55, method="wbf")
+    order = out["scores"].argsort(descending=True)
+    boxes, scores, labels = out["boxes"][order], out["scores"][order], out["labels"][order]
+    # the two label-1 boxes overlap (IoU 0.68): fused by score weights 0.9 and 0.6; score mean * 2/2
+    assert torch.allclose(boxes[0], torch.tensor([0.4, 0.4, 10.4, 10.4]))
+    assert scores[0].item() == pytest.approx(0.75) and labels[0] == 1
+    # a box only one of two members found keeps its place, its score halved; labels never mix
+    assert {(tuple(b.tolist()), round(s.item(), 4), int(l)) for b, s, l in zip(boxes[1:], scores[1:], labels[1:])} == {
+        ((50.0, 50.0, 60.0, 60.0), 0.4, 1), ((0.0, 0.0, 10.0, 10.0), 0.35, 2)}
+    merged = fuse([a, b], iou=0.55, method="nms_merge")
+    assert len(merged["boxes"]) == 3 and merged["scores"].max().item() == pytest.approx(0.9)
+    assert torch.allclose(merged["boxes"][merged["scores"].argmax()], torch.tensor([0.0, 0, 10, 10]))
+    assert len(fuse([a, b], skip_score=0.85)["boxes"]) == 1
+
+
+@pytest.mark.stack
+def test_an_ensemble_spec_trains_members_once_and_reports_them(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    spec = tmp_path / "e.yaml"
+    spec.write_text("""\
+name: ens
+data:
+  datasets:
+    digits: {type: multidigits, canvas: 32, objects: {max: 2}, splits: {train: 16, val: 8, test: 16}}
+  batch_size: 8
+  image_size: 32
+tasks:
+  largest: {type: classification, dataset: digits, label: largest_digit}
+  boxes:
+    type: detection
+    dataset: digits
+    head: {type: FCOSHead, stacked_convs: 1, feat_channels: 8, norm_cfg: {type: GN, num_groups: 4, requires_grad: true}}
+  depth: {type: depth, dataset: digits}
+model: {backbone: {type: SmallCNN, channels: [8, 16]}, neck: {type: FPN, out_channels: 8}}
+training: {epochs: 1, device: cpu}
+report: {plots: false}
+ensemble:
+  members: {type: seeds, seeds: [0, 1]}
+  strategy: {type: mean}
+  per_task:
+    largest: {type: vote}
+    boxes: {type: box_fusion}
+""")
+    first = cli("run", str(spec), "--quiet", "--out", str(tmp_path / "runs"))
+    assert first.exit_code == 0, first.output
+    (folder,) = (tmp_path / "runs" / "ens").glob("ensemble-*")
+    report = json.loads((folder / "ensemble.json").read_text())
+    assert len(report["members"]) == 2 and set(report["tasks"]) == {"largest", "boxes", "depth"}
+    assert [report["tasks"][t]["strategy"] for t in ("largest", "boxes", "depth")] == ["vote", "box_fusion", "mean"]
+    for task, t in report["tasks"].items():
+        for metric, value in t["metrics"].items():
+            values = [m[metric] for m in t["members"]]
+            sign = 1 if t["higher_is_better"][metric] else -1
+            best = max(values) if sign > 0 else min(values)
+            assert t["gain"][metric]["over_best_member"] == pytest.approx(sign * (value - best))
+    assert "| largest | vote | accuracy |" in (folder / "ensemble.md").read_text()
+    members_before = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    again = cli("run", str(spec), "--quiet", "--out", str(tmp_path / "runs"))
+    assert again.exit_code == 0 and sorted(p.name for p in (tmp_path / "runs").iterdir()) == members_before
+    assert len(list((tmp_path / "runs" / "ens.seed0").iterdir())) == 1  # reused, not retrained
+
+
+@pytest.mark.stack
+def test_the_shipped_ensemble_spec_runs_on_tiny_settings(tmp_path, monkeypatch):
+    from conftest import REPO
+    from mtlspec.ensemble.runner import run_ensemble
+    from mtlspec.spec import validate_file
+    from test_topologies import TINY
+
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    (result,) = validate_file(REPO / "specs" / "ensemble-seeds.yaml", TINY)
+    assert result.errors == [] and result.warnings == []
+    folder, report = run_ensemble(result, tmp_path / "runs", log=lambda m: None)
+    assert len(report["members"]) == 3 and report["tasks"]["boxes"]["strategy"] == "box_fusion"
+    assert (folder / "ensemble.md").is_file()
