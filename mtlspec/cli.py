@@ -172,7 +172,7 @@ def run(
 
 
 def _run_one(result, out: Path, resume: Optional[Path], console, quiet: bool):
-    """Train one concrete spec; returns (outcome or None, exit status), reporting a failure in one line."""
+    """Train one concrete spec (or its ensemble); returns (outcome or None, exit status), a failure in one line."""
     from mtlspec.data.records import DataError
     from mtlspec.report.progress import RunProgress
     from mtlspec.run import run_one
@@ -184,21 +184,29 @@ def _run_one(result, out: Path, resume: Optional[Path], console, quiet: bool):
     def log(message: str) -> None:
         console.print(message, markup=False)
 
-    if result.spec.ensemble is not None:
-        return _run_ensemble(result, out, log)
     try:
-        if quiet:
-            outcome = run_one(result, out, resume, log=log)
+        if result.spec.ensemble is not None:
+            from mtlspec.ensemble.runner import run_ensemble
+
+            run_dir, report = run_ensemble(result, out, log)
+            lines, outcome = [f"{result.name}: ensemble of {len(report['members'])} members in {run_dir}"], None
+            detail = "gain over best member {:+.4f}"
+            tasks = {t: (v["metrics"], {m: detail.format(v["gain"][m]["over_best_member"]) for m in v["metrics"]}) for t, v in report["tasks"].items()}
         else:
-            with RunProgress(console) as progress:
-                outcome = run_one(result, out, resume, log=log, progress=progress)
-    except (TrainingError, CheckpointError, DataError) as exc:
+            if quiet:
+                outcome = run_one(result, out, resume, log=log)
+            else:
+                with RunProgress(console) as progress:
+                    outcome = run_one(result, out, resume, log=log, progress=progress)
+            lines = [f"{result.name}: run directory {outcome.run_dir}"]
+            tasks = {t: (v["metrics"], {m: f"trivial {v['baseline'].get(m, float('nan')):.4f}" for m in v["metrics"]})
+                     for t, v in outcome.report["tasks"].items()}
+    except (TrainingError, CheckpointError, DataError, UsageError) as exc:
         typer.echo(f"error: {result.name}: {exc}", err=True)
         return None, EXIT_USAGE
-    typer.echo(f"{result.name}: run directory {outcome.run_dir}")
-    for task, t in outcome.report["tasks"].items():
-        parts = ", ".join(f"{m}={v:.4f} (trivial {t['baseline'].get(m, float('nan')):.4f})" for m, v in t["metrics"].items())
-        typer.echo(f"  {task:<12} {parts}")
+    for task, (metrics, notes) in tasks.items():
+        lines.append(f"  {task:<12} " + ", ".join(f"{m}={v:.4f} ({notes[m]})" for m, v in metrics.items()))
+    typer.echo("\n".join(lines))
     return outcome, 0
 
 
@@ -228,24 +236,6 @@ def graph(
     else:
         for g in graphs:
             Console().print(render_tree(g))
-
-
-def _run_ensemble(result, out: Path, log):
-    from mtlspec.data.records import DataError
-    from mtlspec.ensemble.runner import run_ensemble
-    from mtlspec.train.checkpoint import CheckpointError
-    from mtlspec.train.loop import TrainingError
-
-    try:
-        run_dir, report = run_ensemble(result, out, log)
-    except (TrainingError, CheckpointError, DataError, UsageError) as exc:
-        typer.echo(f"error: {result.name}: {exc}", err=True)
-        return None, EXIT_USAGE
-    typer.echo(f"{result.name}: ensemble of {len(report['members'])} members in {run_dir}")
-    for task, t in report["tasks"].items():
-        parts = ", ".join(f"{m}={v:.4f} (gain over best member {t['gain'][m]['over_best_member']:+.4f})" for m, v in t["metrics"].items())
-        typer.echo(f"  {task:<12} {parts}")
-    return None, 0
 
 
 class CompareFormat(str, Enum):

@@ -28,7 +28,7 @@ def refusals(result: Result) -> list[Diagnostic]:
 
 def new_run_dir(root: Path, name: str, variant: str) -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = root / name / (variant or "") if variant else root / name
+    base = root / name / variant if variant else root / name
     path = base / stamp
     n = 1
     while path.exists():

@@ -31,3 +31,19 @@ def write(tmp_path):
         return path
 
     return _write
+
+
+def tiny_spec(name: str, tasks: str, rest: str, test: int = 8) -> str:
+    """A spec on a tiny multidigits split and a tiny model: seconds to train on a CPU."""
+    return (
+        f"name: {name}\n"
+        "data:\n"
+        "  datasets:\n"
+        f"    digits: {{type: multidigits, canvas: 32, objects: {{max: 2}}, splits: {{train: 16, val: 8, test: {test}}}}}\n"
+        "  batch_size: 8\n"
+        "  image_size: 32\n"
+        "tasks:\n"
+        + "".join(f"  {line}\n" for line in tasks.strip("\n").splitlines())
+        + "model: {backbone: {type: SmallCNN, channels: [8, 16]}, neck: {type: FPN, out_channels: 8}}\n"
+        + rest
+    )

@@ -12,6 +12,8 @@ import subprocess
 
 import pytest
 
+from conftest import tiny_spec
+
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 PROBE = """<script>
@@ -57,21 +59,10 @@ def inspect(chromium, html_file, screenshot, tmp_path):
 def test_run_report_and_comparison_render_in_a_browser(chromium, tmp_path, cli, monkeypatch):
     monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
     spec = tmp_path / "b.yaml"
-    spec.write_text("""\
-name: browser
-data:
-  datasets:
-    digits: {type: multidigits, canvas: 32, objects: {max: 2}, splits: {train: 16, val: 8, test: 8}}
-  batch_size: 8
-  image_size: 32
-tasks:
-  largest: {type: classification, dataset: digits, label: largest_digit}
-  depth: {type: depth, dataset: digits}
-model: {backbone: {type: SmallCNN, channels: [8, 16]}, neck: {type: FPN, out_channels: 8}}
-training: {epochs: 2, device: cpu}
-matrix:
-  weighting.type: [ew, uw]
-""")
+    spec.write_text(tiny_spec("browser", """
+largest: {type: classification, dataset: digits, label: largest_digit}
+depth: {type: depth, dataset: digits}
+""", "training: {epochs: 2, device: cpu}\nmatrix:\n  weighting.type: [ew, uw]\n"))
     assert cli("run", str(spec), "--quiet", "--out", str(tmp_path / "runs")).exit_code == 0
     (run,) = (tmp_path / "runs" / "browser" / "type=ew").iterdir()
     report = inspect(chromium, run / "report.html", tmp_path / "report.png", tmp_path)

@@ -7,6 +7,8 @@ import json
 import pytest
 import yaml
 
+from conftest import tiny_spec
+
 
 def fake_run(root, name, seed, metrics, variant="", spec_extra=None, versions=None):
     """A run directory as `mtlspec run` writes it, with chosen metrics."""
@@ -72,22 +74,10 @@ def test_json_and_html_formats(cli, runs, tmp_path):
 def test_a_matrix_run_writes_its_comparison_and_reproduce_matches(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
     spec = tmp_path / "m.yaml"
-    spec.write_text("""\
-name: sweep
-data:
-  datasets:
-    digits: {type: multidigits, canvas: 32, objects: {max: 2}, splits: {train: 16, val: 8, test: 8}}
-  batch_size: 8
-  image_size: 32
-tasks:
-  largest: {type: classification, dataset: digits, label: largest_digit}
-  seg: {type: segmentation, dataset: digits}
-model: {backbone: {type: SmallCNN, channels: [8, 16]}, neck: {type: FPN, out_channels: 8}}
-training: {epochs: 1, device: cpu}
-report: {plots: false}
-matrix:
-  weighting.type: [ew, uw]
-""")
+    spec.write_text(tiny_spec("sweep", """
+largest: {type: classification, dataset: digits, label: largest_digit}
+seg: {type: segmentation, dataset: digits}
+""", "training: {epochs: 1, device: cpu}\nreport: {plots: false}\nmatrix:\n  weighting.type: [ew, uw]\n"))
     result = cli("run", str(spec), "--quiet", "--out", str(tmp_path / "runs"))
     assert result.exit_code == 0, result.output
     table = (tmp_path / "runs" / "sweep" / "comparison.md").read_text()

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from conftest import tiny_spec
 from mtlspec.report.delta_m import delta_m
 
 
@@ -28,22 +29,14 @@ def test_single_task_baselines_are_derived_trained_once_and_reused(tmp_path, mon
 
     monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
     spec = tmp_path / "b.yaml"
-    spec.write_text("""\
-name: dm
-data:
-  datasets:
-    digits: {type: multidigits, canvas: 32, objects: {max: 2}, splits: {train: 16, val: 8, test: 8}}
-  batch_size: 8
-  image_size: 32
-tasks:
-  largest: {type: classification, dataset: digits, label: largest_digit}
-  count: {type: regression, dataset: digits, label: count}
-model: {backbone: {type: SmallCNN, channels: [8, 16]}, neck: {type: FPN, out_channels: 8}}
-weighting: {type: uw}
+    spec.write_text(tiny_spec("dm", """
+largest: {type: classification, dataset: digits, label: largest_digit}
+count: {type: regression, dataset: digits, label: count}
+""", """weighting: {type: uw}
 training: {epochs: 2, device: cpu, early_stopping: {monitor: val.delta_m, patience: 5}}
 evaluation: {split: test, baseline: {type: single_task}}
 report: {plots: false}
-""")
+"""))
     (result,) = validate_file(spec)
     assert result.errors == [] and result.warnings == []
     messages: list[str] = []

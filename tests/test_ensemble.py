@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_spec
 from mtlspec.ensemble.box_fusion import fuse
 from mtlspec.ensemble.combine import vote, weighted_mean
 
@@ -72,22 +73,14 @@ def test_weighted_boxes_fusion_on_hand_made_boxes():
 def test_an_ensemble_spec_trains_members_once_and_reports_them(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
     spec = tmp_path / "e.yaml"
-    spec.write_text("""\
-name: ens
-data:
-  datasets:
-    digits: {type: multidigits, canvas: 32, objects: {max: 2}, splits: {train: 16, val: 8, test: 16}}
-  batch_size: 8
-  image_size: 32
-tasks:
-  largest: {type: classification, dataset: digits, label: largest_digit}
-  boxes:
-    type: detection
-    dataset: digits
-    head: {type: FCOSHead, stacked_convs: 1, feat_channels: 8, norm_cfg: {type: GN, num_groups: 4, requires_grad: true}}
-  depth: {type: depth, dataset: digits}
-model: {backbone: {type: SmallCNN, channels: [8, 16]}, neck: {type: FPN, out_channels: 8}}
-training: {epochs: 1, device: cpu}
+    spec.write_text(tiny_spec("ens", """
+largest: {type: classification, dataset: digits, label: largest_digit}
+boxes:
+  type: detection
+  dataset: digits
+  head: {type: FCOSHead, stacked_convs: 1, feat_channels: 8, norm_cfg: {type: GN, num_groups: 4, requires_grad: true}}
+depth: {type: depth, dataset: digits}
+""", """training: {epochs: 1, device: cpu}
 report: {plots: false}
 ensemble:
   members: {type: seeds, seeds: [0, 1]}
@@ -95,7 +88,7 @@ ensemble:
   per_task:
     largest: {type: vote}
     boxes: {type: box_fusion}
-""")
+""", test=16))
     first = cli("run", str(spec), "--quiet", "--out", str(tmp_path / "runs"))
     assert first.exit_code == 0, first.output
     (folder,) = (tmp_path / "runs" / "ens").glob("ensemble-*")

@@ -4,7 +4,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from mtlspec.spec.base import Name, PositiveInt, Probability, Section
+from mtlspec.spec.base import Name, Probability, Section
 
 
 class SeedMembers(Section):

@@ -4,7 +4,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from mtlspec.spec.base import PositiveFloat, PositiveInt, Section
+from mtlspec.spec.base import PositiveFloat, Section
 
 
 class ResNet(Section):
