@@ -4,6 +4,7 @@ ensemble spec end to end (members trained once, reused, reported beside the ense
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,3 +122,28 @@ def test_the_shipped_ensemble_spec_runs_on_tiny_settings(tmp_path, monkeypatch):
     folder, report = run_ensemble(result, tmp_path / "runs", log=lambda m: None)
     assert len(report["members"]) == 3 and report["tasks"]["boxes"]["strategy"] == "box_fusion"
     assert (folder / "ensemble.md").is_file()
+
+
+@pytest.mark.stack
+def test_snapshot_ensemble_takes_a_member_per_learning_rate_cycle(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    spec = tmp_path / "s.yaml"
+    spec.write_text(tiny_spec("snap", """
+largest: {type: classification, dataset: digits, label: largest_digit}
+seg: {type: segmentation, dataset: digits}
+""", """training: {epochs: 3, device: cpu, scheduler: {type: cyclic, cycles: 3}}
+report: {plots: false}
+ensemble: {strategy: {type: snapshot}}
+"""))
+    result = cli("run", str(spec), "--quiet", "--out", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "runs" / "snap.cyclic").iterdir()
+    snapshots = sorted(p.name for p in (run / "checkpoints").glob("snapshot-*.pt"))
+    assert snapshots == ["snapshot-001.pt", "snapshot-002.pt", "snapshot-003.pt"]  # 6 steps, 3 cycles of 2
+    (folder,) = (tmp_path / "runs" / "snap").glob("ensemble-*")
+    report = json.loads((folder / "ensemble.json").read_text())
+    assert [Path(m).name for m in report["members"]] == snapshots
+    assert report["tasks"]["largest"]["strategy"] == "snapshot" and len(report["tasks"]["seg"]["members"]) == 3
+    # the last snapshot is the final model: its metrics are the single run's
+    final = json.loads((run / "report.json").read_text())
+    assert report["tasks"]["largest"]["members"][-1] == final["tasks"]["largest"]["metrics"]

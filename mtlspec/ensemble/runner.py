@@ -29,37 +29,49 @@ def member_specs(spec: Spec) -> list[Spec]:
     return out
 
 
-def _members(spec: Spec, spec_file: str, out_root: Path, log: Callable[[str], None]) -> list[Path]:
+def _train_or_reuse(single: Spec, spec_file: str, out_root: Path, log: Callable[[str], None]) -> Path:
     from mtlspec.baselines import _finished
     from mtlspec.report.manifest import spec_hash
     from mtlspec.run import run_one
     from mtlspec.spec.validate import Result
 
-    members = spec.ensemble.members
+    found = _finished(out_root / single.name, spec_hash(single))
+    if found is not None:
+        log(f"ensemble: reusing {found['run_dir']}")
+        return Path(found["run_dir"])
+    log(f"ensemble: training member {single.name}")
+    return run_one(Result(spec_file, single.name, [], single), out_root, log=log).run_dir
+
+
+def _members(spec: Spec, spec_file: str, out_root: Path, log: Callable[[str], None]) -> list[tuple[Path, Path]]:
+    """(run directory, checkpoint) of every member."""
+    from mtlspec.train.checkpoint import latest
+
+    members, strategy = spec.ensemble.members, spec.ensemble.strategy
+    if strategy.type == "snapshot":  # one run with a cyclic schedule; a member per cycle
+        data = spec.model_dump(mode="json")
+        data["ensemble"], data["matrix"], data["name"] = None, None, f"{spec.name}.cyclic"
+        run_dir = _train_or_reuse(Spec.model_validate(data), spec_file, out_root, log)
+        return [(run_dir, p) for p in sorted((run_dir / "checkpoints").glob("snapshot-*.pt"))]
     if members.type == "runs":
         base = Path(spec_file).resolve().parent
-        return [base / p for p in members.paths]
-    dirs = []
-    for single in member_specs(spec):
-        found = _finished(out_root / single.name, spec_hash(single))
-        if found is None:
-            log(f"ensemble: training member {single.name}")
-            dirs.append(run_one(Result(spec_file, single.name, [], single), out_root, log=log).run_dir)
-        else:
-            log(f"ensemble: reusing {found['run_dir']}")
-            dirs.append(Path(found["run_dir"]))
-    return dirs
+        dirs = [base / p for p in members.paths]
+    else:
+        dirs = [_train_or_reuse(single, spec_file, out_root, log) for single in member_specs(spec)]
+    out = []
+    for d in dirs:
+        checkpoint = latest(d / "checkpoints")
+        if checkpoint is None:
+            raise UsageError(f"ensemble member {d} has no checkpoint")
+        out.append((d, checkpoint))
+    return out
 
 
-def _load_member(run_dir: Path, num_classes: dict[str, int]) -> tuple[Any, dict[str, Any], Spec]:
+def _load_member(run_dir: Path, checkpoint: Path, num_classes: dict[str, int]) -> tuple[Any, dict[str, Any], Spec]:
     from mtlspec.model.builder import build_model
-    from mtlspec.train.checkpoint import latest
 
     member_spec = Spec.model_validate(yaml.safe_load((run_dir / "spec.resolved.yaml").read_text()))
     model, task_types = build_model(member_spec, num_classes)
-    checkpoint = latest(run_dir / "checkpoints")
-    if checkpoint is None:
-        raise UsageError(f"ensemble member {run_dir} has no checkpoint")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     model.eval()
@@ -74,15 +86,15 @@ def _prediction(kind: str, task_type: Any, output: Any, image_size: int) -> Any:
 
 def _combine(kind: str, strategy: Any, predictions: list[Any], num_classes: int, threshold: float) -> Any:
     weights = getattr(strategy, "weights", None)
-    if kind == "detection":
-        return [fuse([p[i] for p in predictions], strategy.iou, strategy.skip_score, strategy.method, weights)
-                for i in range(len(predictions[0]))]
+    if kind == "detection":  # box_fusion's settings, or its defaults for snapshot ensembles
+        iou, skip, method = getattr(strategy, "iou", 0.55), getattr(strategy, "skip_score", 0.0), getattr(strategy, "method", "wbf")
+        return [fuse([p[i] for p in predictions], iou, skip, method, weights) for i in range(len(predictions[0]))]
     if strategy.type == "vote":
         if kind == "classification":
             labels = vote([p.argmax(dim=1) for p in predictions], num_classes, weights)
             return torch.nn.functional.one_hot(labels, num_classes).float()
         return vote_multilabel(predictions, threshold, weights)
-    mean = weighted_mean(predictions, weights)
+    mean = weighted_mean(predictions, weights)  # mean, weighted_mean and snapshot average the members
     return mean.argmax(dim=1) if kind == "segmentation" else mean
 
 
@@ -102,16 +114,19 @@ def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print
 
     spec: Spec = result.spec
     ensemble = spec.ensemble
-    dirs = _members(spec, result.file, out_root, log)
+    chosen = _members(spec, result.file, out_root, log)
+    if len(chosen) < 2:
+        raise UsageError(f"an ensemble needs at least two members; found {len(chosen)}")
     data_root = Path(result.file).resolve().parent
     dataset, binds = build_dataset(spec, spec.evaluation.split, train=False, base=data_root)
     num_classes = {b.name: b.num_classes for b in binds}
-    members = [_load_member(d, num_classes) for d in dirs]
+    members = [_load_member(d, c, num_classes) for d, c in chosen]
     for _, _, member_spec in members:
         if member_spec.data.datasets != spec.data.datasets or set(member_spec.tasks) != set(spec.tasks):
             raise UsageError("every ensemble member must be trained on this spec's datasets and tasks")
     task_types = members[0][1]
     metrics = {t: tt.metric() for t, tt in task_types.items()}
+    member_metrics = [{t: m_tt[t].metric() for t in task_types} for _, m_tt, _ in members]
     for batch in _loader(dataset, binds, spec.data.batch_size, 0):
         with torch.no_grad():
             outputs = [model(batch["image"]) for model, _, _ in members]
@@ -121,17 +136,19 @@ def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print
             preds = [_prediction(kind, m_tt[task], out[task], spec.data.image_size) for out, (_, m_tt, _) in zip(outputs, members)]
             combined = _combine(kind, strategy, preds, num_classes[task], getattr(spec.tasks[task], "threshold", 0.5))
             metrics[task].update(combined, batch["targets"][task], batch["has"][task])
-    member_reports = [json.loads((d / "report.json").read_text()) for d in dirs]
+            for own, pred in zip(member_metrics, preds):
+                alone = pred.argmax(dim=1) if kind == "segmentation" else pred
+                own[task].update(alone, batch["targets"][task], batch["has"][task])
     tasks = {}
     for task, metric in metrics.items():
         values = {m: float(v) for m, v in metric.compute().items() if m in spec.tasks[task].metrics}
-        member_values = [r["tasks"][task]["metrics"] for r in member_reports]
+        member_values = [{m: float(v) for m, v in own[task].compute().items() if m in values} for own in member_metrics]
         tasks[task] = {"type": spec.tasks[task].type, "strategy": ensemble.per_task.get(task, ensemble.strategy).type,
                        "metrics": values, "members": member_values, "gain": _gains(values, member_values),
                        "higher_is_better": {m: HIGHER_IS_BETTER[m] for m in values}}
     run_dir = out_root / spec.name / ("ensemble-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     report = {"schema_version": 1, "name": spec.name, "kind": "ensemble", "split": spec.evaluation.split,
-              "members": [str(d) for d in dirs], "tasks": tasks}
+              "members": [str(c) for _, c in chosen], "tasks": tasks}
     write_text_atomic(run_dir / "ensemble.json", json.dumps(report, indent=2) + "\n")
     write_text_atomic(run_dir / "ensemble.md", _markdown(report))
     return run_dir, report

@@ -200,6 +200,9 @@ def fit(spec: Any, spec_hash: str, run_dir: Path, resume: Path | None = None, lo
     order = BatchOrder(train_set.sizes, spec.data.batch_size, sampling.type, getattr(sampling, "t", 2.0), spec.seed, spec.training.max_steps_per_epoch)
     steps_per_epoch = len(order)
     scheduler = build_scheduler(spec.training.scheduler, optimizer, steps_per_epoch, spec.training.epochs)
+    # With a cyclic schedule, the model at the end of each cycle is kept: snapshot ensembles use them.
+    cycles = spec.training.scheduler.cycles if spec.training.scheduler.type == "cyclic" else 0
+    snapshot_every = max(steps_per_epoch * spec.training.epochs // cycles, 1) if cycles else 0
     workers = spec.data.num_workers
     train_loader = _loader(train_set, binds, spec.data.batch_size, workers, order)
     val_loader = _loader(val_set, binds, spec.data.batch_size, workers)
@@ -234,6 +237,8 @@ def fit(spec: Any, spec_hash: str, run_dir: Path, resume: Path | None = None, lo
                 check = functools.partial(_stop_if_not_finite, step=step + 1, epoch=epoch + 1, last_good=last_good)
                 losses, weights = train_step(model, task_types, weighting, optimizer, batch, autocast, spec.training.grad_clip, check)
                 scheduler.step()
+                if snapshot_every and (step + 1) % snapshot_every == 0:  # the end of a learning-rate cycle
+                    ckpt.save(ckpt_dir / f"snapshot-{(step + 1) // snapshot_every:03d}.pt", {"spec_hash": spec_hash, "step": step + 1, "model": model.state_dict()})
                 for t, v in losses.items():
                     epoch_sums[t] += v.item()
                 epoch_steps += 1
