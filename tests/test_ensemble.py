@@ -147,3 +147,53 @@ ensemble: {strategy: {type: snapshot}}
     # the last snapshot is the final model: its metrics are the single run's
     final = json.loads((run / "report.json").read_text())
     assert report["tasks"]["largest"]["members"][-1] == final["tasks"]["largest"]["metrics"]
+
+
+def test_fitted_mixture_weights_minimise_the_validation_nll():
+    from scipy.optimize import minimize
+
+    from mtlspec.ensemble.fit_weights import least_squares_weights, mixture_weights
+
+    rng = np.random.default_rng(3)
+    L = torch.tensor(rng.uniform(0.05, 1.0, size=(300, 3)))
+    w = np.array(mixture_weights(L))
+
+    def nll(v):
+        return -np.log(L.numpy() @ v).mean()
+
+    best = minimize(nll, np.full(3, 1 / 3), bounds=[(0, 1)] * 3, constraints={"type": "eq", "fun": lambda v: v.sum() - 1}, method="SLSQP",
+                    options={"ftol": 1e-14})
+    assert w.sum() == pytest.approx(1.0) and nll(w) <= best.fun + 1e-7
+    perfect = torch.tensor([[0.9, 0.1]] * 50)  # member 0 always gives the truth 0.9, member 1 gives 0.1
+    assert mixture_weights(perfect)[0] == pytest.approx(1.0, abs=1e-6)
+    e1, e2 = torch.randn(100, dtype=torch.float64), torch.randn(100, dtype=torch.float64)
+    a = float(torch.clamp(e2 @ (e2 - e1) / ((e1 - e2) @ (e1 - e2)), 0, 1))
+    assert least_squares_weights([e1, e2]) == pytest.approx([a, 1 - a])
+
+
+@pytest.mark.stack
+def test_weighted_mean_fits_its_weights_on_the_validation_split(tmp_path, monkeypatch):
+    from mtlspec.ensemble.runner import run_ensemble
+    from mtlspec.spec import validate_file
+
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    spec = tmp_path / "w.yaml"
+    spec.write_text(tiny_spec("fit", """
+largest: {type: classification, dataset: digits, label: largest_digit}
+count: {type: regression, dataset: digits, label: count}
+seg: {type: segmentation, dataset: digits}
+""", """training: {epochs: 1, device: cpu}
+report: {plots: false}
+ensemble:
+  members: {type: seeds, seeds: [0, 1]}
+  strategy: {type: weighted_mean}
+  per_task:
+    count: {type: weighted_mean, weights: [3, 1]}
+"""))
+    (result,) = validate_file(spec)
+    assert result.errors == [] and result.warnings == []
+    _, report = run_ensemble(result, tmp_path / "runs", log=lambda m: None)
+    for task in ("largest", "seg"):
+        weights = report["tasks"][task]["fitted_weights"]
+        assert len(weights) == 2 and sum(weights) == pytest.approx(1.0) and min(weights) >= 0
+    assert report["tasks"]["count"]["fitted_weights"] is None  # given weights are used as written

@@ -84,8 +84,9 @@ def _prediction(kind: str, task_type: Any, output: Any, image_size: int) -> Any:
     return task_type.predict(output, image_size)
 
 
-def _combine(kind: str, strategy: Any, predictions: list[Any], num_classes: int, threshold: float) -> Any:
-    weights = getattr(strategy, "weights", None)
+def _combine(kind: str, strategy: Any, predictions: list[Any], num_classes: int, threshold: float,
+             fitted: list[float] | None = None) -> Any:
+    weights = getattr(strategy, "weights", None) or fitted
     if kind == "detection":  # box_fusion's settings, or its defaults for snapshot ensembles
         iou, skip, method = getattr(strategy, "iou", 0.55), getattr(strategy, "skip_score", 0.0), getattr(strategy, "method", "wbf")
         return [fuse([p[i] for p in predictions], iou, skip, method, weights) for i in range(len(predictions[0]))]
@@ -96,6 +97,28 @@ def _combine(kind: str, strategy: Any, predictions: list[Any], num_classes: int,
         return vote_multilabel(predictions, threshold, weights)
     mean = weighted_mean(predictions, weights)  # mean, weighted_mean and snapshot average the members
     return mean.argmax(dim=1) if kind == "segmentation" else mean
+
+
+def _fit_weights(spec: Spec, members: list, data_root: Path) -> dict[str, list[float]]:
+    """Weights fitted on the validation split for every task whose strategy is weighted_mean without weights."""
+    from mtlspec.data.build import build_dataset
+    from mtlspec.ensemble.fit_weights import WeightFitter
+    from mtlspec.train.loop import _loader
+
+    ensemble = spec.ensemble
+    todo = [t for t in spec.tasks if (s := ensemble.per_task.get(t, ensemble.strategy)).type == "weighted_mean" and s.weights is None]
+    if not todo:
+        return {}
+    dataset, binds = build_dataset(spec, "val", train=False, base=data_root)
+    fitters = {t: WeightFitter(spec.tasks[t].type, len(members)) for t in todo}
+    for batch in _loader(dataset, binds, spec.data.batch_size, 0):
+        with torch.no_grad():
+            outputs = [model(batch["image"]) for model, _, _ in members]
+        for task in todo:
+            kind = spec.tasks[task].type
+            preds = [_prediction(kind, m_tt[task], out[task], spec.data.image_size) for out, (_, m_tt, _) in zip(outputs, members)]
+            fitters[task].update(preds, batch["targets"][task], batch["has"][task])
+    return {t: w for t, f in fitters.items() if (w := f.weights()) is not None}
 
 
 def _gains(ensemble: dict[str, float], members: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -125,6 +148,7 @@ def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print
         if member_spec.data.datasets != spec.data.datasets or set(member_spec.tasks) != set(spec.tasks):
             raise UsageError("every ensemble member must be trained on this spec's datasets and tasks")
     task_types = members[0][1]
+    fitted = _fit_weights(spec, members, data_root)
     metrics = {t: tt.metric() for t, tt in task_types.items()}
     member_metrics = [{t: m_tt[t].metric() for t in task_types} for _, m_tt, _ in members]
     for batch in _loader(dataset, binds, spec.data.batch_size, 0):
@@ -134,7 +158,7 @@ def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print
             kind = spec.tasks[task].type
             strategy = ensemble.per_task.get(task, ensemble.strategy)
             preds = [_prediction(kind, m_tt[task], out[task], spec.data.image_size) for out, (_, m_tt, _) in zip(outputs, members)]
-            combined = _combine(kind, strategy, preds, num_classes[task], getattr(spec.tasks[task], "threshold", 0.5))
+            combined = _combine(kind, strategy, preds, num_classes[task], getattr(spec.tasks[task], "threshold", 0.5), fitted.get(task))
             metrics[task].update(combined, batch["targets"][task], batch["has"][task])
             for own, pred in zip(member_metrics, preds):
                 alone = pred.argmax(dim=1) if kind == "segmentation" else pred
@@ -144,6 +168,7 @@ def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print
         values = {m: float(v) for m, v in metric.compute().items() if m in spec.tasks[task].metrics}
         member_values = [{m: float(v) for m, v in own[task].compute().items() if m in values} for own in member_metrics]
         tasks[task] = {"type": spec.tasks[task].type, "strategy": ensemble.per_task.get(task, ensemble.strategy).type,
+                       "fitted_weights": fitted.get(task),
                        "metrics": values, "members": member_values, "gain": _gains(values, member_values),
                        "higher_is_better": {m: HIGHER_IS_BETTER[m] for m in values}}
     run_dir = out_root / spec.name / ("ensemble-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))

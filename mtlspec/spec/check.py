@@ -329,9 +329,7 @@ def check_capabilities(data: dict) -> list[Finding]:
             named.append(("ensemble", ("ensemble", "per_task", task, "type"), _tag(strat)))
         if isinstance(ensemble.get("members"), dict):
             named.append(("ensemble members", ("ensemble", "members", "type"), _tag(ensemble["members"])))
-        for where, strat in [(("ensemble", "strategy"), strategy)] + [(("ensemble", "per_task", t), s) for t, s in _dicts(ensemble.get("per_task")).items()]:
-            if _tag(strat) == "weighted_mean" and strat.get("weights") is None:
-                named.append(("ensemble", where + ("type",), "weighted_mean with weights fitted on the validation split"))
+
     out = []
     for part, path, value in named:
         if isinstance(value, str) and value not in IMPLEMENTED.get(part, frozenset()):
