@@ -17,7 +17,7 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
         "static", "ew", "uw", "gradnorm", "dwa", "rlw", "gls", "mgda", "pcgrad", "graddrop", "gradvac",
         "imtl", "cagrad", "nash_mtl", "aligned_mtl", "db_mtl", "famo", "fairgrad", "upgrad",
     }),
-    "ensemble": frozenset({"mean", "weighted_mean", "vote", "box_fusion", "snapshot"}),
+    "ensemble": frozenset({"mean", "weighted_mean", "vote", "box_fusion", "snapshot", "bagging"}),
     "ensemble members": frozenset({"seeds", "runs"}),
     "detection head": frozenset({"FCOSHead", "RetinaHead", "ATSSHead", "GFLHead"}),
     "sample weights": frozenset({"none", "inverse_dataset_size", "inverse_frequency", "effective_number", "column"}),

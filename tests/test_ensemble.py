@@ -197,3 +197,62 @@ ensemble:
         weights = report["tasks"][task]["fitted_weights"]
         assert len(weights) == 2 and sum(weights) == pytest.approx(1.0) and min(weights) >= 0
     assert report["tasks"]["count"]["fitted_weights"] is None  # given weights are used as written
+
+
+def test_bagging_mean_and_out_of_bag_match_scikit_learn():
+    """scikit-learn's BaggingClassifier over members with given outputs: its predict_proba is the
+    mean of the members', and its oob_decision_function_ the mean over the members that did not
+    draw each sample; ours, fed the same draws, agrees."""
+    from sklearn.ensemble import BaggingClassifier
+
+    from mtlspec.ensemble.combine import oob_mean
+
+    rng = np.random.default_rng(1)
+    N, K, M = 120, 4, 6
+    members = [rng.dirichlet(np.ones(K), size=N) for _ in range(M)]
+    X, y = np.arange(N).reshape(-1, 1), np.arange(N) % K
+
+    class Member(FixedMember):
+        pass
+
+    bag = BaggingClassifier(Member(np.zeros((N, K))), n_estimators=M, random_state=0).fit(X, y)
+    for estimator, probs in zip(bag.estimators_, members):
+        estimator.probs = probs  # the fitted members' outputs are the ones we choose
+    in_bag = np.zeros((N, M), bool)
+    for m, samples in enumerate(bag.estimators_samples_):
+        in_bag[samples, m] = True
+    expected_oob = np.zeros((N, K))
+    for m, probs in enumerate(members):
+        expected_oob[~in_bag[:, m]] += probs[~in_bag[:, m]]
+    some = (~in_bag).any(axis=1)  # samples every member drew have no out-of-bag prediction
+    expected_oob[some] /= expected_oob[some].sum(axis=1, keepdims=True)
+    ours = oob_mean([torch.tensor(p) for p in members], torch.tensor(~in_bag)).numpy()
+    assert some.sum() > 0.9 * N and np.allclose(ours[some], expected_oob[some])
+    assert np.allclose(weighted_mean([torch.tensor(p) for p in members]).numpy(), bag.predict_proba(X))
+
+
+@pytest.mark.stack
+def test_bagging_trains_members_on_bootstrap_samples_and_reports_out_of_bag(tmp_path, monkeypatch):
+    from mtlspec.data.build import bootstrap_indices, build_dataset
+    from mtlspec.ensemble.runner import run_ensemble
+    from mtlspec.spec import validate_file
+
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    spec = tmp_path / "bag.yaml"
+    spec.write_text(tiny_spec("bag", """
+largest: {type: classification, dataset: digits, label: largest_digit}
+depth: {type: depth, dataset: digits}
+""", """training: {epochs: 1, device: cpu}
+report: {plots: false}
+ensemble: {strategy: {type: bagging, n_members: 3}}
+"""))
+    (result,) = validate_file(spec)
+    assert result.errors == [] and result.warnings == []
+    _, report = run_ensemble(result, tmp_path / "runs", log=lambda m: None)
+    assert len(report["members"]) == 3
+    assert set(report["tasks"]["largest"]["out_of_bag"]) == {"accuracy", "macro_f1"}
+    member = validate_file(spec, ["data.bootstrap=1", "ensemble=null"])[0].spec
+    train, _ = build_dataset(member, "train", train=True)
+    drawn = bootstrap_indices(16, 1)
+    assert len(train) == 16 and len(set(drawn.tolist())) < 16  # with replacement: some drawn twice
+    assert train.sources["digits"].record(0)["meta"]["index"] == int(drawn[0])

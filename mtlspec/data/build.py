@@ -76,8 +76,37 @@ def scan(sources: dict[str, Any], limit: int | None = None) -> list[tuple[str, D
     return problems
 
 
+class BootstrapSource:
+    """A source seen through a bootstrap sample of its indices (with replacement)."""
+
+    def __init__(self, source: Any, seed: int):
+        self.source, self.name = source, getattr(source, "name", "")
+        self.indices = bootstrap_indices(len(source), seed)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def record(self, index: int) -> Any:
+        return self.source.record(int(self.indices[index]))
+
+    def labels(self, index: int) -> Any:
+        inner = self.source
+        return inner.labels(int(self.indices[index])) if hasattr(inner, "labels") else inner.record(int(self.indices[index]))["labels"]
+
+    def __getattr__(self, name: str) -> Any:  # fingerprint, num_classes, check ... of the source itself
+        return getattr(self.source, name)
+
+
+def bootstrap_indices(count: int, seed: int) -> Any:
+    import numpy as np
+
+    return np.random.default_rng([seed, 7477]).integers(0, count, size=count)
+
+
 def build_dataset(spec: Any, split: str, train: bool, base: Path = Path(".")) -> tuple[MultiTaskDataset, list[TaskBinding]]:
     sources = build_sources(spec, split, base)
+    if train and spec.data.bootstrap is not None:
+        sources = {name: BootstrapSource(source, spec.data.bootstrap) for name, source in sources.items()}
     binds = bindings(spec, sources)
     weights = sample_weights(spec.data.sample_weights, spec.tasks, sources) if train else {}
     dataset = MultiTaskDataset(sources, binds, spec.data.image_size, weights=weights,

@@ -31,3 +31,12 @@ def vote_multilabel(scores: list[torch.Tensor], threshold: float, weights: list[
     w = torch.tensor(weights if weights is not None else [1.0] * len(scores), dtype=torch.float64)
     yes = sum(wi * (s >= threshold).double() for wi, s in zip(w, scores))
     return (yes > w.sum() / 2).to(scores[0].dtype)
+
+
+def oob_mean(values: list[torch.Tensor], out_of_bag: torch.Tensor) -> torch.Tensor:
+    """Per sample, the mean over the members that did not train on it (bagging's out-of-bag
+    prediction). values[m]: (N, ...); out_of_bag: (N, M) booleans. Rows with no such member are 0."""
+    stacked = torch.stack([v.double() for v in values], dim=1)  # (N, M, ...)
+    mask = out_of_bag.double().view(*out_of_bag.shape, *([1] * (stacked.dim() - 2)))
+    count = mask.sum(dim=1).clamp(min=1)
+    return ((stacked * mask).sum(dim=1) / count).to(values[0].dtype)

@@ -48,6 +48,16 @@ def _members(spec: Spec, spec_file: str, out_root: Path, log: Callable[[str], No
     from mtlspec.train.checkpoint import latest
 
     members, strategy = spec.ensemble.members, spec.ensemble.strategy
+    if strategy.type == "bagging":  # members on bootstrap samples of the training split
+        data = spec.model_dump(mode="json")
+        data["ensemble"], data["matrix"] = None, None
+        specs = []
+        for i in range(strategy.n_members):
+            one = {**data, "name": f"{spec.name}.bag{i}", "seed": spec.seed + i}
+            one["data"] = {**data["data"], "bootstrap": i}
+            specs.append(Spec.model_validate(one))
+        dirs = [_train_or_reuse(single, spec_file, out_root, log) for single in specs]
+        return [(d, latest(d / "checkpoints")) for d in dirs]
     if strategy.type == "snapshot":  # one run with a cyclic schedule; a member per cycle
         data = spec.model_dump(mode="json")
         data["ensemble"], data["matrix"], data["name"] = None, None, f"{spec.name}.cyclic"
@@ -121,6 +131,35 @@ def _fit_weights(spec: Spec, members: list, data_root: Path) -> dict[str, list[f
     return {t: w for t, f in fitters.items() if (w := f.weights()) is not None}
 
 
+def _out_of_bag(spec: Spec, members: list, data_root: Path, num_classes: dict[str, int]) -> dict[str, dict[str, float]]:
+    """Bagging's out-of-bag metrics: each training sample predicted by the members that did not draw it."""
+    from mtlspec.data.build import bootstrap_indices, build_dataset
+    from mtlspec.ensemble.combine import oob_mean
+    from mtlspec.train.loop import _loader
+
+    dataset, binds = build_dataset(spec, "train", train=False, base=data_root)
+    drawn = [{name: set(bootstrap_indices(len(src), m_spec.data.bootstrap).tolist()) for name, src in dataset.sources.items()}
+             for _, _, m_spec in members]
+    task_types = members[0][1]
+    metrics = {t: tt.metric() for t, tt in task_types.items()}
+    for batch in _loader(dataset, binds, spec.data.batch_size, 0):
+        with torch.no_grad():
+            outputs = [model(batch["image"]) for model, _, _ in members]
+        out_of_bag = torch.tensor([[meta["index"] not in d[meta["dataset"]] for d in drawn] for meta in batch["meta"]])
+        known = out_of_bag.any(dim=1)
+        for task, tt in task_types.items():
+            kind = spec.tasks[task].type
+            preds = [_prediction(kind, m_tt[task], out[task], spec.data.image_size) for out, (_, m_tt, _) in zip(outputs, members)]
+            has = batch["has"][task] & known
+            if kind == "detection":
+                combined = [fuse([p[i] for p, o in zip(preds, out_of_bag[i]) if o] or [p[i] for p in preds]) for i in range(len(preds[0]))]
+            else:
+                combined = oob_mean(preds, out_of_bag)
+                combined = combined.argmax(dim=1) if kind == "segmentation" else combined
+            metrics[task].update(combined, batch["targets"][task], has)
+    return {t: {m: float(v) for m, v in metric.compute().items() if m in spec.tasks[t].metrics} for t, metric in metrics.items()}
+
+
 def _gains(ensemble: dict[str, float], members: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     out = {}
     for metric, value in ensemble.items():
@@ -163,12 +202,13 @@ def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print
             for own, pred in zip(member_metrics, preds):
                 alone = pred.argmax(dim=1) if kind == "segmentation" else pred
                 own[task].update(alone, batch["targets"][task], batch["has"][task])
+    oob = _out_of_bag(spec, members, data_root, num_classes) if ensemble.strategy.type == "bagging" else {}
     tasks = {}
     for task, metric in metrics.items():
         values = {m: float(v) for m, v in metric.compute().items() if m in spec.tasks[task].metrics}
         member_values = [{m: float(v) for m, v in own[task].compute().items() if m in values} for own in member_metrics]
         tasks[task] = {"type": spec.tasks[task].type, "strategy": ensemble.per_task.get(task, ensemble.strategy).type,
-                       "fitted_weights": fitted.get(task),
+                       "fitted_weights": fitted.get(task), "out_of_bag": oob.get(task),
                        "metrics": values, "members": member_values, "gain": _gains(values, member_values),
                        "higher_is_better": {m: HIGHER_IS_BETTER[m] for m in values}}
     run_dir = out_root / spec.name / ("ensemble-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))

@@ -145,5 +145,8 @@ class Data(Section):
     image_size: Annotated[int, Field(ge=16, le=4096)] = 64
     """Side of the square images fed to the model."""
     num_workers: Annotated[int, Field(ge=0, le=64)] = 0
+    bootstrap: Annotated[int, Field(ge=0)] | None = None
+    """Train on a bootstrap sample of each training set (as many draws as samples, with
+    replacement), drawn with this seed; bagging sets it for each member."""
     hflip: Probability = 0.0
     """Probability of mirroring a training image left-right (boxes, masks and depth move with it)."""
