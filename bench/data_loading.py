@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 from mtlspec.data.build import build_dataset  # noqa: E402
 from mtlspec.model.builder import build_model  # noqa: E402
 from mtlspec.spec import validate_file  # noqa: E402
-from mtlspec.train.loop import BatchOrder, _loader  # noqa: E402
+from mtlspec.train.loop import BatchOrder, make_loader  # noqa: E402
 
 
 def main() -> int:
@@ -32,7 +32,7 @@ def main() -> int:
     spec = result.spec
     dataset, binds = build_dataset(spec, "train", train=True)
     order = BatchOrder(dataset.sizes, spec.data.batch_size, "proportional", 2.0, spec.seed, args.batches)
-    loader = _loader(dataset, binds, spec.data.batch_size, spec.data.num_workers, order)
+    loader = make_loader(dataset, binds, spec.data.batch_size, spec.data.num_workers, order)
     start = time.perf_counter()
     batches = list(loader)
     load_rate = args.batches * spec.data.batch_size / (time.perf_counter() - start)

@@ -28,20 +28,9 @@ def single_task_spec(spec: Spec, task: str) -> Spec:
     return Spec.model_validate(data)
 
 
-def _finished(root: Path, digest: str) -> dict[str, Any] | None:
-    """The report of a finished run under root made from the spec with this hash, if any."""
-    for manifest in sorted(root.glob("*/manifest.json"), reverse=True):
-        info = json.loads(manifest.read_text())
-        report = manifest.parent / "report.json"
-        if info.get("spec_hash") == digest and info.get("status") == "finished" and report.is_file():
-            return {"run_dir": str(manifest.parent), "report": json.loads(report.read_text())}
-    return None
-
-
-def baseline_metrics(spec: Spec, spec_file: str, out_root: Path, train: Callable[[Spec], dict[str, Any]],
-                     log: Callable[[str], None]) -> dict[str, Any] | None:
+def baseline_metrics(spec: Spec, spec_file: str, out_root: Path, log: Callable[[str], None]) -> dict[str, Any] | None:
     """{"test": {task: metrics}, "val": {task: metrics}, "runs": {task: run_dir}} or None without a baseline."""
-    from mtlspec.report.manifest import spec_hash
+    from mtlspec.run import train_or_reuse
 
     kind = spec.evaluation.baseline.type
     if kind == "none":
@@ -52,14 +41,7 @@ def baseline_metrics(spec: Spec, spec_file: str, out_root: Path, train: Callable
         return {"test": {t: v["metrics"] for t, v in report["tasks"].items()}, "val": report.get("val", {}), "runs": {"*": str(run_dir)}}
     out: dict[str, Any] = {"test": {}, "val": {}, "runs": {}}
     for task in spec.tasks:
-        single = single_task_spec(spec, task)
-        root = out_root / single.name
-        found = _finished(root, spec_hash(single))
-        if found is None:
-            log(f"baseline: training the single-task run for '{task}'")
-            found = train(single)
-        else:
-            log(f"baseline: reusing {found['run_dir']} for '{task}'")
+        found = train_or_reuse(single_task_spec(spec, task), spec_file, out_root, log, f"baseline: the single-task run for '{task}'")
         out["test"][task] = found["report"]["tasks"][task]["metrics"]
         out["val"][task] = found["report"].get("val", {}).get(task, {})
         out["runs"][task] = found["run_dir"]

@@ -63,7 +63,7 @@ def run_one(result: Result, root: Path, resume_dir: Path | None = None, log: Cal
     info = manifest(spec, result.file, variant, digest, status="running",
                     started=datetime.datetime.now().isoformat(timespec="seconds"))
     write_text_atomic(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
-    baseline = baseline_metrics(spec, result.file, root, lambda single: _train_single(single, result.file, root, log), log)
+    baseline = baseline_metrics(spec, result.file, root, log)
     outcome = fit(spec, digest, run_dir, resume=resume, log=log, progress=progress, stop_after_epoch=stop_after_epoch,
                   data_root=Path(result.file).resolve().parent, baseline_val=baseline["val"] if baseline else None)
     info.update(status="finished", device=outcome.device, dataset_fingerprints=outcome.fingerprints,
@@ -74,6 +74,26 @@ def run_one(result: Result, root: Path, resume_dir: Path | None = None, log: Cal
     return RunOutcome(run_dir, report)
 
 
-def _train_single(single: Any, spec_file: str, root: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    outcome = run_one(Result(spec_file, single.name, [], single), root, log=log)
+def finished_run(root: Path, digest: str) -> dict[str, Any] | None:
+    """The newest finished run under root made from the spec with this hash: {"run_dir", "report"}."""
+    for manifest_file in sorted(root.glob("*/manifest.json"), reverse=True):
+        info = json.loads(manifest_file.read_text())
+        report = manifest_file.parent / "report.json"
+        if info.get("spec_hash") == digest and info.get("status") == "finished" and report.is_file():
+            return {"run_dir": str(manifest_file.parent), "report": json.loads(report.read_text())}
+    return None
+
+
+def train_or_reuse(spec: Any, spec_file: str, root: Path, log: Callable[[str], None], what: str) -> dict[str, Any]:
+    """A finished run of this exact spec under root/<name>/, or a new one trained now: {"run_dir", "report"}.
+    `what` names the run in the log ("ensemble: member x", "baseline: the single-task run for 'seg'")."""
+    from mtlspec.report.manifest import spec_hash
+
+    label, _, name = what.partition(": ")
+    found = finished_run(root / spec.name, spec_hash(spec))
+    if found is not None:
+        log(f"{label}: reusing {found['run_dir']} for {name}")
+        return found
+    log(f"{label}: training {name}")
+    outcome = run_one(Result(spec_file, spec.name, [], spec), root, log=log)
     return {"run_dir": str(outcome.run_dir), "report": outcome.report}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import yaml
@@ -30,17 +30,9 @@ def member_specs(spec: Spec) -> list[Spec]:
 
 
 def _train_or_reuse(single: Spec, spec_file: str, out_root: Path, log: Callable[[str], None]) -> Path:
-    from mtlspec.baselines import _finished
-    from mtlspec.report.manifest import spec_hash
-    from mtlspec.run import run_one
-    from mtlspec.spec.validate import Result
+    from mtlspec.run import train_or_reuse
 
-    found = _finished(out_root / single.name, spec_hash(single))
-    if found is not None:
-        log(f"ensemble: reusing {found['run_dir']}")
-        return Path(found["run_dir"])
-    log(f"ensemble: training member {single.name}")
-    return run_one(Result(spec_file, single.name, [], single), out_root, log=log).run_dir
+    return Path(train_or_reuse(single, spec_file, out_root, log, f"ensemble: member {single.name}")["run_dir"])
 
 
 def _members(spec: Spec, spec_file: str, out_root: Path, log: Callable[[str], None]) -> list[tuple[Path, Path]]:
@@ -94,6 +86,19 @@ def _prediction(kind: str, task_type: Any, output: Any, image_size: int) -> Any:
     return task_type.predict(output, image_size)
 
 
+def _member_predictions(spec: Spec, members: list, split: str, data_root: Path, tasks: list[str] | None = None) -> Iterator[tuple[dict, dict[str, list[Any]]]]:
+    """Over a split, batch by batch: (batch, {task: each member's prediction}); segmentation as probabilities."""
+    from mtlspec.data.build import build_dataset
+    from mtlspec.train.loop import make_loader
+
+    dataset, binds = build_dataset(spec, split, train=False, base=data_root)
+    for batch in make_loader(dataset, binds, spec.data.batch_size, 0):
+        with torch.no_grad():
+            outputs = [model(batch["image"]) for model, _, _ in members]
+        yield batch, {task: [_prediction(spec.tasks[task].type, m_tt[task], out[task], spec.data.image_size)
+                             for out, (_, m_tt, _) in zip(outputs, members)] for task in (tasks or list(spec.tasks))}
+
+
 def _combine(kind: str, strategy: Any, predictions: list[Any], num_classes: int, threshold: float,
              fitted: list[float] | None = None) -> Any:
     weights = getattr(strategy, "weights", None) or fitted
@@ -111,45 +116,33 @@ def _combine(kind: str, strategy: Any, predictions: list[Any], num_classes: int,
 
 def _fit_weights(spec: Spec, members: list, data_root: Path) -> dict[str, list[float]]:
     """Weights fitted on the validation split for every task whose strategy is weighted_mean without weights."""
-    from mtlspec.data.build import build_dataset
     from mtlspec.ensemble.fit_weights import WeightFitter
-    from mtlspec.train.loop import _loader
 
     ensemble = spec.ensemble
     todo = [t for t in spec.tasks if (s := ensemble.per_task.get(t, ensemble.strategy)).type == "weighted_mean" and s.weights is None]
     if not todo:
         return {}
-    dataset, binds = build_dataset(spec, "val", train=False, base=data_root)
     fitters = {t: WeightFitter(spec.tasks[t].type, len(members)) for t in todo}
-    for batch in _loader(dataset, binds, spec.data.batch_size, 0):
-        with torch.no_grad():
-            outputs = [model(batch["image"]) for model, _, _ in members]
+    for batch, predictions in _member_predictions(spec, members, "val", data_root, todo):
         for task in todo:
-            kind = spec.tasks[task].type
-            preds = [_prediction(kind, m_tt[task], out[task], spec.data.image_size) for out, (_, m_tt, _) in zip(outputs, members)]
-            fitters[task].update(preds, batch["targets"][task], batch["has"][task])
+            fitters[task].update(predictions[task], batch["targets"][task], batch["has"][task])
     return {t: w for t, f in fitters.items() if (w := f.weights()) is not None}
 
 
-def _out_of_bag(spec: Spec, members: list, data_root: Path, num_classes: dict[str, int]) -> dict[str, dict[str, float]]:
+def _out_of_bag(spec: Spec, members: list, data_root: Path) -> dict[str, dict[str, float]]:
     """Bagging's out-of-bag metrics: each training sample predicted by the members that did not draw it."""
-    from mtlspec.data.build import bootstrap_indices, build_dataset
+    from mtlspec.data.build import bootstrap_indices, build_sources
     from mtlspec.ensemble.combine import oob_mean
-    from mtlspec.train.loop import _loader
 
-    dataset, binds = build_dataset(spec, "train", train=False, base=data_root)
-    drawn = [{name: set(bootstrap_indices(len(src), m_spec.data.bootstrap).tolist()) for name, src in dataset.sources.items()}
-             for _, _, m_spec in members]
+    sizes = {name: len(src) for name, src in build_sources(spec, "train", data_root).items()}
+    drawn = [{name: set(bootstrap_indices(n, m_spec.data.bootstrap).tolist()) for name, n in sizes.items()} for _, _, m_spec in members]
     task_types = members[0][1]
     metrics = {t: tt.metric() for t, tt in task_types.items()}
-    for batch in _loader(dataset, binds, spec.data.batch_size, 0):
-        with torch.no_grad():
-            outputs = [model(batch["image"]) for model, _, _ in members]
+    for batch, predictions in _member_predictions(spec, members, "train", data_root):
         out_of_bag = torch.tensor([[meta["index"] not in d[meta["dataset"]] for d in drawn] for meta in batch["meta"]])
         known = out_of_bag.any(dim=1)
-        for task, tt in task_types.items():
+        for task, preds in predictions.items():
             kind = spec.tasks[task].type
-            preds = [_prediction(kind, m_tt[task], out[task], spec.data.image_size) for out, (_, m_tt, _) in zip(outputs, members)]
             has = batch["has"][task] & known
             if kind == "detection":
                 combined = [fuse([p[i] for p, o in zip(preds, out_of_bag[i]) if o] or [p[i] for p in preds]) for i in range(len(preds[0]))]
@@ -171,8 +164,7 @@ def _gains(ensemble: dict[str, float], members: list[dict[str, float]]) -> dict[
 
 
 def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]]:
-    from mtlspec.data.build import build_dataset
-    from mtlspec.train.loop import _loader
+    from mtlspec.data.build import bindings, build_sources
 
     spec: Spec = result.spec
     ensemble = spec.ensemble
@@ -180,8 +172,7 @@ def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print
     if len(chosen) < 2:
         raise UsageError(f"an ensemble needs at least two members; found {len(chosen)}")
     data_root = Path(result.file).resolve().parent
-    dataset, binds = build_dataset(spec, spec.evaluation.split, train=False, base=data_root)
-    num_classes = {b.name: b.num_classes for b in binds}
+    num_classes = {b.name: b.num_classes for b in bindings(spec, build_sources(spec, "train", data_root))}
     members = [_load_member(d, c, num_classes) for d, c in chosen]
     for _, _, member_spec in members:
         if member_spec.data.datasets != spec.data.datasets or set(member_spec.tasks) != set(spec.tasks):
@@ -190,19 +181,16 @@ def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print
     fitted = _fit_weights(spec, members, data_root)
     metrics = {t: tt.metric() for t, tt in task_types.items()}
     member_metrics = [{t: m_tt[t].metric() for t in task_types} for _, m_tt, _ in members]
-    for batch in _loader(dataset, binds, spec.data.batch_size, 0):
-        with torch.no_grad():
-            outputs = [model(batch["image"]) for model, _, _ in members]
-        for task, tt in task_types.items():
+    for batch, predictions in _member_predictions(spec, members, spec.evaluation.split, data_root):
+        for task, preds in predictions.items():
             kind = spec.tasks[task].type
             strategy = ensemble.per_task.get(task, ensemble.strategy)
-            preds = [_prediction(kind, m_tt[task], out[task], spec.data.image_size) for out, (_, m_tt, _) in zip(outputs, members)]
             combined = _combine(kind, strategy, preds, num_classes[task], getattr(spec.tasks[task], "threshold", 0.5), fitted.get(task))
             metrics[task].update(combined, batch["targets"][task], batch["has"][task])
             for own, pred in zip(member_metrics, preds):
                 alone = pred.argmax(dim=1) if kind == "segmentation" else pred
                 own[task].update(alone, batch["targets"][task], batch["has"][task])
-    oob = _out_of_bag(spec, members, data_root, num_classes) if ensemble.strategy.type == "bagging" else {}
+    oob = _out_of_bag(spec, members, data_root) if ensemble.strategy.type == "bagging" else {}
     tasks = {}
     for task, metric in metrics.items():
         values = {m: float(v) for m, v in metric.compute().items() if m in spec.tasks[task].metrics}

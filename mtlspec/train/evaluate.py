@@ -9,7 +9,7 @@ import torch
 from mtlspec.tasks.base import TaskType
 
 
-def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     def move(value: Any) -> Any:
         if torch.is_tensor(value):
             return value.to(device, non_blocking=True)
@@ -31,7 +31,7 @@ def evaluate(model: torch.nn.Module, task_types: dict[str, TaskType], loader: An
     loss_sums = {task: 0.0 for task in task_types}
     batches = 0
     for batch in loader:
-        batch = _to(batch, device)
+        batch = to_device(batch, device)
         with autocast():
             outputs = model(batch["image"])
         for task, tt in task_types.items():

@@ -19,7 +19,7 @@ from mtlspec.data.dataset import collate_fn
 from mtlspec.data.sampling import epoch_order
 from mtlspec.model.builder import build_model
 from mtlspec.train import checkpoint as ckpt
-from mtlspec.train.evaluate import _to, evaluate, trivial_baselines
+from mtlspec.train.evaluate import to_device, evaluate, trivial_baselines
 from mtlspec.train.optim import build_optimizer, build_scheduler
 from mtlspec.train.jacobian import assign, task_jacobian
 from mtlspec.weighting import METHODS, GradientAggregator
@@ -84,7 +84,8 @@ class BatchOrder(torch.utils.data.Sampler):
         return min(n, self.max_steps) if self.max_steps else n
 
 
-def _loader(dataset: Any, binds: Any, batch_size: int, workers: int, sampler: Any = None) -> torch.utils.data.DataLoader:
+def make_loader(dataset: Any, binds: Any, batch_size: int, workers: int, sampler: Any = None) -> torch.utils.data.DataLoader:
+    """Batches in the sampler's order (training) or in dataset order (evaluation)."""
     if sampler is not None:
         return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn(binds), num_workers=workers)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn(binds), num_workers=workers)
@@ -204,8 +205,8 @@ def fit(spec: Any, spec_hash: str, run_dir: Path, resume: Path | None = None, lo
     cycles = spec.training.scheduler.cycles if spec.training.scheduler.type == "cyclic" else 0
     snapshot_every = max(steps_per_epoch * spec.training.epochs // cycles, 1) if cycles else 0
     workers = spec.data.num_workers
-    train_loader = _loader(train_set, binds, spec.data.batch_size, workers, order)
-    val_loader = _loader(val_set, binds, spec.data.batch_size, workers)
+    train_loader = make_loader(train_set, binds, spec.data.batch_size, workers, order)
+    val_loader = make_loader(val_set, binds, spec.data.batch_size, workers)
     ckpt_dir = run_dir / "checkpoints"
     metrics_log = run_dir / "metrics.jsonl"
     history: list[dict[str, Any]] = []
@@ -233,7 +234,7 @@ def fit(spec: Any, spec_hash: str, run_dir: Path, resume: Path | None = None, lo
                 progress.start_epoch(epoch, spec.training.epochs, steps_per_epoch)
             epoch_sums, epoch_steps = {t: 0.0 for t in task_types}, 0
             for batch in train_loader:
-                batch = _to(batch, device)
+                batch = to_device(batch, device)
                 check = functools.partial(_stop_if_not_finite, step=step + 1, epoch=epoch + 1, last_good=last_good)
                 losses, weights = train_step(model, task_types, weighting, optimizer, batch, autocast, spec.training.grad_clip, check)
                 scheduler.step()
@@ -281,7 +282,7 @@ def fit(spec: Any, spec_hash: str, run_dir: Path, resume: Path | None = None, lo
                 break
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
                 raise TrainingError(f"stopped after epoch {epoch + 1} as asked; resume from {last_good}")
-    test_loader = _loader(test_set, binds, spec.data.batch_size, workers)
+    test_loader = make_loader(test_set, binds, spec.data.batch_size, workers)
     final, _ = evaluate(model, task_types, test_loader, device, spec.data.image_size, autocast)
     baselines = trivial_baselines(task_types, train_set, test_loader, spec.data.image_size)
     fingerprints = {name: src.fingerprint() for name, src in train_set.sources.items()}
