@@ -8,7 +8,7 @@ import torch
 
 from mtlspec.data.dataset import MultiTaskDataset, TaskBinding, collate
 from mtlspec.data.multidigits import MultiDigitsParams, MultiDigitsSource
-from mtlspec.data.records import IGNORE_INDEX
+from mtlspec.data.records import IGNORE_INDEX, DataError
 from mtlspec.data.sampling import dataset_probabilities, epoch_order
 from mtlspec.data.transforms import hflip, resize_pad
 from mtlspec.tasks.base import masked_mean
@@ -75,9 +75,19 @@ def test_sampling_policies():
 def test_masked_mean_ignores_unlabelled_samples():
     per_sample = torch.tensor([1.0, 100.0, 3.0])
     assert masked_mean(per_sample, torch.tensor([True, False, True]), torch.ones(3)) == 2.0
-    assert masked_mean(per_sample, torch.tensor([True, False, True]), torch.tensor([3.0, 1.0, 1.0])) == 1.5
+    # weight x loss averaged over the labelled count: (3*1 + 1*3) / 2
+    assert masked_mean(per_sample, torch.tensor([True, False, True]), torch.tensor([3.0, 1.0, 1.0])) == 3.0
     none = masked_mean(per_sample.requires_grad_(), torch.tensor([False, False, False]), torch.ones(3))
     assert none == 0.0 and none.requires_grad
+
+
+def test_weighted_losses_of_batches_add_up_to_the_weighted_risk():
+    """Weights keep their meaning across batches: equal-size batches average to sum(w l) / N."""
+    g = torch.Generator().manual_seed(0)
+    losses, weights = torch.rand(12, generator=g), torch.rand(12, generator=g) * 3
+    has = torch.ones(12, dtype=torch.bool)
+    per_batch = [masked_mean(losses[i:i + 4], has[i:i + 4], weights[i:i + 4]) for i in (0, 4, 8)]
+    assert torch.allclose(sum(per_batch) / 3, (losses * weights).mean())
 
 
 def test_mixed_batch_losses_equal_each_datasets_own():
@@ -95,12 +105,47 @@ def test_mixed_batch_losses_equal_each_datasets_own():
     cls_logits, seg_logits = torch.randn(6, 10), torch.randn(6, 11, 32, 32)
     spec = type("S", (), {"top_k": 5})()
     cls, seg = Classification("cls", 10, spec), Segmentation("seg", 11, spec)
-    mixed_cls = cls.loss(cls_logits, batch["targets"]["cls"], batch["has"]["cls"], batch["weight"])
-    mixed_seg = seg.loss(seg_logits, batch["targets"]["seg"], batch["has"]["seg"], batch["weight"])
+    mixed_cls = cls.loss(cls_logits, batch["targets"]["cls"], batch["has"]["cls"], batch["weight"]["cls"])
+    mixed_seg = seg.loss(seg_logits, batch["targets"]["seg"], batch["has"]["seg"], batch["weight"]["seg"])
     only_a = collate([MultiTaskDataset({"a": a}, binds[:1], 32)[i] for i in (0, 1, 2)], binds[:1])
     only_b = collate([MultiTaskDataset({"b": b}, binds[1:], 32)[i] for i in (0, 1, 2)], binds[1:])
-    alone_cls = cls.loss(cls_logits[0::2], only_a["targets"]["cls"], only_a["has"]["cls"], only_a["weight"])
-    alone_seg = seg.loss(seg_logits[1::2], only_b["targets"]["seg"], only_b["has"]["seg"], only_b["weight"])
+    alone_cls = cls.loss(cls_logits[0::2], only_a["targets"]["cls"], only_a["has"]["cls"], only_a["weight"]["cls"])
+    alone_seg = seg.loss(seg_logits[1::2], only_b["targets"]["seg"], only_b["has"]["seg"], only_b["weight"]["seg"])
     assert torch.allclose(mixed_cls, alone_cls) and torch.allclose(mixed_seg, alone_seg)
     plain = torch.nn.functional.cross_entropy(cls_logits[0::2], only_a["targets"]["cls"])
     assert torch.allclose(alone_cls, plain)
+
+
+@pytest.mark.parametrize("arrays,message", [
+    ({"weight/cls/nowhere": np.ones(16)}, "names no task and dataset"),
+    ({"weight/cls/digits": np.ones(5)}, r"has shape \(5,\)"),
+    ({"weight/cls/digits": -np.ones(16)}, "negative or non-finite"),
+    ({"target/cls/digits": np.ones(16)}, "regression tasks only"),
+])
+def test_bad_sample_overrides_name_the_file(arrays, message, tmp_path, monkeypatch):
+    from mtlspec.data.build import build_dataset
+    from mtlspec.spec.root import Spec
+
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "over.npz"
+    np.savez(path, **arrays)
+    spec = Spec.model_validate({"name": "o", "data": {"datasets": {"digits": {"type": "multidigits", "canvas": 32, "splits": {"train": 16, "val": 4, "test": 4}}},
+                                                     "image_size": 32, "sample_overrides": str(path)},
+                                "tasks": {"cls": {"type": "classification", "dataset": "digits", "label": "largest_digit"}}})
+    with pytest.raises(DataError, match=message) as caught:
+        build_dataset(spec, "train", train=True)
+    assert str(path) in str(caught.value)
+
+
+def test_holdout_then_bootstrap_draw_from_the_kept_folds(tmp_path, monkeypatch):
+    from mtlspec.data.build import bootstrap_indices, build_dataset, fold_ids
+    from mtlspec.spec.root import Spec
+
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    spec = Spec.model_validate({"name": "h", "data": {"datasets": {"digits": {"type": "multidigits", "canvas": 32, "splits": {"train": 20, "val": 4, "test": 4}}},
+                                                     "image_size": 32, "holdout": {"folds": 4, "fold": 1}, "bootstrap": 3},
+                                "tasks": {"cls": {"type": "classification", "dataset": "digits", "label": "largest_digit"}}})
+    train, _ = build_dataset(spec, "train", train=True)
+    kept = np.flatnonzero(fold_ids(20, 4) != 1)
+    assert len(train) == 15
+    assert [train[i]["meta"]["index"] for i in range(15)] == kept[bootstrap_indices(15, 3)].tolist()

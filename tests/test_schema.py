@@ -16,7 +16,7 @@ from test_spec_diagnostics import CASES
 SCHEMA_FILE = REPO / "schemas" / "mtlspec.schema.json"
 SPECS = sorted((REPO / "specs").glob("*.yaml"))
 # Rules across fields that JSON Schema cannot state; `validate` alone reports them.
-CROSS_FIELD = {"branch-at-too-deep", "vote-without-members", "matrix-bad-value", "objects-min-over-max"}
+CROSS_FIELD = {"branch-at-too-deep", "vote-without-members", "matrix-bad-value", "objects-min-over-max", "holdout-fold-out-of-range"}
 STRUCTURAL = {"unknown-key", "missing-key", "wrong-type", "out-of-range", "unknown-type", "invalid-value", "invalid-name"}
 
 

@@ -167,7 +167,10 @@ def test_cli_exit_codes_and_formats(cli, write):
     assert cli("validate", "--format", "xml", str(good)).exit_code == 2
 
 
-def test_strict_turns_not_implemented_warnings_into_failures(cli, write):
+def test_strict_turns_not_implemented_warnings_into_failures(cli, write, monkeypatch):
+    from mtlspec import capabilities
+
+    monkeypatch.setitem(capabilities.IMPLEMENTED, "ensemble", capabilities.IMPLEMENTED["ensemble"] - {"stacking"})
     assert "warning[" not in cli("validate", str(write("plain.yaml", BASE))).output
     good = write("good.yaml", BASE + "ensemble: {members: {type: seeds, seeds: [0, 1]}, per_task: {cls: {type: stacking}}}\n")
     result = cli("validate", str(good))

@@ -76,12 +76,12 @@ def scan(sources: dict[str, Any], limit: int | None = None) -> list[tuple[str, D
     return problems
 
 
-class BootstrapSource:
-    """A source seen through a bootstrap sample of its indices (with replacement)."""
+class IndexedSource:
+    """A source seen through a list of its indices: a bootstrap sample (with repeats) or the
+    training split without a held-out fold."""
 
-    def __init__(self, source: Any, seed: int):
-        self.source, self.name = source, getattr(source, "name", "")
-        self.indices = bootstrap_indices(len(source), seed)
+    def __init__(self, source: Any, indices: Any):
+        self.source, self.name, self.indices = source, getattr(source, "name", ""), indices
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -103,12 +103,74 @@ def bootstrap_indices(count: int, seed: int) -> Any:
     return np.random.default_rng([seed, 7477]).integers(0, count, size=count)
 
 
+def fold_ids(count: int, folds: int) -> Any:
+    """The fold (0..folds-1) of each of `count` samples: a fixed shuffle cut into near-equal parts,
+    the same for every member and seed, so out-of-fold predictions line up."""
+    import numpy as np
+
+    ids = np.empty(count, np.int64)
+    ids[np.random.default_rng([folds, 3319]).permutation(count)] = np.arange(count) % folds
+    return ids
+
+
+def training_view(spec: Any, sources: dict[str, Any]) -> dict[str, Any]:
+    """The training sources as this spec trains on them: without its held-out fold, then bootstrapped."""
+    import numpy as np
+
+    out = {}
+    for name, source in sources.items():
+        indices = np.arange(len(source))
+        if spec.data.holdout is not None:
+            indices = indices[fold_ids(len(source), spec.data.holdout.folds) != spec.data.holdout.fold]
+        if spec.data.bootstrap is not None:
+            indices = indices[bootstrap_indices(len(indices), spec.data.bootstrap)]
+        out[name] = source if len(indices) == len(source) and (indices == np.arange(len(source))).all() else IndexedSource(source, indices)
+    return out
+
+
+def load_overrides(spec: Any, sources: dict[str, Any], base: Path) -> tuple[dict, dict]:
+    """data.sample_overrides -> ({task: {dataset: weights}}, {task: {dataset: targets}}), aligned
+    with the (unviewed) training sources; checked against them."""
+    import numpy as np
+
+    if spec.data.sample_overrides is None:
+        return {}, {}
+    path = base / spec.data.sample_overrides
+    if not path.is_file():
+        raise DataError("the sample overrides file does not exist", str(path))
+    weights: dict[str, dict[str, Any]] = {}
+    targets: dict[str, dict[str, Any]] = {}
+    with np.load(path) as archive:
+        for key in archive.files:
+            kind, task, dataset = (key.split("/") + ["", ""])[:3]
+            if kind not in ("weight", "target") or task not in spec.tasks or spec.tasks[task].dataset != dataset or dataset not in sources:
+                raise DataError(f"entry '{key}' names no task and dataset of this spec (expected weight/<task>/<dataset> or target/<task>/<dataset>)", str(path))
+            values = archive[key].astype(np.float32)
+            if values.shape != (len(sources[dataset]),):
+                raise DataError(f"entry '{key}' has shape {values.shape}; the training split of '{dataset}' has {len(sources[dataset])} samples", str(path))
+            if kind == "target" and spec.tasks[task].type != "regression":
+                raise DataError(f"entry '{key}': targets can be replaced for regression tasks only", str(path))
+            if not np.isfinite(values).all() or (kind == "weight" and (values < 0).any()):
+                raise DataError(f"entry '{key}' holds a negative or non-finite value", str(path), int(np.flatnonzero(~np.isfinite(values) | (values < 0))[0]))
+            (weights if kind == "weight" else targets).setdefault(task, {})[dataset] = values
+    return weights, targets
+
+
 def build_dataset(spec: Any, split: str, train: bool, base: Path = Path(".")) -> tuple[MultiTaskDataset, list[TaskBinding]]:
     sources = build_sources(spec, split, base)
-    if train and spec.data.bootstrap is not None:
-        sources = {name: BootstrapSource(source, spec.data.bootstrap) for name, source in sources.items()}
     binds = bindings(spec, sources)
+    task_weights, task_targets = load_overrides(spec, sources, base) if train else ({}, {})
+    if train:
+        viewed = training_view(spec, sources)
+        task_weights = {t: {d: _view(viewed[d], v) for d, v in per.items()} for t, per in task_weights.items()}
+        task_targets = {t: {d: _view(viewed[d], v) for d, v in per.items()} for t, per in task_targets.items()}
+        sources = viewed
     weights = sample_weights(spec.data.sample_weights, spec.tasks, sources) if train else {}
-    dataset = MultiTaskDataset(sources, binds, spec.data.image_size, weights=weights,
-                               hflip_p=spec.data.hflip if train else 0.0, seed=spec.seed)
+    dataset = MultiTaskDataset(sources, binds, spec.data.image_size, weights=weights, task_weights=task_weights,
+                               task_targets=task_targets, hflip_p=spec.data.hflip if train else 0.0, seed=spec.seed)
     return dataset, binds
+
+
+def _view(source: Any, values: Any) -> Any:
+    """Per-sample values of a source, re-indexed like its view."""
+    return values[source.indices] if isinstance(source, IndexedSource) else values

@@ -1,7 +1,8 @@
 """Samples for multi-task training: records bound to tasks, with per-task `has` masks and weights.
 
 A sample is {"image": (3, H, W) float32, "targets": {task: ...}, "has": {task: bool},
-"weight": float, "meta": {...}}. A task whose dataset is not this sample's, or whose label
+"weight": {task: float}, "meta": {...}}: the spec's sample weight times any per-task weight
+(data.sample_overrides; boosting), and a regression target may be replaced the same way. A task whose dataset is not this sample's, or whose label
 this sample lacks, has `has[task] = False` and a placeholder target that no loss or metric reads.
 """
 
@@ -77,12 +78,15 @@ class MultiTaskDataset(torch.utils.data.Dataset):
     """Several sources concatenated; each sample carries every task, labelled or not."""
 
     def __init__(self, sources: dict[str, Any], bindings: list[TaskBinding], image_size: int,
-                 weights: dict[str, np.ndarray] | None = None, hflip_p: float = 0.0, seed: int = 0):
+                 weights: dict[str, np.ndarray] | None = None, hflip_p: float = 0.0, seed: int = 0,
+                 task_weights: dict[str, dict[str, np.ndarray]] | None = None,
+                 task_targets: dict[str, dict[str, np.ndarray]] | None = None):
         self.sources, self.bindings, self.image_size = sources, bindings, image_size
         self.names = list(sources)
         self.sizes = [len(sources[n]) for n in self.names]
         self.offsets = np.cumsum([0] + self.sizes)
         self.weights = weights or {}
+        self.task_weights, self.task_targets = task_weights or {}, task_targets or {}
         self.hflip_p, self.seed, self.epoch = hflip_p, seed, 0
 
     def __len__(self) -> int:
@@ -105,9 +109,13 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         targets, has = {}, {}
         for b in self.bindings:
             value, present = bind(b, record) if b.dataset == name else (None, False)
+            if present and name in self.task_targets.get(b.name, {}):
+                value = float(self.task_targets[b.name][name][local])
             targets[b.name] = value if present else _placeholder(b, self.image_size)
             has[b.name] = present
-        weight = float(self.weights[name][local]) if name in self.weights else 1.0
+        base = float(self.weights[name][local]) if name in self.weights else 1.0
+        weight = {b.name: base * (float(self.task_weights[b.name][name][local]) if name in self.task_weights.get(b.name, {}) else 1.0)
+                  for b in self.bindings}
         return {"image": normalize(record["image"]), "targets": targets, "has": has, "weight": weight, "meta": record["meta"]}
 
 
@@ -116,7 +124,7 @@ def collate(samples: list[dict[str, Any]], bindings: list[TaskBinding]) -> dict[
     batch: dict[str, Any] = {
         "image": torch.from_numpy(np.stack([s["image"] for s in samples])),
         "has": {b.name: torch.tensor([s["has"][b.name] for s in samples]) for b in bindings},
-        "weight": torch.tensor([s["weight"] for s in samples], dtype=torch.float32),
+        "weight": {b.name: torch.tensor([s["weight"][b.name] for s in samples], dtype=torch.float32) for b in bindings},
         "meta": [s["meta"] for s in samples],
         "targets": {},
     }

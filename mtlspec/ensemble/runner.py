@@ -1,117 +1,22 @@
-"""Running an ensemble spec: train (or reuse) the members, run them together on the evaluation
-split, combine their predictions per task, and report the members beside the ensemble."""
+"""Running an ensemble spec: train (or reuse) the members (members.py), fit what the strategy
+fits (validation weights, boosting's sequence, stacking's meta-models), run the members together
+on the evaluation split, combine per task (combiners.py), and report the members beside the ensemble."""
 
 from __future__ import annotations
 
 import datetime
 import json
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
-import yaml
 
 from mtlspec.ensemble.box_fusion import fuse
-from mtlspec.ensemble.combine import vote, vote_multilabel, weighted_mean
+from mtlspec.ensemble.members import boosted_members, given_members, load_member, member_predictions
 from mtlspec.errors import UsageError
 from mtlspec.io import write_text_atomic
 from mtlspec.spec.root import Spec
 from mtlspec.spec.tasks import HIGHER_IS_BETTER
-
-
-def member_specs(spec: Spec) -> list[Spec]:
-    data = spec.model_dump(mode="json")
-    data["ensemble"], data["matrix"] = None, None
-    out = []
-    for seed in spec.ensemble.members.seeds:
-        one = dict(data, seed=seed, name=f"{spec.name}.seed{seed}")
-        out.append(Spec.model_validate(one))
-    return out
-
-
-def _train_or_reuse(single: Spec, spec_file: str, out_root: Path, log: Callable[[str], None]) -> Path:
-    from mtlspec.run import train_or_reuse
-
-    return Path(train_or_reuse(single, spec_file, out_root, log, f"ensemble: member {single.name}")["run_dir"])
-
-
-def _members(spec: Spec, spec_file: str, out_root: Path, log: Callable[[str], None]) -> list[tuple[Path, Path]]:
-    """(run directory, checkpoint) of every member."""
-    from mtlspec.train.checkpoint import latest
-
-    members, strategy = spec.ensemble.members, spec.ensemble.strategy
-    if strategy.type == "bagging":  # members on bootstrap samples of the training split
-        data = spec.model_dump(mode="json")
-        data["ensemble"], data["matrix"] = None, None
-        specs = []
-        for i in range(strategy.n_members):
-            one = {**data, "name": f"{spec.name}.bag{i}", "seed": spec.seed + i}
-            one["data"] = {**data["data"], "bootstrap": i}
-            specs.append(Spec.model_validate(one))
-        dirs = [_train_or_reuse(single, spec_file, out_root, log) for single in specs]
-        return [(d, latest(d / "checkpoints")) for d in dirs]
-    if strategy.type == "snapshot":  # one run with a cyclic schedule; a member per cycle
-        data = spec.model_dump(mode="json")
-        data["ensemble"], data["matrix"], data["name"] = None, None, f"{spec.name}.cyclic"
-        run_dir = _train_or_reuse(Spec.model_validate(data), spec_file, out_root, log)
-        return [(run_dir, p) for p in sorted((run_dir / "checkpoints").glob("snapshot-*.pt"))]
-    if members.type == "runs":
-        base = Path(spec_file).resolve().parent
-        dirs = [base / p for p in members.paths]
-    else:
-        dirs = [_train_or_reuse(single, spec_file, out_root, log) for single in member_specs(spec)]
-    out = []
-    for d in dirs:
-        checkpoint = latest(d / "checkpoints")
-        if checkpoint is None:
-            raise UsageError(f"ensemble member {d} has no checkpoint")
-        out.append((d, checkpoint))
-    return out
-
-
-def _load_member(run_dir: Path, checkpoint: Path, num_classes: dict[str, int]) -> tuple[Any, dict[str, Any], Spec]:
-    from mtlspec.model.builder import build_model
-
-    member_spec = Spec.model_validate(yaml.safe_load((run_dir / "spec.resolved.yaml").read_text()))
-    model, task_types = build_model(member_spec, num_classes)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model, task_types, member_spec
-
-
-def _prediction(kind: str, task_type: Any, output: Any, image_size: int) -> Any:
-    if kind == "segmentation":
-        return output.softmax(dim=1)
-    return task_type.predict(output, image_size)
-
-
-def _member_predictions(spec: Spec, members: list, split: str, data_root: Path, tasks: list[str] | None = None) -> Iterator[tuple[dict, dict[str, list[Any]]]]:
-    """Over a split, batch by batch: (batch, {task: each member's prediction}); segmentation as probabilities."""
-    from mtlspec.data.build import build_dataset
-    from mtlspec.train.loop import make_loader
-
-    dataset, binds = build_dataset(spec, split, train=False, base=data_root)
-    for batch in make_loader(dataset, binds, spec.data.batch_size, 0):
-        with torch.no_grad():
-            outputs = [model(batch["image"]) for model, _, _ in members]
-        yield batch, {task: [_prediction(spec.tasks[task].type, m_tt[task], out[task], spec.data.image_size)
-                             for out, (_, m_tt, _) in zip(outputs, members)] for task in (tasks or list(spec.tasks))}
-
-
-def _combine(kind: str, strategy: Any, predictions: list[Any], num_classes: int, threshold: float,
-             fitted: list[float] | None = None) -> Any:
-    weights = getattr(strategy, "weights", None) or fitted
-    if kind == "detection":  # box_fusion's settings, or its defaults for snapshot ensembles
-        iou, skip, method = getattr(strategy, "iou", 0.55), getattr(strategy, "skip_score", 0.0), getattr(strategy, "method", "wbf")
-        return [fuse([p[i] for p in predictions], iou, skip, method, weights) for i in range(len(predictions[0]))]
-    if strategy.type == "vote":
-        if kind == "classification":
-            labels = vote([p.argmax(dim=1) for p in predictions], num_classes, weights)
-            return torch.nn.functional.one_hot(labels, num_classes).float()
-        return vote_multilabel(predictions, threshold, weights)
-    mean = weighted_mean(predictions, weights)  # mean, weighted_mean and snapshot average the members
-    return mean.argmax(dim=1) if kind == "segmentation" else mean
 
 
 def _fit_weights(spec: Spec, members: list, data_root: Path) -> dict[str, list[float]]:
@@ -123,7 +28,7 @@ def _fit_weights(spec: Spec, members: list, data_root: Path) -> dict[str, list[f
     if not todo:
         return {}
     fitters = {t: WeightFitter(spec.tasks[t].type, len(members)) for t in todo}
-    for batch, predictions in _member_predictions(spec, members, "val", data_root, todo):
+    for batch, predictions in member_predictions(spec, members, "val", data_root, todo):
         for task in todo:
             fitters[task].update(predictions[task], batch["targets"][task], batch["has"][task])
     return {t: w for t, f in fitters.items() if (w := f.weights()) is not None}
@@ -138,7 +43,7 @@ def _out_of_bag(spec: Spec, members: list, data_root: Path) -> dict[str, dict[st
     drawn = [{name: set(bootstrap_indices(n, m_spec.data.bootstrap).tolist()) for name, n in sizes.items()} for _, _, m_spec in members]
     task_types = members[0][1]
     metrics = {t: tt.metric() for t, tt in task_types.items()}
-    for batch, predictions in _member_predictions(spec, members, "train", data_root):
+    for batch, predictions in member_predictions(spec, members, "train", data_root):
         out_of_bag = torch.tensor([[meta["index"] not in d[meta["dataset"]] for d in drawn] for meta in batch["meta"]])
         known = out_of_bag.any(dim=1)
         for task, preds in predictions.items():
@@ -150,7 +55,7 @@ def _out_of_bag(spec: Spec, members: list, data_root: Path) -> dict[str, dict[st
                 combined = oob_mean(preds, out_of_bag)
                 combined = combined.argmax(dim=1) if kind == "segmentation" else combined
             metrics[task].update(combined, batch["targets"][task], has)
-    return {t: {m: float(v) for m, v in metric.compute().items() if m in spec.tasks[t].metrics} for t, metric in metrics.items()}
+    return {t: _values(metric, spec.tasks[t].metrics) for t, metric in metrics.items()}
 
 
 def _gains(ensemble: dict[str, float], members: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -163,42 +68,96 @@ def _gains(ensemble: dict[str, float], members: list[dict[str, float]]) -> dict[
     return out
 
 
+def _combiners(spec: Spec, num_classes: dict[str, int], boosters: dict[str, Any],
+               stackers: dict[str, Any], fitted: dict[str, list[float]]) -> dict[str, Any]:
+    from mtlspec.ensemble import combiners
+
+    out = {}
+    for task, task_spec in spec.tasks.items():
+        if task in boosters:
+            out[task] = combiners.Samme(boosters[task]) if task_spec.type == "classification" else combiners.Residual(boosters[task])
+        elif task in stackers:
+            out[task] = combiners.Stacked(stackers[task])
+        else:
+            strategy = spec.ensemble.per_task.get(task, spec.ensemble.strategy)
+            out[task] = combiners.Averaging(task_spec.type, strategy, num_classes[task], getattr(task_spec, "threshold", 0.5), fitted.get(task))
+    return out
+
+
+def _stackers(spec: Spec, members: list, spec_file: str, out_root: Path, num_classes: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+    """A meta-model per task whose strategy is stacking, fitted on the members' out-of-fold predictions."""
+    from mtlspec.ensemble.out_of_fold import out_of_fold
+    from mtlspec.ensemble.stacking import Stacker
+
+    ensemble = spec.ensemble
+    chosen = {t: ensemble.per_task.get(t, ensemble.strategy) for t in spec.tasks}
+    out = {}
+    for folds in sorted({s.folds for s in chosen.values() if s.type == "stacking"}):
+        tasks = [t for t, s in chosen.items() if s.type == "stacking" and s.folds == folds]
+        oof, targets, labelled = out_of_fold(spec, members, folds, tasks, spec_file, out_root, num_classes, log)
+        for t in tasks:
+            out[t] = Stacker(spec.tasks[t].type, chosen[t].alpha).fit(oof[t], targets[t], labelled[t])
+    return out
+
+
+def _values(metric: Any, wanted: Any) -> dict[str, float]:
+    return {m: float(v) for m, v in metric.compute().items() if m in wanted}
+
+
 def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]]:
     from mtlspec.data.build import bindings, build_sources
 
     spec: Spec = result.spec
     ensemble = spec.ensemble
-    chosen = _members(spec, result.file, out_root, log)
-    if len(chosen) < 2:
-        raise UsageError(f"an ensemble needs at least two members; found {len(chosen)}")
     data_root = Path(result.file).resolve().parent
     num_classes = {b.name: b.num_classes for b in bindings(spec, build_sources(spec, "train", data_root))}
-    members = [_load_member(d, c, num_classes) for d, c in chosen]
+    boosters: dict[str, Any] = {}
+    if ensemble.strategy.type == "boosting":
+        loaded, boosters = boosted_members(spec, result.file, out_root, num_classes, log)
+        chosen = [(d, c) for d, c, _ in loaded]
+        members = [m for _, _, m in loaded]
+    else:
+        chosen = given_members(spec, result.file, out_root, log)
+        members = [load_member(d, c, num_classes) for d, c in chosen]
+    if len(chosen) < 2 and not boosters:
+        raise UsageError(f"an ensemble needs at least two members; found {len(chosen)}")
     for _, _, member_spec in members:
         if member_spec.data.datasets != spec.data.datasets or set(member_spec.tasks) != set(spec.tasks):
             raise UsageError("every ensemble member must be trained on this spec's datasets and tasks")
     task_types = members[0][1]
     fitted = _fit_weights(spec, members, data_root)
+    stackers = _stackers(spec, members, result.file, out_root, num_classes, log)
+    combine = _combiners(spec, num_classes, boosters, stackers, fitted)
     metrics = {t: tt.metric() for t, tt in task_types.items()}
     member_metrics = [{t: m_tt[t].metric() for t in task_types} for _, m_tt, _ in members]
-    for batch, predictions in _member_predictions(spec, members, spec.evaluation.split, data_root):
+    staged = {t: [task_types[t].metric() for _ in members] for t in boosters}
+    for batch, predictions in member_predictions(spec, members, spec.evaluation.split, data_root):
         for task, preds in predictions.items():
-            kind = spec.tasks[task].type
-            strategy = ensemble.per_task.get(task, ensemble.strategy)
-            combined = _combine(kind, strategy, preds, num_classes[task], getattr(spec.tasks[task], "threshold", 0.5), fitted.get(task))
-            metrics[task].update(combined, batch["targets"][task], batch["has"][task])
+            target, has = batch["targets"][task], batch["has"][task]
+            metrics[task].update(combine[task](preds), target, has)
             for own, pred in zip(member_metrics, preds):
-                alone = pred.argmax(dim=1) if kind == "segmentation" else pred
-                own[task].update(alone, batch["targets"][task], batch["has"][task])
+                own[task].update(combine[task].alone(pred), target, has)
+            for m, stage in enumerate(staged.get(task, [])):
+                stage.update(combine[task](preds[: m + 1]), target, has)
     oob = _out_of_bag(spec, members, data_root) if ensemble.strategy.type == "bagging" else {}
     tasks = {}
     for task, metric in metrics.items():
-        values = {m: float(v) for m, v in metric.compute().items() if m in spec.tasks[task].metrics}
-        member_values = [{m: float(v) for m, v in own[task].compute().items() if m in values} for own in member_metrics]
-        tasks[task] = {"type": spec.tasks[task].type, "strategy": ensemble.per_task.get(task, ensemble.strategy).type,
+        values = _values(metric, spec.tasks[task].metrics)
+        member_values = [_values(own[task], values) for own in member_metrics]
+        strategy = ensemble.per_task.get(task, ensemble.strategy).type
+        tasks[task] = {"type": spec.tasks[task].type, "strategy": strategy,
+                       "combined_by": _combined_by(spec, task, boosters, stackers),
                        "fitted_weights": fitted.get(task), "out_of_bag": oob.get(task),
                        "metrics": values, "members": member_values, "gain": _gains(values, member_values),
                        "higher_is_better": {m: HIGHER_IS_BETTER[m] for m in values}}
+        if task in boosters:
+            booster = boosters[task]
+            tasks[task]["boosting"] = {"staged": [_values(s, values) for s in staged[task]], "stopped": booster.stopped,
+                                       **({"member_weights": booster.alphas, "training_errors": booster.errors} if hasattr(booster, "alphas")
+                                          else {"initial_value": booster.init, "learning_rate": booster.learning_rate})}
+        if task in stackers:
+            tasks[task]["stacking"] = {"folds": ensemble.per_task.get(task, ensemble.strategy).folds,
+                                       "meta_model": [type(m).__name__ for m in stackers[task].models][0]}
     run_dir = out_root / spec.name / ("ensemble-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     report = {"schema_version": 1, "name": spec.name, "kind": "ensemble", "split": spec.evaluation.split,
               "members": [str(c) for _, c in chosen], "tasks": tasks}
@@ -207,14 +166,43 @@ def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print
     return run_dir, report
 
 
+def _combined_by(spec: Spec, task: str, boosters: dict, stackers: dict) -> str:
+    """In words, for the report."""
+    ensemble = spec.ensemble
+    if task in boosters:
+        return "AdaBoost SAMME" if spec.tasks[task].type == "classification" else "gradient boosting on residuals"
+    if task in stackers:
+        return f"stacking: {type(stackers[task].models[0]).__name__.lower()} meta-model on out-of-fold predictions"
+    strategy = ensemble.per_task.get(task, ensemble.strategy)
+    if strategy.type in ("bagging", "boosting", "snapshot"):
+        return "boxes fused (wbf)" if spec.tasks[task].type == "detection" else "mean"
+    return strategy.type
+
+
 def _markdown(report: dict[str, Any]) -> str:
     lines = [f"# Ensemble: {report['name']}", "", f"{len(report['members'])} members, evaluated on the `{report['split']}` split.", "",
-             "| task | strategy | metric | " + " | ".join(f"member {i + 1}" for i in range(len(report["members"]))) + " | ensemble | gain over best | gain over mean |",
+             "| task | combined by | metric | " + " | ".join(f"member {i + 1}" for i in range(len(report["members"]))) + " | ensemble | gain over best | gain over mean |",
              "|---|---|---|" + "---|" * (len(report["members"]) + 3)]
     for task, t in report["tasks"].items():
         for metric, value in t["metrics"].items():
             members = " | ".join(f"{m.get(metric, float('nan')):.4f}" for m in t["members"])
             g = t["gain"][metric]
-            lines.append(f"| {task} | {t['strategy']} | {metric} | {members} | {value:.4f} | {g['over_best_member']:+.4f} | {g['over_mean_member']:+.4f} |")
+            lines.append(f"| {task} | {t['combined_by']} | {metric} | {members} | {value:.4f} | {g['over_best_member']:+.4f} | {g['over_mean_member']:+.4f} |")
     lines += ["", "Gains are signed so that positive is better, whichever direction the metric improves in."]
+    for task, t in report["tasks"].items():
+        boosting = t.get("boosting")
+        if not boosting:
+            continue
+        lines += ["", f"## Boosting: {task}", "", "The ensemble after each member (staged):", "",
+                  "| members | " + " | ".join(t["metrics"]) + " |", "|---|" + "---|" * len(t["metrics"])]
+        for m, stage in enumerate(boosting["staged"]):
+            lines.append(f"| {m + 1} | " + " | ".join(f"{stage.get(k, float('nan')):.4f}" for k in t["metrics"]) + " |")
+        if "member_weights" in boosting:
+            lines += ["", "SAMME member weights: " + ", ".join(f"{a:.3f}" for a in boosting["member_weights"])
+                      + "; weighted training errors: " + ", ".join(f"{e:.3f}" for e in boosting["training_errors"]) + "."]
+        else:
+            lines += ["", f"Members fit residuals (initial value {boosting['initial_value']:.4f}, learning rate {boosting['learning_rate']}):"
+                      " each member column scores that initial value plus the member's fit alone."]
+        if boosting["stopped"]:
+            lines += ["", f"Boosting stopped for this task: {boosting['stopped']}."]
     return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ from typing import Any
 
 from mtlspec.capabilities import IMPLEMENTED
 from mtlspec.spec.diagnose import did_you_mean
-from mtlspec.spec.ensemble import STRATEGY_TASK_TYPES, TRAINS_MEMBERS
+from mtlspec.spec.ensemble import BOOSTED_TASK_TYPES, STRATEGY_TASK_TYPES, TRAINS_MEMBERS
 from mtlspec.spec.model import NO_SHARED_PARAMETERS, SINGLE_REPRESENTATION
 from mtlspec.spec.root import Spec
 from mtlspec.spec.schema_walk import resolve
@@ -148,6 +148,9 @@ def check_data(data: dict) -> list[Finding]:
             low, high = objects.get("min", 1), objects.get("max", 3)
             if isinstance(low, int) and isinstance(high, int) and low > high:
                 out.append(Finding(("data", "datasets", ds_name, "objects", "min"), "out-of-range", f"min ({low}) is larger than max ({high})"))
+    holdout = _get(data, "data", "holdout")
+    if isinstance(holdout, dict) and isinstance(holdout.get("fold"), int) and isinstance(holdout.get("folds"), int) and holdout["fold"] >= holdout["folds"]:
+        out.append(Finding(("data", "holdout", "fold"), "out-of-range", f"fold {holdout['fold']} of {holdout['folds']}: folds are counted from 0 to {holdout['folds'] - 1}"))
     weights = _get(data, "data", "sample_weights")
     if isinstance(weights, dict) and _tag(weights) in ("inverse_frequency", "effective_number"):
         task = weights.get("task")
@@ -274,6 +277,10 @@ def check_ensemble(data: dict) -> list[Finding]:
             continue
         if _tag(strat) in TRAINS_MEMBERS:
             out.append(Finding(("ensemble", "per_task", task, "type"), "incompatible", f"{strat.get('type')} trains the members of the whole model; it can only be ensemble.strategy"))
+        elif _tag(strat) == "stacking" and kind in TRAINS_MEMBERS:
+            out.append(Finding(("ensemble", "per_task", task, "type"), "incompatible", f"stacking trains its members once per fold; it cannot combine the members {kind} trains"))
+    if kind == "boosting" and tasks and not [t for t, s in tasks.items() if _tag(s) in BOOSTED_TASK_TYPES and t not in per_task]:
+        out.append(Finding(("ensemble", "strategy", "type"), "incompatible", "boosting needs a classification or regression task to boost (and not one that ensemble.per_task combines otherwise)"))
     for task, spec in tasks.items():
         chosen, where = (per_task[task], ("ensemble", "per_task", task, "type")) if task in per_task else (strategy, ("ensemble", "strategy", "type"))
         allowed = STRATEGY_TASK_TYPES.get(str(_tag(chosen)))

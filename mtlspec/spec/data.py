@@ -137,6 +137,14 @@ SampleWeights = Annotated[
 ]
 
 
+class Holdout(Section):
+    """One fold of each training set left out of training (the folds are the same for every seed)."""
+
+    folds: Annotated[int, Field(ge=2, le=20)]
+    fold: Annotated[int, Field(ge=0)]
+    """Which fold to leave out, counted from 0."""
+
+
 class Data(Section):
     datasets: Annotated[dict[Name, Dataset], Field(min_length=1)]
     sampling: Sampling = Proportional(type="proportional")
@@ -148,5 +156,10 @@ class Data(Section):
     bootstrap: Annotated[int, Field(ge=0)] | None = None
     """Train on a bootstrap sample of each training set (as many draws as samples, with
     replacement), drawn with this seed; bagging sets it for each member."""
+    holdout: Holdout | None = None
+    """Train without one fold of each training set; stacking sets it for its out-of-fold members."""
+    sample_overrides: str | None = None
+    """An .npz file of per-task sample weights (`weight/<task>/<dataset>`) and regression targets
+    (`target/<task>/<dataset>`), one value per training sample; boosting writes one per member."""
     hflip: Probability = 0.0
     """Probability of mirroring a training image left-right (boxes, masks and depth move with it)."""

@@ -15,6 +15,8 @@ class SeedMembers(Section):
 
 
 class SpecMembers(Section):
+    """Spec files (paths relative to this one), each trained once and reused; same datasets and tasks."""
+
     type: Literal["specs"]
     paths: Annotated[list[str], Field(min_length=2)]
 
@@ -56,18 +58,23 @@ class Bagging(Section):
 
 
 class Boosting(Section):
-    """AdaBoost SAMME for classification, gradient boosting on residuals for regression."""
+    """Members trained in sequence: AdaBoost SAMME re-weights the samples of classification tasks,
+    gradient boosting fits the residuals of regression tasks; other tasks are averaged."""
 
     type: Literal["boosting"]
     n_members: Annotated[int, Field(ge=2, le=100)] = 5
     learning_rate: Annotated[float, Field(gt=0, le=1)] = 1.0
+    """Shrinkage: scales SAMME's member weights and each regression member's step."""
 
 
 class Stacking(Section):
-    """A meta-model fitted on out-of-fold member predictions."""
+    """A meta-model (softmax or logistic regression, ridge for values) fitted on out-of-fold
+    member predictions: each member is also trained once per fold without that fold."""
 
     type: Literal["stacking"]
     folds: Annotated[int, Field(ge=2, le=20)] = 5
+    alpha: Annotated[float, Field(gt=0)] = 1.0
+    """L2 penalty of the meta-model (scikit-learn's Ridge alpha; LogisticRegression's 1/C)."""
 
 
 class Snapshot(Section):
@@ -92,6 +99,8 @@ Strategy = Annotated[
 
 # Strategies that train their own members; the others combine given members.
 TRAINS_MEMBERS = ("bagging", "boosting", "snapshot")
+# The task types boosting boosts; its other tasks are averaged (boxes fused) or follow per_task.
+BOOSTED_TASK_TYPES = ("classification", "regression")
 # The task types each combining strategy applies to.
 STRATEGY_TASK_TYPES = {
     "mean": ("classification", "multilabel", "regression", "segmentation", "depth"),
@@ -100,7 +109,7 @@ STRATEGY_TASK_TYPES = {
     "stacking": ("classification", "multilabel", "regression"),
     "box_fusion": ("detection",),
     "bagging": ("classification", "multilabel", "regression", "detection", "segmentation", "depth"),
-    "boosting": ("classification", "regression"),
+    "boosting": ("classification", "multilabel", "regression", "detection", "segmentation", "depth"),
     "snapshot": ("classification", "multilabel", "regression", "detection", "segmentation", "depth"),
 }
 

@@ -46,7 +46,41 @@ def _unique_sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
     return sorted(set(diags), key=lambda d: (d.file, d.line, d.col, d.code, d.path))
 
 
-def validate_file(path: Path, overrides: list[str] | tuple[str, ...] = (), shown_as: str | None = None) -> list[Result]:
+def _member_specs(data: dict, model: Spec | None, base: Path, shown: str, seen: frozenset[Path]) -> tuple[list[Finding], list[Diagnostic]]:
+    """`ensemble.members: {type: specs}`: each file exists, validates, has no matrix, and trains on
+    this spec's datasets and tasks. Their own diagnostics come back as they are (their file:line:col)."""
+    members = (data.get("ensemble") or {}).get("members") if isinstance(data.get("ensemble"), dict) else None
+    if not isinstance(members, dict) or members.get("type") != "specs" or not isinstance(members.get("paths"), list):
+        return [], []
+    findings: list[Finding] = []
+    diagnostics: list[Diagnostic] = []
+    for i, name in enumerate(members["paths"]):
+        where = ("ensemble", "members", "paths", i)
+        if not isinstance(name, str):
+            continue
+        target = (base / name).resolve()
+        if not target.is_file():
+            findings.append(Finding(where, "missing-file", f"member spec '{name}' not found (looked for {target})"))
+            continue
+        if target in seen:
+            findings.append(Finding(where, "extends-cycle", f"member spec '{name}' leads back to a spec that names it"))
+            continue
+        results = validate_file(target, shown_as=str(Path(shown).parent / name), _seen=seen | {target})
+        diagnostics.extend(d for r in results for d in r.diagnostics)
+        if len(results) > 1:
+            findings.append(Finding(where, "incompatible", f"member spec '{name}' has a matrix ({len(results)} runs); a member is one run"))
+        elif results[0].spec is None:
+            findings.append(Finding(where, "invalid", f"member spec '{name}' is not valid (its own diagnostics name that file)"))
+        elif model is not None:
+            member = results[0].spec
+            if member.data.datasets != model.data.datasets or set(member.tasks) != set(model.tasks):
+                findings.append(Finding(where, "incompatible", f"member spec '{name}' must train on this spec's datasets and tasks"
+                                                               f" (tasks here: {', '.join(model.tasks)}; there: {', '.join(member.tasks)})"))
+    return findings, diagnostics
+
+
+def validate_file(path: Path, overrides: list[str] | tuple[str, ...] = (), shown_as: str | None = None,
+                  _seen: frozenset[Path] = frozenset()) -> list[Result]:
     """Validate one spec file; raises UsageError only for malformed --set arguments."""
     file = shown_as or str(path)
     doc = load_with_extends(path, file)
@@ -72,7 +106,9 @@ def validate_file(path: Path, overrides: list[str] | tuple[str, ...] = (), shown
             findings = check(variant.doc.data) + check_capabilities(variant.doc.data)
         except Exception as exc:  # a bug in a rule must not cost the user the other diagnostics
             findings = [Finding((), "internal-error", f"mtlspec could not finish checking this spec ({type(exc).__name__}: {exc}); please report it")]
-        diags = variant.doc.diagnostics + matrix_diags + diags + [_located(f, variant.doc) for f in findings]
+        members, member_diags = _member_specs(variant.doc.data, model, Path(path).resolve().parent, file, _seen | {Path(path).resolve()})
+        findings += members
+        diags = variant.doc.diagnostics + matrix_diags + diags + member_diags + [_located(f, variant.doc) for f in findings]
         results.append(Result(file, variant.name, _unique_sorted(diags), model if not [d for d in diags if d.severity == "error"] else None))
     return results
 

@@ -10,15 +10,18 @@ from torch import nn
 
 
 def masked_mean(per_sample: torch.Tensor, has: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Weighted mean over the samples that carry the task's label; 0 (still in the graph) when none do.
+    """The mean of weight x loss over the samples that carry the task's label; 0 (still in the graph)
+    when none do.
 
-    Unlabelled samples contribute nothing: not a zero counted in the mean.
+    Unlabelled samples contribute nothing: not a zero counted in the mean. Dividing by the count, not
+    by the sum of the weights, keeps weights meaningful across batches: weights scaled to a mean of 1
+    over the data make this an unbiased estimate of the weighted risk, whatever a batch holds.
     """
-    w = weight.to(per_sample.dtype) * has.to(per_sample.dtype)
-    total = w.sum()
-    if total <= 0:
+    mask = has.to(per_sample.dtype)
+    count = mask.sum()
+    if count <= 0:
         return per_sample.sum() * 0.0
-    return (per_sample * w).sum() / total
+    return (per_sample * weight.to(per_sample.dtype) * mask).sum() / count
 
 
 class TaskType(ABC):

@@ -36,7 +36,7 @@ def evaluate(model: torch.nn.Module, task_types: dict[str, TaskType], loader: An
             outputs = model(batch["image"])
         for task, tt in task_types.items():
             has, target = batch["has"][task], batch["targets"][task]
-            loss_sums[task] += float(tt.loss(outputs[task], target, has, batch["weight"]))
+            loss_sums[task] += float(tt.loss(outputs[task], target, has, batch["weight"][task]))
             prediction = tt.predict(outputs[task], image_size)
             metrics[task].update(_cpu(prediction), _cpu(target), has.cpu())
         batches += 1

@@ -104,7 +104,7 @@ def train_step(model: Any, task_types: dict, weighting: Any, optimizer: torch.op
     """One optimisation step: forward, per-task losses, the weighting method, backward, update."""
     with autocast():
         outputs = model(batch["image"])
-        losses = {t: tt.loss(outputs[t], batch["targets"][t], batch["has"][t], batch["weight"]) for t, tt in task_types.items()}
+        losses = {t: tt.loss(outputs[t], batch["targets"][t], batch["has"][t], batch["weight"][t]) for t, tt in task_types.items()}
     if check is not None:
         check(losses)
     optimizer.zero_grad(set_to_none=True)
@@ -126,7 +126,7 @@ def train_step(model: Any, task_types: dict, weighting: Any, optimizer: torch.op
         if weighting.needs_post_step_losses:
             with torch.no_grad(), autocast():
                 again = model(batch["image"])
-                after = {t: tt.loss(again[t], batch["targets"][t], batch["has"][t], batch["weight"]) for t, tt in task_types.items()}
+                after = {t: tt.loss(again[t], batch["targets"][t], batch["has"][t], batch["weight"][t]) for t, tt in task_types.items()}
         weighting.after_step(after)
     return losses, weights
 

@@ -1,0 +1,78 @@
+"""One combiner per task: how an ensemble turns its members' predictions into one, and how a
+member's own prediction is scored alone. Every combiner takes and returns predictions in the form
+the task's metric reads (probabilities, values, label maps or per-image boxes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from mtlspec.ensemble.box_fusion import fuse
+from mtlspec.ensemble.combine import vote, vote_multilabel, weighted_mean
+
+
+class Averaging:
+    """mean, weighted_mean, vote and box_fusion; also how bagging, snapshot and boosting combine
+    the tasks they do not treat otherwise (averaged; boxes fused with box_fusion's defaults)."""
+
+    def __init__(self, kind: str, strategy: Any, num_classes: int, threshold: float, fitted: list[float] | None = None):
+        self.kind, self.strategy, self.num_classes, self.threshold = kind, strategy, num_classes, threshold
+        self.weights = getattr(strategy, "weights", None) or fitted
+
+    def __call__(self, predictions: list[Any]) -> Any:
+        kind, strategy, weights = self.kind, self.strategy, self.weights
+        if kind == "detection":
+            iou, skip, method = getattr(strategy, "iou", 0.55), getattr(strategy, "skip_score", 0.0), getattr(strategy, "method", "wbf")
+            return [fuse([p[i] for p in predictions], iou, skip, method, weights) for i in range(len(predictions[0]))]
+        if strategy.type == "vote":
+            if kind == "classification":
+                labels = vote([p.argmax(dim=1) for p in predictions], self.num_classes, weights)
+                return torch.nn.functional.one_hot(labels, self.num_classes).float()
+            return vote_multilabel(predictions, self.threshold, weights)
+        mean = weighted_mean(predictions, weights)
+        return mean.argmax(dim=1) if kind == "segmentation" else mean
+
+    def alone(self, prediction: Any) -> Any:
+        return prediction.argmax(dim=1) if self.kind == "segmentation" else prediction
+
+
+class Samme:
+    """Boosting, classification: the members' labels weighted by their SAMME weights."""
+
+    def __init__(self, booster: Any):
+        self.booster = booster
+
+    def __call__(self, predictions: list[torch.Tensor]) -> torch.Tensor:
+        return torch.from_numpy(self.booster.decision([p.argmax(dim=1).numpy() for p in predictions])).float()
+
+    def alone(self, prediction: torch.Tensor) -> torch.Tensor:
+        return prediction
+
+
+class Residual:
+    """Boosting, regression: the mean target plus the shrunken sum of the members' residual fits."""
+
+    def __init__(self, booster: Any):
+        self.booster = booster
+
+    def __call__(self, predictions: list[torch.Tensor]) -> torch.Tensor:
+        return torch.from_numpy(self.booster.predict([p.double().numpy() for p in predictions])).float()
+
+    def alone(self, prediction: torch.Tensor) -> torch.Tensor:
+        """A member fits residuals: alone, it predicts the mean target plus its fit."""
+        return prediction + self.booster.init
+
+
+class Stacked:
+    """Stacking: the meta-model over the members' outputs."""
+
+    def __init__(self, stacker: Any):
+        self.stacker = stacker
+
+    def __call__(self, predictions: list[torch.Tensor]) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.stacker.predict([p.double().numpy() for p in predictions]))).float()
+
+    def alone(self, prediction: torch.Tensor) -> torch.Tensor:
+        return prediction

@@ -1,0 +1,43 @@
+"""Stacking's out-of-fold predictions: every member is trained again once per fold of the training
+split without that fold (`data.holdout`), and predicts only the fold it never saw. The meta-model
+is fitted on these, never on a prediction for a sample its member trained on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mtlspec.ensemble.members import Log, derived, load_member, member_predictions, source_sizes, train_or_reuse, with_checkpoint
+from mtlspec.spec.root import Spec
+
+
+def out_of_fold(spec: Spec, members: list, folds: int, tasks: list[str], spec_file: str, out_root: Path,
+                num_classes: dict[str, int], log: Log) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """({task: each member's out-of-fold predictions}, {task: targets}, {task: labelled}) over the
+    training split in dataset order. `members` are the loaded full members (their specs are retrained)."""
+    from mtlspec.data.build import fold_ids
+
+    data_root = Path(spec_file).resolve().parent
+    predictions: dict[str, list[list[Any]]] = {t: [[] for _ in members] for t in tasks}
+    targets: dict[str, list[Any]] = {t: [] for t in tasks}
+    labelled: dict[str, list[Any]] = {t: [] for t in tasks}
+    fold_models = []
+    for _, _, member_spec in members:
+        copies = [derived(member_spec, f"{member_spec.name}.fold{k}of{folds}", data_holdout={"folds": folds, "fold": k}) for k in range(folds)]
+        fold_models.append([load_member(*with_checkpoint(train_or_reuse(c, spec_file, out_root, log)), num_classes) for c in copies])
+    assignment = {name: fold_ids(n, folds) for name, n in source_sizes(spec, data_root).items()}
+    for i, copies in enumerate(fold_models):
+        for batch, per_fold in member_predictions(spec, copies, "train", data_root, tasks):
+            which = torch.tensor([int(assignment[m["dataset"]][m["index"]]) for m in batch["meta"]])
+            for task in tasks:
+                stacked = torch.stack([p.double() for p in per_fold[task]])  # (folds, N, ...)
+                predictions[task][i].append(stacked[which, torch.arange(len(which))])
+                if i == 0:
+                    targets[task].append(batch["targets"][task])
+                    labelled[task].append(batch["has"][task])
+    return ({t: [torch.cat(p).numpy() for p in per_member] for t, per_member in predictions.items()},
+            {t: torch.cat(v).numpy() for t, v in targets.items()}, {t: torch.cat(v).numpy().astype(bool) for t, v in labelled.items()})
+

@@ -1,0 +1,179 @@
+"""Boosting, stacking and `specs` members end to end on tiny settings: what each member was
+trained on (weights, residual targets, held-out folds), checked against closed forms."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import tiny_spec
+
+from mtlspec.spec import validate_file
+
+pytestmark = pytest.mark.stack
+
+BOOST_TASKS = """
+largest: {type: classification, dataset: digits, label: largest_digit}
+total: {type: regression, dataset: digits, label: digit_sum}
+depth: {type: depth, dataset: digits}
+"""
+
+
+def _logs():
+    lines: list[str] = []
+    return lines, lines.append
+
+
+def test_boosting_reweights_samples_and_fits_residuals(tmp_path, monkeypatch):
+    from mtlspec.data.build import build_dataset
+    from mtlspec.ensemble.members import load_member, member_predictions
+    from mtlspec.ensemble.runner import run_ensemble
+
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    spec = tmp_path / "boost.yaml"
+    spec.write_text(tiny_spec("boost", BOOST_TASKS, """training: {epochs: 1, device: cpu}
+report: {plots: false}
+ensemble: {strategy: {type: boosting, n_members: 3, learning_rate: 0.5}}
+"""))
+    (result,) = validate_file(spec)
+    assert result.errors == [] and result.warnings == []
+    folder, report = run_ensemble(result, tmp_path / "runs", log=lambda m: None)
+    largest, total = report["tasks"]["largest"], report["tasks"]["total"]
+    assert largest["combined_by"] == "AdaBoost SAMME" and total["combined_by"] == "gradient boosting on residuals"
+    assert report["tasks"]["depth"]["combined_by"] == "mean"
+    members = len(report["members"])
+    assert len(largest["boosting"]["member_weights"]) == members and len(largest["boosting"]["staged"]) == members
+    assert largest["boosting"]["staged"][-1] == largest["metrics"] and total["boosting"]["staged"][-1] == total["metrics"]
+    assert "## Boosting: largest" in (folder / "ensemble.md").read_text()
+
+    # member 2 trained on the weights and residuals member 1 left, by the closed forms
+    runs = sorted((tmp_path / "runs").glob("boost.boost[01]/*"))
+    specs = [result.spec.__class__.model_validate(yaml.safe_load((r / "spec.resolved.yaml").read_text())) for r in runs]
+    first = np.load(specs[0].data.sample_overrides)
+    second = np.load(specs[1].data.sample_overrides)
+    assert np.allclose(first["weight/largest/digits"], 1.0)
+    train, _ = build_dataset(result.spec, "train", train=False)
+    y_cls = np.array([train[i]["targets"]["largest"] for i in range(len(train))])
+    y_sum = np.array([train[i]["targets"]["total"] for i in range(len(train))])
+    assert np.allclose(first["target/total/digits"], y_sum - y_sum.mean(), atol=1e-5)
+    from mtlspec.train.checkpoint import latest
+
+    member = load_member(runs[0], latest(runs[0] / "checkpoints"), {"largest": 10, "total": 0, "depth": 0})
+    outputs = [(b, p) for b, p in member_predictions(result.spec, [member], "train", tmp_path)]
+    predicted = torch.cat([p["largest"][0].argmax(dim=1) for _, p in outputs]).numpy()
+    fitted = torch.cat([p["total"][0] for _, p in outputs]).numpy()
+    wrong = predicted != y_cls
+    err = wrong.mean()
+    alpha = 0.5 * (math.log((1 - err) / err) + math.log(9))
+    expected = np.exp(alpha * wrong)
+    assert np.allclose(second["weight/largest/digits"], expected / expected.mean(), rtol=1e-5)
+    assert largest["boosting"]["member_weights"][0] == pytest.approx(alpha)
+    assert np.allclose(second["target/total/digits"], y_sum - y_sum.mean() - 0.5 * fitted, atol=1e-4)
+
+    # the member's training data carries them: per-task weight and replaced target, other tasks untouched
+    member_train, _ = build_dataset(specs[1], "train", train=True)
+    sample = member_train[3]
+    assert sample["weight"]["largest"] == pytest.approx(float(second["weight/largest/digits"][3]))
+    assert sample["weight"]["depth"] == 1.0 and sample["targets"]["total"] == pytest.approx(float(second["target/total/digits"][3]))
+
+    lines, log = _logs()
+    run_ensemble(result, tmp_path / "runs", log=log)
+    assert sum("reusing" in line for line in lines) == members and not any("training" in line for line in lines)
+
+
+def test_stacking_fits_its_meta_model_on_out_of_fold_predictions(tmp_path, monkeypatch):
+    from mtlspec.data.build import build_dataset, fold_ids
+    from mtlspec.ensemble.members import given_members, load_member, member_predictions
+    from mtlspec.ensemble.out_of_fold import out_of_fold
+    from mtlspec.ensemble.runner import run_ensemble
+    from mtlspec.train.checkpoint import latest
+
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    spec = tmp_path / "stack.yaml"
+    spec.write_text(tiny_spec("stack", """
+largest: {type: classification, dataset: digits, label: largest_digit}
+present: {type: multilabel, dataset: digits, label: present}
+total: {type: regression, dataset: digits, label: digit_sum}
+seg: {type: segmentation, dataset: digits}
+""", """training: {epochs: 1, device: cpu}
+report: {plots: false}
+ensemble:
+  members: {type: seeds, seeds: [0, 1]}
+  strategy: {type: stacking, folds: 2}
+  per_task: {seg: {type: mean}}
+"""))
+    (result,) = validate_file(spec)
+    assert result.errors == [] and result.warnings == []
+    _, report = run_ensemble(result, tmp_path / "runs", log=lambda m: None)
+    assert report["tasks"]["largest"]["combined_by"].startswith("stacking: softmax")
+    assert report["tasks"]["present"]["stacking"]["meta_model"] == "Logistic"
+    assert report["tasks"]["total"]["stacking"] == {"folds": 2, "meta_model": "Ridge"}
+    assert report["tasks"]["seg"]["combined_by"] == "mean"
+
+    # each fold copy trained without its fold ...
+    folds = fold_ids(16, 2)
+    fold_runs = {}
+    for seed in (0, 1):
+        for k in (0, 1):
+            (run,) = (tmp_path / "runs" / f"stack.seed{seed}.fold{k}of2").iterdir()
+            fold_spec = result.spec.__class__.model_validate(yaml.safe_load((run / "spec.resolved.yaml").read_text()))
+            trained_on = {build_dataset(fold_spec, "train", train=True)[0][i]["meta"]["index"] for i in range(8)}
+            assert trained_on == set(np.flatnonzero(folds != k).tolist())
+            fold_runs[seed, k] = run
+    # ... and each training sample's out-of-fold prediction is that of the copy that never saw it
+    num_classes = {"largest": 10, "present": 10, "total": 0, "seg": 11}
+    members = [load_member(d, c, num_classes) for d, c in given_members(result.spec, str(spec), tmp_path / "runs", lambda m: None)]
+    oof, targets, labelled = out_of_fold(result.spec, members, 2, ["largest", "total"], str(spec), tmp_path / "runs", num_classes, lambda m: None)
+    assert labelled["largest"].all() and len(targets["total"]) == 16
+    for k in (0, 1):
+        copy = load_member(fold_runs[1, k], latest(fold_runs[1, k] / "checkpoints"), num_classes)
+        alone = torch.cat([p["largest"][0] for _, p in member_predictions(result.spec, [copy], "train", tmp_path, ["largest"])]).numpy()
+        assert np.allclose(oof["largest"][1][folds == k], alone[folds == k], atol=1e-6)
+        assert not np.allclose(oof["largest"][1][folds != k], alone[folds != k], atol=1e-6)
+
+
+def test_spec_members_are_trained_from_their_own_files_and_checked(tmp_path, monkeypatch, cli):
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    tasks = "largest: {type: classification, dataset: digits, label: largest_digit}\nseg: {type: segmentation, dataset: digits}\n"
+    rest = "training: {epochs: 1, device: cpu}\nreport: {plots: false}\n"
+    (tmp_path / "a.yaml").write_text(tiny_spec("a", tasks, rest + "weighting: {type: uw}\n"))
+    (tmp_path / "b.yaml").write_text(tiny_spec("b", tasks, rest))
+    (tmp_path / "ens.yaml").write_text(tiny_spec("ens", tasks, rest + "ensemble: {members: {type: specs, paths: [a.yaml, b.yaml]}}\n"))
+    first = cli("run", str(tmp_path / "ens.yaml"), "--quiet", "--out", str(tmp_path / "runs"))
+    assert first.exit_code == 0, first.output
+    (folder,) = (tmp_path / "runs" / "ens").glob("ensemble-*")
+    report = json.loads((folder / "ensemble.json").read_text())
+    assert [m.split("/runs/")[1].split("/")[0] for m in report["members"]] == ["a", "b"]
+    (a_run,) = (tmp_path / "runs" / "a").iterdir()
+    assert yaml.safe_load((a_run / "spec.resolved.yaml").read_text())["weighting"]["type"] == "uw"
+
+    (tmp_path / "c.yaml").write_text(tiny_spec("c", "largest: {type: classification, dataset: digits, label: largest_digit}", rest))
+    (tmp_path / "d.yaml").write_text(tiny_spec("d", tasks, rest + "weighting: {type: nope}\n"))
+    (tmp_path / "bad.yaml").write_text(tiny_spec("bad", tasks, rest + "ensemble:\n  members: {type: specs, paths: [a.yaml, missing.yaml, c.yaml, d.yaml]}\n"))
+    out = cli("validate", str(tmp_path / "bad.yaml"), "--format", "json")
+    assert out.exit_code == 1
+    found = {(d["code"], d["file"].split("/")[-1], d["line"]) for d in json.loads(out.output)["results"][0]["diagnostics"]}
+    line = 1 + tiny_spec("bad", tasks, rest).count("\n") + 1
+    assert ("missing-file", "bad.yaml", line) in found and ("incompatible", "bad.yaml", line) in found
+    assert ("invalid", "bad.yaml", line) in found and any(code == "unknown-type" and f == "d.yaml" for code, f, _ in found)
+
+
+@pytest.mark.parametrize("name", ["ensemble-boosting", "ensemble-stacking"])
+def test_the_shipped_boosting_and_stacking_specs_run_on_tiny_settings(name, tmp_path, monkeypatch):
+    from conftest import REPO
+    from test_topologies import TINY
+
+    from mtlspec.ensemble.runner import run_ensemble
+
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    (result,) = validate_file(REPO / "specs" / f"{name}.yaml", TINY)
+    assert result.errors == [] and result.warnings == []
+    folder, report = run_ensemble(result, tmp_path / "runs", log=lambda m: None)
+    assert (folder / "ensemble.md").is_file() and report["tasks"]["boxes"]["members"]
+    combined = {t: v["combined_by"] for t, v in report["tasks"].items()}
+    if name == "ensemble-boosting":
+        assert combined["largest"] == "AdaBoost SAMME" and combined["total"] == "gradient boosting on residuals"
+    else:
+        assert combined["largest"].startswith("stacking") and combined["present"].startswith("stacking") and combined["seg"] == "mean"
