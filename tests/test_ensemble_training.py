@@ -47,6 +47,8 @@ ensemble: {strategy: {type: boosting, n_members: 3, learning_rate: 0.5}}
     assert len(largest["boosting"]["member_weights"]) == members and len(largest["boosting"]["staged"]) == members
     assert largest["boosting"]["staged"][-1] == largest["metrics"] and total["boosting"]["staged"][-1] == total["metrics"]
     assert "## Boosting: largest" in (folder / "ensemble.md").read_text()
+    made_by = json.loads((folder / "manifest.json").read_text())
+    assert made_by["kind"] == "ensemble" and made_by["members"] == report["members"] and (folder / "spec.resolved.yaml").is_file()
 
     # member 2 trained on the weights and residuals member 1 left, by the closed forms
     runs = sorted((tmp_path / "runs").glob("boost.boost[01]/*"))
@@ -124,8 +126,9 @@ ensemble:
             fold_runs[seed, k] = run
     # ... and each training sample's out-of-fold prediction is that of the copy that never saw it
     num_classes = {"largest": 10, "present": 10, "total": 0, "seg": 11}
-    members = [load_member(d, c, num_classes) for d, c in given_members(result.spec, str(spec), tmp_path / "runs", lambda m: None)]
-    oof, targets, labelled = out_of_fold(result.spec, members, 2, ["largest", "total"], str(spec), tmp_path / "runs", num_classes, lambda m: None)
+    chosen = given_members(result.spec, str(spec), tmp_path / "runs", lambda m: None)
+    members = [load_member(d, c, num_classes) for d, c in chosen]
+    oof, targets, labelled = out_of_fold(result.spec, members, [d for d, _ in chosen], 2, ["largest", "total"], str(spec), tmp_path / "runs", num_classes, lambda m: None)
     assert labelled["largest"].all() and len(targets["total"]) == 16
     for k in (0, 1):
         copy = load_member(fold_runs[1, k], latest(fold_runs[1, k] / "checkpoints"), num_classes)
@@ -177,3 +180,26 @@ def test_the_shipped_boosting_and_stacking_specs_run_on_tiny_settings(name, tmp_
         assert combined["largest"] == "AdaBoost SAMME" and combined["total"] == "gradient boosting on residuals"
     else:
         assert combined["largest"].startswith("stacking") and combined["present"].startswith("stacking") and combined["seg"] == "mean"
+
+
+def test_members_of_other_seeds_train_on_the_ensembles_own_splits(tmp_path, monkeypatch, cli):
+    """multidigits draws its canvases and its disjoint scan pools from the seed: a member trained
+    with seed 1 on seed 1's data would hold scans of seed 0's test split. Members pin the data seed."""
+    from mtlspec.data.build import build_sources
+    from mtlspec.ensemble.members import derived, member_specs
+
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    spec = tmp_path / "s.yaml"
+    spec.write_text(tiny_spec("s", BOOST_TASKS, "ensemble: {members: {type: seeds, seeds: [0, 3]}}\n"))
+    (result,) = validate_file(spec)
+    own = {split: build_sources(result.spec, split)["digits"].fingerprint() for split in ("train", "test")}
+    for member in member_specs(result.spec) + [derived(result.spec, "b", seed=5)]:
+        assert member.data_seed() == 0 and member.seed in (0, 3, 5)
+        assert {split: build_sources(member, split)["digits"].fingerprint() for split in ("train", "test")} == own
+    unpinned = result.spec.model_copy(update={"seed": 3})
+    assert build_sources(unpinned, "train")["digits"].fingerprint() != own["train"]
+
+    (tmp_path / "other.yaml").write_text(tiny_spec("other", BOOST_TASKS, "seed: 4\n"))
+    (tmp_path / "ens.yaml").write_text(tiny_spec("ens", BOOST_TASKS, "ensemble: {members: {type: specs, paths: [s.yaml, other.yaml]}}\n"))
+    out = cli("validate", str(tmp_path / "ens.yaml"))
+    assert out.exit_code == 1 and "generates and splits its datasets with seed 4" in out.output

@@ -41,7 +41,7 @@ SOURCES = {"multidigits": _multidigits, "coco": _coco, "attribute_table": _table
 
 def build_source(spec: Any, name: str, split: str, base: Path = Path(".")) -> Any:
     dataset = spec.data.datasets[name]
-    return SOURCES[dataset.type](name, dataset, split, spec.seed, base)
+    return SOURCES[dataset.type](name, dataset, split, spec.data_seed(), base)
 
 
 def build_sources(spec: Any, split: str, base: Path = Path(".")) -> dict[str, Any]:

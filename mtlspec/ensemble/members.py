@@ -26,9 +26,12 @@ Log = Callable[[str], None]
 
 
 def derived(spec: Spec, name: str, **changes: Any) -> Spec:
-    """A plain (no ensemble, no matrix) copy of the spec under another name; `data_*` keys change data fields."""
+    """A plain (no ensemble, no matrix) copy of the spec under another name; `data_*` keys change
+    data fields. The data seed is pinned: whatever seed a member trains with, it sees the same
+    datasets and splits as the ensemble (so it never trains on the split the ensemble evaluates)."""
     data = spec.model_dump(mode="json")
     data.update(ensemble=None, matrix=None, name=name)
+    data["data"] = {**data["data"], "seed": spec.data_seed()}
     for key, value in changes.items():
         if key.startswith("data_"):
             data["data"] = {**data["data"], key[5:]: value}

@@ -4,6 +4,7 @@ is fitted on these, never on a prediction for a sample its member trained on."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,20 @@ from mtlspec.ensemble.members import Log, derived, load_member, member_predictio
 from mtlspec.spec.root import Spec
 
 
-def out_of_fold(spec: Spec, members: list, folds: int, tasks: list[str], spec_file: str, out_root: Path,
+def _spec_file(run_dir: Path, fallback: str) -> str:
+    """The file a member run was made from (its data paths are relative to it), when it still exists."""
+    try:
+        made_from = json.loads((run_dir / "manifest.json").read_text()).get("spec_file")
+    except (OSError, ValueError):
+        made_from = None
+    return made_from if made_from and Path(made_from).is_file() else fallback
+
+
+def out_of_fold(spec: Spec, members: list, run_dirs: list[Path], folds: int, tasks: list[str], spec_file: str, out_root: Path,
                 num_classes: dict[str, int], log: Log) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """({task: each member's out-of-fold predictions}, {task: targets}, {task: labelled}) over the
-    training split in dataset order. `members` are the loaded full members (their specs are retrained)."""
+    training split in dataset order. `members` are the loaded full members (their specs are
+    retrained per fold, from the file each was made from, so relative data paths still resolve)."""
     from mtlspec.data.build import fold_ids
 
     data_root = Path(spec_file).resolve().parent
@@ -25,9 +36,10 @@ def out_of_fold(spec: Spec, members: list, folds: int, tasks: list[str], spec_fi
     targets: dict[str, list[Any]] = {t: [] for t in tasks}
     labelled: dict[str, list[Any]] = {t: [] for t in tasks}
     fold_models = []
-    for _, _, member_spec in members:
+    for (_, _, member_spec), run_dir in zip(members, run_dirs):
         copies = [derived(member_spec, f"{member_spec.name}.fold{k}of{folds}", data_holdout={"folds": folds, "fold": k}) for k in range(folds)]
-        fold_models.append([load_member(*with_checkpoint(train_or_reuse(c, spec_file, out_root, log)), num_classes) for c in copies])
+        made_from = _spec_file(run_dir, spec_file)
+        fold_models.append([load_member(*with_checkpoint(train_or_reuse(c, made_from, out_root, log)), num_classes) for c in copies])
     assignment = {name: fold_ids(n, folds) for name, n in source_sizes(spec, data_root).items()}
     for i, copies in enumerate(fold_models):
         for batch, per_fold in member_predictions(spec, copies, "train", data_root, tasks):

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import yaml
 
 from mtlspec.ensemble.box_fusion import fuse
 from mtlspec.ensemble.members import boosted_members, given_members, load_member, member_predictions
 from mtlspec.errors import UsageError
 from mtlspec.io import write_text_atomic
+from mtlspec.report.manifest import manifest, spec_hash
 from mtlspec.spec.root import Spec
 from mtlspec.spec.tasks import HIGHER_IS_BETTER
 
@@ -84,7 +86,7 @@ def _combiners(spec: Spec, num_classes: dict[str, int], boosters: dict[str, Any]
     return out
 
 
-def _stackers(spec: Spec, members: list, spec_file: str, out_root: Path, num_classes: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
+def _stackers(spec: Spec, members: list, run_dirs: list[Path], spec_file: str, out_root: Path, num_classes: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
     """A meta-model per task whose strategy is stacking, fitted on the members' out-of-fold predictions."""
     from mtlspec.ensemble.out_of_fold import out_of_fold
     from mtlspec.ensemble.stacking import Stacker
@@ -94,7 +96,7 @@ def _stackers(spec: Spec, members: list, spec_file: str, out_root: Path, num_cla
     out = {}
     for folds in sorted({s.folds for s in chosen.values() if s.type == "stacking"}):
         tasks = [t for t, s in chosen.items() if s.type == "stacking" and s.folds == folds]
-        oof, targets, labelled = out_of_fold(spec, members, folds, tasks, spec_file, out_root, num_classes, log)
+        oof, targets, labelled = out_of_fold(spec, members, run_dirs, folds, tasks, spec_file, out_root, num_classes, log)
         for t in tasks:
             out[t] = Stacker(spec.tasks[t].type, chosen[t].alpha).fit(oof[t], targets[t], labelled[t])
     return out
@@ -109,6 +111,7 @@ def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print
 
     spec: Spec = result.spec
     ensemble = spec.ensemble
+    started = datetime.datetime.now().isoformat(timespec="seconds")
     data_root = Path(result.file).resolve().parent
     num_classes = {b.name: b.num_classes for b in bindings(spec, build_sources(spec, "train", data_root))}
     boosters: dict[str, Any] = {}
@@ -124,9 +127,13 @@ def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print
     for _, _, member_spec in members:
         if member_spec.data.datasets != spec.data.datasets or set(member_spec.tasks) != set(spec.tasks):
             raise UsageError("every ensemble member must be trained on this spec's datasets and tasks")
+        if member_spec.data_seed() != spec.data_seed():
+            raise UsageError(f"ensemble member {member_spec.name} was trained on datasets generated and split with seed "
+                             f"{member_spec.data_seed()}, this ensemble evaluates on seed {spec.data_seed()}'s splits: "
+                             "set data.seed to the same value in both")
     task_types = members[0][1]
     fitted = _fit_weights(spec, members, data_root)
-    stackers = _stackers(spec, members, result.file, out_root, num_classes, log)
+    stackers = _stackers(spec, members, [d for d, _ in chosen], result.file, out_root, num_classes, log)
     combine = _combiners(spec, num_classes, boosters, stackers, fitted)
     metrics = {t: tt.metric() for t, tt in task_types.items()}
     member_metrics = [{t: m_tt[t].metric() for t in task_types} for _, m_tt, _ in members]
@@ -161,6 +168,10 @@ def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print
     run_dir = out_root / spec.name / ("ensemble-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     report = {"schema_version": 1, "name": spec.name, "kind": "ensemble", "split": spec.evaluation.split,
               "members": [str(c) for _, c in chosen], "tasks": tasks}
+    write_text_atomic(run_dir / "spec.resolved.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    info = manifest(spec, result.file, "", spec_hash(spec), kind="ensemble", started=started, status="finished",
+                    finished=datetime.datetime.now().isoformat(timespec="seconds"), members=report["members"])
+    write_text_atomic(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
     write_text_atomic(run_dir / "ensemble.json", json.dumps(report, indent=2) + "\n")
     write_text_atomic(run_dir / "ensemble.md", _markdown(report))
     return run_dir, report

@@ -153,6 +153,10 @@ class Data(Section):
     image_size: Annotated[int, Field(ge=16, le=4096)] = 64
     """Side of the square images fed to the model."""
     num_workers: Annotated[int, Field(ge=0, le=64)] = 0
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
+    """Seed of dataset generation and split assignment (multidigits canvases, the train/val/test
+    split of COCO, tables and folders); the spec's seed when absent. Ensemble members keep their
+    ensemble's, so they all train on one training split and none has seen its evaluation split."""
     bootstrap: Annotated[int, Field(ge=0)] | None = None
     """Train on a bootstrap sample of each training set (as many draws as samples, with
     replacement), drawn with this seed; bagging sets it for each member."""

@@ -34,3 +34,7 @@ class Spec(Section):
     report: Report = Report()
     matrix: dict[str, Annotated[list[Any], Field(min_length=1)]] | None = None
     """Dotted paths to lists of values: one run per combination (expanded by the loader)."""
+
+    def data_seed(self) -> int:
+        """The seed that generates the datasets and assigns their splits: data.seed, else seed."""
+        return self.data.seed if self.data.seed is not None else self.seed

@@ -76,6 +76,10 @@ def _member_specs(data: dict, model: Spec | None, base: Path, shown: str, seen: 
             if member.data.datasets != model.data.datasets or set(member.tasks) != set(model.tasks):
                 findings.append(Finding(where, "incompatible", f"member spec '{name}' must train on this spec's datasets and tasks"
                                                                f" (tasks here: {', '.join(model.tasks)}; there: {', '.join(member.tasks)})"))
+            elif member.data_seed() != model.data_seed():
+                findings.append(Finding(where, "incompatible", f"member spec '{name}' generates and splits its datasets with seed "
+                                                               f"{member.data_seed()}, this spec with {model.data_seed()}: its training split would differ "
+                                                               "and could hold this spec's evaluation samples; set data.seed alike"))
     return findings, diagnostics
 
 
