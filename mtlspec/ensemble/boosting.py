@@ -30,6 +30,8 @@ class Samme:
         self.alphas: list[float] = []
         self.errors: list[float] = []
         self.stopped: str | None = None  # why boosting stopped for this task, once it has
+        if not self.labelled.any():
+            self.stopped = "no training sample carries this task's label"
 
     def _clip(self) -> None:
         """As scikit-learn does before each member: no weight below machine epsilon, zeros stay zero."""
