@@ -162,6 +162,13 @@ def test_spec_members_are_trained_from_their_own_files_and_checked(tmp_path, mon
     assert ("missing-file", "bad.yaml", line) in found and ("incompatible", "bad.yaml", line) in found
     assert ("invalid", "bad.yaml", line) in found and any(code == "unknown-type" and f == "d.yaml" for code, f, _ in found)
 
+    # run directories: checked by their resolved spec; one not there yet is only a warning
+    only_largest = "largest: {type: classification, dataset: digits, label: largest_digit}"
+    (tmp_path / "runs.yaml").write_text(tiny_spec("r", only_largest, rest + f"ensemble:\n  members: {{type: runs, paths: [{a_run}, runs/later]}}\n"))
+    out = json.loads(cli("validate", str(tmp_path / "runs.yaml"), "--format", "json").output)["results"][0]["diagnostics"]
+    assert {(d["code"], d["severity"], d["path"]) for d in out} == {
+        ("incompatible", "error", "ensemble.members.paths.0"), ("missing-file", "warning", "ensemble.members.paths.1")}
+
 
 @pytest.mark.parametrize("name", ["ensemble-boosting", "ensemble-stacking"])
 def test_the_shipped_boosting_and_stacking_specs_run_on_tiny_settings(name, tmp_path, monkeypatch):

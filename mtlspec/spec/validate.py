@@ -46,11 +46,50 @@ def _unique_sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
     return sorted(set(diags), key=lambda d: (d.file, d.line, d.col, d.code, d.path))
 
 
+def _incompatible(member: Spec, model: Spec, what: str) -> str | None:
+    """Why a member cannot join this spec's ensemble, if it cannot."""
+    if member.data.datasets != model.data.datasets or set(member.tasks) != set(model.tasks):
+        return (f"{what} must train on this spec's datasets and tasks"
+                f" (tasks here: {', '.join(model.tasks)}; there: {', '.join(member.tasks)})")
+    if member.data_seed() != model.data_seed():
+        return (f"{what} generates and splits its datasets with seed {member.data_seed()}, this spec with "
+                f"{model.data_seed()}: its training split would differ and could hold this spec's evaluation samples; set data.seed alike")
+    return None
+
+
+def _member_runs(paths: list, model: Spec | None, base: Path) -> list[Finding]:
+    """`ensemble.members: {type: runs}`: each run directory's resolved spec fits this spec. A run
+    that does not exist yet is a warning (it may be trained before this spec runs)."""
+    import yaml
+
+    findings = []
+    for i, name in enumerate(paths):
+        where = ("ensemble", "members", "paths", i)
+        resolved = base / str(name) / "spec.resolved.yaml"
+        if not resolved.is_file():
+            findings.append(Finding(where, "missing-file", f"run directory '{name}' has no spec.resolved.yaml (yet): `run` needs a finished run there", severity="warning"))
+            continue
+        try:
+            member = Spec.model_validate(yaml.safe_load(resolved.read_text()))
+        except Exception as exc:  # a run made by another version, or edited by hand
+            findings.append(Finding(where, "invalid", f"run directory '{name}': its spec.resolved.yaml is not a spec this version reads ({type(exc).__name__})"))
+            continue
+        why = _incompatible(member, model, f"run '{name}'") if model is not None else None
+        if why:
+            findings.append(Finding(where, "incompatible", why))
+    return findings
+
+
 def _member_specs(data: dict, model: Spec | None, base: Path, shown: str, seen: frozenset[Path]) -> tuple[list[Finding], list[Diagnostic]]:
-    """`ensemble.members: {type: specs}`: each file exists, validates, has no matrix, and trains on
-    this spec's datasets and tasks. Their own diagnostics come back as they are (their file:line:col)."""
+    """`ensemble.members` of type specs: each file exists, validates, has no matrix, and trains on
+    this spec's datasets, splits and tasks; their own diagnostics come back as they are (their
+    file:line:col). Of type runs: see _member_runs."""
     members = (data.get("ensemble") or {}).get("members") if isinstance(data.get("ensemble"), dict) else None
-    if not isinstance(members, dict) or members.get("type") != "specs" or not isinstance(members.get("paths"), list):
+    if not isinstance(members, dict) or not isinstance(members.get("paths"), list):
+        return [], []
+    if members.get("type") == "runs":
+        return _member_runs(members["paths"], model, base), []
+    if members.get("type") != "specs":
         return [], []
     findings: list[Finding] = []
     diagnostics: list[Diagnostic] = []
@@ -71,15 +110,8 @@ def _member_specs(data: dict, model: Spec | None, base: Path, shown: str, seen: 
             findings.append(Finding(where, "incompatible", f"member spec '{name}' has a matrix ({len(results)} runs); a member is one run"))
         elif results[0].spec is None:
             findings.append(Finding(where, "invalid", f"member spec '{name}' is not valid (its own diagnostics name that file)"))
-        elif model is not None:
-            member = results[0].spec
-            if member.data.datasets != model.data.datasets or set(member.tasks) != set(model.tasks):
-                findings.append(Finding(where, "incompatible", f"member spec '{name}' must train on this spec's datasets and tasks"
-                                                               f" (tasks here: {', '.join(model.tasks)}; there: {', '.join(member.tasks)})"))
-            elif member.data_seed() != model.data_seed():
-                findings.append(Finding(where, "incompatible", f"member spec '{name}' generates and splits its datasets with seed "
-                                                               f"{member.data_seed()}, this spec with {model.data_seed()}: its training split would differ "
-                                                               "and could hold this spec's evaluation samples; set data.seed alike"))
+        elif model is not None and (why := _incompatible(results[0].spec, model, f"member spec '{name}'")):
+            findings.append(Finding(where, "incompatible", why))
     return findings, diagnostics
 
 
