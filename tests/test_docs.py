@@ -27,3 +27,19 @@ def test_every_code_the_checks_emit_is_in_the_list():
 def test_field_reference_is_generated_from_the_models():
     start, end = SPEC_DOC.index(START), SPEC_DOC.index(END) + len(END)
     assert SPEC_DOC[start:end] + "\n" == markdown_reference(), "stale: regenerate with `mtlspec schema --format md`"
+
+
+def test_report_templates_ship_inside_the_package():
+    """Reports render from package data, so a wheel install has its templates (a wheel built from
+    this tree was checked to hold them: `pip wheel --no-deps --no-build-isolation .`)."""
+    import fnmatch
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    package = REPO / "mtlspec" / "report"
+    shipped = [p.relative_to(package).as_posix() for p in package.rglob("*.j2")]
+    assert {"templates/report.md.j2", "templates/report.html.j2", "templates/compare.html.j2"} <= set(shipped)
+    assert all(any(fnmatch.fnmatch(p, g) for g in config["mtlspec.report"]) for p in shipped)
+    from mtlspec.report import compare_html, run_report
+
+    assert run_report.TEMPLATES == compare_html.TEMPLATES == package / "templates"

@@ -9,7 +9,7 @@ from pathlib import Path
 from mtlspec.report.compare import Row, best, cell, columns, differences
 from mtlspec.report.delta_m import DEFINITION
 
-TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data: found in a wheel install too
 
 
 def _png(fig) -> str:

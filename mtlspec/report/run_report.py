@@ -1,4 +1,4 @@
-"""The run directory's reports: report.json (schema-versioned), report.md and report.html from templates/."""
+"""The run directory's reports: report.json (schema-versioned), report.md and report.html from report/templates/."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mtlspec.report.plots import write_plots
 from mtlspec.spec.tasks import HIGHER_IS_BETTER
 
 REPORT_SCHEMA_VERSION = 1
-TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data: found in a wheel install too
 
 
 def build_report(spec: Any, manifest: dict[str, Any], result: Any, plots: list[str], baseline: dict | None = None) -> dict[str, Any]:
