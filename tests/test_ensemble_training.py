@@ -80,6 +80,17 @@ ensemble: {strategy: {type: boosting, n_members: 3, learning_rate: 0.5}}
     assert sample["weight"]["largest"] == pytest.approx(float(second["weight/largest/digits"][3]))
     assert sample["weight"]["depth"] == 1.0 and sample["targets"]["total"] == pytest.approx(float(second["target/total/digits"][3]))
 
+    # compare takes the ensemble directory as a row beside its members
+    from typer.testing import CliRunner
+
+    from mtlspec.cli import app
+
+    table = CliRunner().invoke(app, ["compare", str(folder), str(runs[0]), "--format", "json", "--fail-if", "total.mae > 1000"])
+    assert table.exit_code == 0, table.output
+    rows = {r["label"]: r for r in json.loads(table.output)["rows"]}
+    assert rows["boost (ensemble of 3)"]["metrics"]["total"] == total["metrics"]
+    assert not any("fingerprints" in note for note in json.loads(table.output)["notes"])
+
     lines, log = _logs()
     run_ensemble(result, tmp_path / "runs", log=log)
     assert sum("reusing" in line for line in lines) == members and not any("training" in line for line in lines)

@@ -169,8 +169,10 @@ def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print
     report = {"schema_version": 1, "name": spec.name, "kind": "ensemble", "split": spec.evaluation.split,
               "members": [str(c) for _, c in chosen], "tasks": tasks}
     write_text_atomic(run_dir / "spec.resolved.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    member_manifest = json.loads((chosen[0][0] / "manifest.json").read_text()) if (chosen[0][0] / "manifest.json").is_file() else {}
     info = manifest(spec, result.file, "", spec_hash(spec), kind="ensemble", started=started, status="finished",
-                    finished=datetime.datetime.now().isoformat(timespec="seconds"), members=report["members"])
+                    finished=datetime.datetime.now().isoformat(timespec="seconds"), members=report["members"],
+                    dataset_fingerprints=member_manifest.get("dataset_fingerprints", {}))  # the members share the ensemble's data
     write_text_atomic(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
     write_text_atomic(run_dir / "ensemble.json", json.dumps(report, indent=2) + "\n")
     write_text_atomic(run_dir / "ensemble.md", _markdown(report))

@@ -1,4 +1,5 @@
-"""`mtlspec compare`: several run directories -> one table, Δm against a baseline, pass/fail gates.
+"""`mtlspec compare`: several run directories (or ensemble directories) -> one table, Δm against a
+baseline, pass/fail gates.
 
 Reads only the run directories' JSON and YAML: never imports torch or MMDetection.
 """
@@ -36,11 +37,22 @@ class Row:
     own_baseline: dict[str, dict[str, float]] | None = None
 
 
+def _ensemble_as_report(ensemble: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+    """An ensemble directory's ensemble.json in the shape of a run's report.json (its own metrics)."""
+    return {"name": f"{ensemble['name']} (ensemble of {len(ensemble['members'])})", "variant": "", "seed": manifest.get("seed"),
+            "tasks": {t: {"metrics": v["metrics"], "higher_is_better": v["higher_is_better"]} for t, v in ensemble["tasks"].items()}}
+
+
 def _read_run(path: Path) -> dict[str, Any]:
     report_file, manifest_file = path / "report.json", path / "manifest.json"
-    if not report_file.is_file() or not manifest_file.is_file():
-        raise UsageError(f"{path} is not a finished run directory (report.json and manifest.json are needed)")
-    report, manifest = json.loads(report_file.read_text()), json.loads(manifest_file.read_text())
+    if (path / "ensemble.json").is_file() and manifest_file.is_file():
+        manifest = json.loads(manifest_file.read_text())
+        report = _ensemble_as_report(json.loads((path / "ensemble.json").read_text()), manifest)
+    elif not report_file.is_file() or not manifest_file.is_file():
+        raise UsageError(f"{path} is not a finished run directory (report.json and manifest.json are needed) "
+                         "nor an ensemble directory (ensemble.json and manifest.json)")
+    else:
+        report, manifest = json.loads(report_file.read_text()), json.loads(manifest_file.read_text())
     resolved = yaml.safe_load((path / "spec.resolved.yaml").read_text()) if (path / "spec.resolved.yaml").is_file() else {}
     resolved.pop("seed", None)
     seedless = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
