@@ -123,6 +123,18 @@ class _Builder:
         return out
 
 
+def _compose(text: str) -> Any:
+    """The YAML node tree: with libyaml's C parser when present (several times faster; the same
+    nodes and marks), and again with the pure-Python parser when the text is not valid YAML, so
+    error messages and positions are the same whichever parser is installed."""
+    if getattr(yaml, "CSafeLoader", None) is not None:
+        try:
+            return yaml.compose(text, Loader=yaml.CSafeLoader)
+        except yaml.YAMLError:
+            pass
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
 def parse_text(text: str, file: str) -> Document:
     """Parse YAML text into a Document; problems become diagnostics on the document."""
     doc = Document(file)
@@ -130,7 +142,7 @@ def parse_text(text: str, file: str) -> Document:
         doc.error(Location(file, 1, 1), "not-text", "", "the file holds binary data, not YAML text")
         return doc
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
         doc.data = None if node is None else _Builder(doc).build(node, (), 0)
     except _TooComplex as exc:
         mark = exc.mark
