@@ -74,8 +74,15 @@ depth: {type: depth, dataset: digits}
     comparison = inspect(chromium, html, tmp_path / "compare.png", tmp_path)
     assert len(comparison["images"]) == 2 and all(i["ok"] for i in comparison["images"]), comparison
     assert comparison["errors"] == []
-    for shot in ("report.png", "compare.png"):
+    ensemble_spec = tmp_path / "e.yaml"
+    ensemble_spec.write_text(spec.read_text().split("matrix:")[0].replace("name: browser", "name: ens")
+                             + "ensemble: {members: {type: seeds, seeds: [0, 1]}, per_task: {largest: {type: vote}}}\n")
+    assert cli("run", str(ensemble_spec), "--quiet", "--out", str(tmp_path / "runs")).exit_code == 0
+    (folder,) = (tmp_path / "runs" / "ens").glob("ensemble-*")
+    ensemble = inspect(chromium, folder / "ensemble.html", tmp_path / "ensemble.png", tmp_path)
+    assert len(ensemble["images"]) == 1 and ensemble["images"][0]["ok"] and ensemble["errors"] == [], ensemble
+    for shot in ("report.png", "compare.png", "ensemble.png"):
         assert (tmp_path / shot).stat().st_size > 10_000
     if os.environ.get("MTLSPEC_SAVE_SCREENSHOTS"):
-        for shot in ("report.png", "compare.png"):
+        for shot in ("report.png", "compare.png", "ensemble.png"):
             shutil.copy(tmp_path / shot, os.environ["MTLSPEC_SAVE_SCREENSHOTS"])

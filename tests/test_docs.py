@@ -38,7 +38,7 @@ def test_report_templates_ship_inside_the_package():
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     package = REPO / "mtlspec" / "report"
     shipped = [p.relative_to(package).as_posix() for p in package.rglob("*.j2")]
-    assert {"templates/report.md.j2", "templates/report.html.j2", "templates/compare.html.j2"} <= set(shipped)
+    assert {"templates/report.md.j2", "templates/report.html.j2", "templates/compare.html.j2", "templates/ensemble.html.j2"} <= set(shipped)
     assert all(any(fnmatch.fnmatch(p, g) for g in config["mtlspec.report"]) for p in shipped)
     from mtlspec.report import compare_html, run_report
 

@@ -47,6 +47,7 @@ ensemble: {strategy: {type: boosting, n_members: 3, learning_rate: 0.5}}
     assert len(largest["boosting"]["member_weights"]) == members and len(largest["boosting"]["staged"]) == members
     assert largest["boosting"]["staged"][-1] == largest["metrics"] and total["boosting"]["staged"][-1] == total["metrics"]
     assert "## Boosting: largest" in (folder / "ensemble.md").read_text()
+    assert "<h2>Boosting: total</h2>" in (folder / "ensemble.html").read_text()  # report.plots is off: no chart
     made_by = json.loads((folder / "manifest.json").read_text())
     assert made_by["kind"] == "ensemble" and made_by["members"] == report["members"] and (folder / "spec.resolved.yaml").is_file()
 

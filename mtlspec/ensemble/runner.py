@@ -14,6 +14,7 @@ import yaml
 
 from mtlspec.ensemble.box_fusion import fuse
 from mtlspec.ensemble.members import boosted_members, given_members, load_member, member_predictions
+from mtlspec.ensemble.report import write_reports
 from mtlspec.errors import UsageError
 from mtlspec.io import write_text_atomic
 from mtlspec.report.manifest import manifest, spec_hash
@@ -174,8 +175,7 @@ def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print
                     finished=datetime.datetime.now().isoformat(timespec="seconds"), members=report["members"],
                     dataset_fingerprints=member_manifest.get("dataset_fingerprints", {}))  # the members share the ensemble's data
     write_text_atomic(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
-    write_text_atomic(run_dir / "ensemble.json", json.dumps(report, indent=2) + "\n")
-    write_text_atomic(run_dir / "ensemble.md", _markdown(report))
+    write_reports(run_dir, report, spec.report.formats, spec.report.plots)
     return run_dir, report
 
 
@@ -190,32 +190,3 @@ def _combined_by(spec: Spec, task: str, boosters: dict, stackers: dict) -> str:
     if strategy.type in ("bagging", "boosting", "snapshot"):
         return "boxes fused (wbf)" if spec.tasks[task].type == "detection" else "mean"
     return strategy.type
-
-
-def _markdown(report: dict[str, Any]) -> str:
-    lines = [f"# Ensemble: {report['name']}", "", f"{len(report['members'])} members, evaluated on the `{report['split']}` split.", "",
-             "| task | combined by | metric | " + " | ".join(f"member {i + 1}" for i in range(len(report["members"]))) + " | ensemble | gain over best | gain over mean |",
-             "|---|---|---|" + "---|" * (len(report["members"]) + 3)]
-    for task, t in report["tasks"].items():
-        for metric, value in t["metrics"].items():
-            members = " | ".join(f"{m.get(metric, float('nan')):.4f}" for m in t["members"])
-            g = t["gain"][metric]
-            lines.append(f"| {task} | {t['combined_by']} | {metric} | {members} | {value:.4f} | {g['over_best_member']:+.4f} | {g['over_mean_member']:+.4f} |")
-    lines += ["", "Gains are signed so that positive is better, whichever direction the metric improves in."]
-    for task, t in report["tasks"].items():
-        boosting = t.get("boosting")
-        if not boosting:
-            continue
-        lines += ["", f"## Boosting: {task}", "", "The ensemble after each member (staged):", "",
-                  "| members | " + " | ".join(t["metrics"]) + " |", "|---|" + "---|" * len(t["metrics"])]
-        for m, stage in enumerate(boosting["staged"]):
-            lines.append(f"| {m + 1} | " + " | ".join(f"{stage.get(k, float('nan')):.4f}" for k in t["metrics"]) + " |")
-        if "member_weights" in boosting:
-            lines += ["", "SAMME member weights: " + ", ".join(f"{a:.3f}" for a in boosting["member_weights"])
-                      + "; weighted training errors: " + ", ".join(f"{e:.3f}" for e in boosting["training_errors"]) + "."]
-        else:
-            lines += ["", f"Members fit residuals (initial value {boosting['initial_value']:.4f}, learning rate {boosting['learning_rate']}):"
-                      " each member column scores that initial value plus the member's fit alone."]
-        if boosting["stopped"]:
-            lines += ["", f"Boosting stopped for this task: {boosting['stopped']}."]
-    return "\n".join(lines) + "\n"
