@@ -123,7 +123,7 @@ ensemble:
     _, report = run_ensemble(result, tmp_path / "runs", log=lambda m: None)
     assert report["tasks"]["largest"]["combined_by"].startswith("stacking: softmax")
     assert report["tasks"]["present"]["stacking"]["meta_model"] == "Logistic"
-    assert report["tasks"]["total"]["stacking"] == {"folds": 2, "meta_model": "Ridge"}
+    assert report["tasks"]["total"]["stacking"] == {"fit_on": "out_of_fold", "folds": 2, "meta_model": "Ridge"}
     assert report["tasks"]["seg"]["combined_by"] == "mean"
 
     # each fold copy trained without its fold ...
@@ -222,3 +222,44 @@ def test_members_of_other_seeds_train_on_the_ensembles_own_splits(tmp_path, monk
     (tmp_path / "ens.yaml").write_text(tiny_spec("ens", BOOST_TASKS, "ensemble: {members: {type: specs, paths: [s.yaml, other.yaml]}}\n"))
     out = cli("validate", str(tmp_path / "ens.yaml"))
     assert out.exit_code == 1 and "generates and splits its datasets with seed 4" in out.output
+
+
+def test_stacking_on_the_validation_split_trains_no_fold_copies_and_matches_logistic_regression(tmp_path, monkeypatch):
+    from sklearn.linear_model import LogisticRegression
+
+    from mtlspec.ensemble.members import given_members, load_member, member_predictions
+    from mtlspec.ensemble.runner import run_ensemble
+
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    spec = tmp_path / "sv.yaml"
+    spec.write_text(tiny_spec("sv", "largest: {type: classification, dataset: digits, label: largest_digit}", """training: {epochs: 1, device: cpu}
+report: {plots: false}
+ensemble:
+  members: {type: seeds, seeds: [0, 1]}
+  strategy: {type: stacking, fit_on: validation, alpha: 0.5}
+""", test=24))
+    (result,) = validate_file(spec)
+    _, report = run_ensemble(result, tmp_path / "runs", log=lambda m: None)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["sv", "sv.seed0", "sv.seed1"]  # no fold copies
+    assert report["tasks"]["largest"]["stacking"] == {"fit_on": "validation", "meta_model": "Softmax"}
+    members = [load_member(d, c, {"largest": 10}) for d, c in given_members(result.spec, str(spec), tmp_path / "runs", lambda m: None)]
+
+    def features(split):
+        batches = list(member_predictions(result.spec, members, split, tmp_path))
+        X = np.concatenate([torch.cat([p["largest"][i] for _, p in batches]).numpy() for i in range(2)], axis=1)
+        return X, torch.cat([b["targets"]["largest"] for b, _ in batches]).numpy()
+
+    X_val, y_val = features("val")
+    X_test, y_test = features("test")
+    from mtlspec.ensemble.runner import _stackers
+
+    meta = _stackers(result.spec, members, [], str(spec), tmp_path / "runs", {"largest": 10}, print)["largest"]
+    ours = meta.predict([X_test[:, :10], X_test[:, 10:]])
+    # scikit-learn's meta-model, fitted on the same validation predictions, knows only the classes
+    # present there; ours gives the others probability 0
+    oracle = LogisticRegression(C=2.0, tol=1e-12, max_iter=100000).fit(X_val, y_val)
+    assert np.allclose(ours[:, oracle.classes_], oracle.predict_proba(X_test), atol=1e-5)
+    assert np.allclose(np.delete(ours, oracle.classes_, axis=1), 0.0)
+    # and the report scores exactly these probabilities (as float32, like every prediction)
+    expected = (ours.astype(np.float32).argmax(axis=1) == y_test).mean()
+    assert report["tasks"]["largest"]["metrics"]["accuracy"] == pytest.approx(expected)

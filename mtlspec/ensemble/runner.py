@@ -88,18 +88,34 @@ def _combiners(spec: Spec, num_classes: dict[str, int], boosters: dict[str, Any]
 
 
 def _stackers(spec: Spec, members: list, run_dirs: list[Path], spec_file: str, out_root: Path, num_classes: dict[str, int], log: Callable[[str], None]) -> dict[str, Any]:
-    """A meta-model per task whose strategy is stacking, fitted on the members' out-of-fold predictions."""
+    """A meta-model per task whose strategy is stacking, fitted on out-of-fold predictions of the
+    members (fold copies trained now or reused) or on their predictions for the validation split."""
     from mtlspec.ensemble.out_of_fold import out_of_fold
     from mtlspec.ensemble.stacking import Stacker
 
     ensemble = spec.ensemble
-    chosen = {t: ensemble.per_task.get(t, ensemble.strategy) for t in spec.tasks}
+    chosen = {t: s for t in spec.tasks if (s := ensemble.per_task.get(t, ensemble.strategy)).type == "stacking"}
     out = {}
-    for folds in sorted({s.folds for s in chosen.values() if s.type == "stacking"}):
-        tasks = [t for t, s in chosen.items() if s.type == "stacking" and s.folds == folds]
-        oof, targets, labelled = out_of_fold(spec, members, run_dirs, folds, tasks, spec_file, out_root, num_classes, log)
+    on_val = [t for t, s in chosen.items() if s.fit_on == "validation"]
+    if on_val:
+        data_root = Path(spec_file).resolve().parent
+        preds: dict[str, list[list[Any]]] = {t: [[] for _ in members] for t in on_val}
+        targets: dict[str, list[Any]] = {t: [] for t in on_val}
+        labelled: dict[str, list[Any]] = {t: [] for t in on_val}
+        for batch, predictions in member_predictions(spec, members, "val", data_root, on_val):
+            for t in on_val:
+                for i, p in enumerate(predictions[t]):
+                    preds[t][i].append(p.double())
+                targets[t].append(batch["targets"][t])
+                labelled[t].append(batch["has"][t])
+        for t in on_val:
+            out[t] = Stacker(spec.tasks[t].type, chosen[t].alpha).fit(
+                [torch.cat(p).numpy() for p in preds[t]], torch.cat(targets[t]).numpy(), torch.cat(labelled[t]).numpy().astype(bool))
+    for folds in sorted({s.folds for s in chosen.values() if s.fit_on == "out_of_fold"}):
+        tasks = [t for t, s in chosen.items() if s.fit_on == "out_of_fold" and s.folds == folds]
+        oof, targets_oof, labelled_oof = out_of_fold(spec, members, run_dirs, folds, tasks, spec_file, out_root, num_classes, log)
         for t in tasks:
-            out[t] = Stacker(spec.tasks[t].type, chosen[t].alpha).fit(oof[t], targets[t], labelled[t])
+            out[t] = Stacker(spec.tasks[t].type, chosen[t].alpha).fit(oof[t], targets_oof[t], labelled_oof[t])
     return out
 
 
@@ -164,8 +180,9 @@ def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print
                                        **({"member_weights": booster.alphas, "training_errors": booster.errors} if hasattr(booster, "alphas")
                                           else {"initial_value": booster.init, "learning_rate": booster.learning_rate})}
         if task in stackers:
-            tasks[task]["stacking"] = {"folds": ensemble.per_task.get(task, ensemble.strategy).folds,
-                                       "meta_model": [type(m).__name__ for m in stackers[task].models][0]}
+            chosen_strategy = ensemble.per_task.get(task, ensemble.strategy)
+            tasks[task]["stacking"] = {"fit_on": chosen_strategy.fit_on, "meta_model": type(stackers[task].models[0]).__name__,
+                                       **({"folds": chosen_strategy.folds} if chosen_strategy.fit_on == "out_of_fold" else {})}
     run_dir = out_root / spec.name / ("ensemble-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     report = {"schema_version": 1, "name": spec.name, "kind": "ensemble", "split": spec.evaluation.split,
               "members": [str(c) for _, c in chosen], "tasks": tasks}
@@ -185,7 +202,8 @@ def _combined_by(spec: Spec, task: str, boosters: dict, stackers: dict) -> str:
     if task in boosters:
         return "AdaBoost SAMME" if spec.tasks[task].type == "classification" else "gradient boosting on residuals"
     if task in stackers:
-        return f"stacking: {type(stackers[task].models[0]).__name__.lower()} meta-model on out-of-fold predictions"
+        source = "out-of-fold predictions" if ensemble.per_task.get(task, ensemble.strategy).fit_on == "out_of_fold" else "validation predictions"
+        return f"stacking: {type(stackers[task].models[0]).__name__.lower()} meta-model on {source}"
     strategy = ensemble.per_task.get(task, ensemble.strategy)
     if strategy.type in ("bagging", "boosting", "snapshot"):
         return "boxes fused (wbf)" if spec.tasks[task].type == "detection" else "mean"

@@ -4,7 +4,9 @@ made for a sample it was trained on.
 
 The meta-models and their inputs follow scikit-learn's StackingClassifier / StackingRegressor:
 - classification, K > 2 classes: softmax regression over the concatenated member probabilities;
-  K = 2: logistic regression over each member's probability of class 1;
+  K = 2: logistic regression over each member's probability of class 1; like scikit-learn, the
+  meta-model is over the classes its training targets hold (logistic when two are), the others
+  get probability 0;
 - multilabel: one logistic regression per label over the members' probabilities of that label;
 - regression: ridge regression over the members' values.
 Every meta-model has an unpenalised intercept and the L2 penalty alpha/2 * |W|^2 (ridge: alpha * |w|^2)
@@ -102,6 +104,13 @@ class Ridge:
         return X @ self.w + self.b
 
 
+class Constant:
+    """The meta-model when the targets hold a single class."""
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.ones((len(X), 1))
+
+
 class Stacker:
     """The meta-model of one task: fit on out-of-fold predictions, then combine new predictions."""
 
@@ -115,9 +124,15 @@ class Stacker:
         rows = [np.asarray(p, np.float64)[labelled] for p in predictions]
         target = np.asarray(target)[labelled]
         if self.kind == "classification":
-            k = rows[0].shape[1]
-            X = features(self.kind, rows)
-            self.models = [Logistic.fit(X, target == 1, self.alpha) if k == 2 else Softmax.fit(X, target.astype(int), k, self.alpha)]
+            # as scikit-learn: the meta-model knows the classes the targets hold; the others get probability 0
+            self.num_classes, self.classes = rows[0].shape[1], np.unique(target.astype(int))
+            X, y = features(self.kind, rows), np.searchsorted(self.classes, target.astype(int))
+            if len(self.classes) == 1:
+                self.models = [Constant()]
+            elif len(self.classes) == 2:
+                self.models = [Logistic.fit(X, y == 1, self.alpha)]
+            else:
+                self.models = [Softmax.fit(X, y, len(self.classes), self.alpha)]
         elif self.kind == "multilabel":
             self.models = [Logistic.fit(features(self.kind, rows, j), target[:, j] > 0.5, self.alpha) for j in range(rows[0].shape[1])]
         else:
@@ -130,7 +145,10 @@ class Stacker:
         if self.kind == "classification":
             model = self.models[0]
             out = model.predict(features(self.kind, rows))
-            return np.stack([1 - out, out], axis=1) if isinstance(model, Logistic) else out
+            present = np.stack([1 - out, out], axis=1) if isinstance(model, Logistic) else out
+            probs = np.zeros((len(present), self.num_classes))
+            probs[:, self.classes] = present
+            return probs
         if self.kind == "multilabel":
             return np.stack([m.predict(features(self.kind, rows, j)) for j, m in enumerate(self.models)], axis=1)
         return self.models[0].predict(features(self.kind, rows))

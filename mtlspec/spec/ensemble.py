@@ -68,11 +68,17 @@ class Boosting(Section):
 
 
 class Stacking(Section):
-    """A meta-model (softmax or logistic regression, ridge for values) fitted on out-of-fold
-    member predictions: each member is also trained once per fold without that fold."""
+    """A meta-model (softmax or logistic regression, ridge for values) fitted on member predictions
+    for data no member trained on: out-of-fold (each member also trained once per fold without that
+    fold) or the validation split."""
 
     type: Literal["stacking"]
+    fit_on: Literal["out_of_fold", "validation"] = "out_of_fold"
+    """out_of_fold: the training split, each sample predicted by member copies that never saw it
+    (members x folds more trainings); validation: the members' predictions on the validation split
+    (no extra training; the meta-model sees fewer samples)."""
     folds: Annotated[int, Field(ge=2, le=20)] = 5
+    """Folds for out_of_fold."""
     alpha: Annotated[float, Field(gt=0)] = 1.0
     """L2 penalty of the meta-model (scikit-learn's Ridge alpha; LogisticRegression's 1/C)."""
 
