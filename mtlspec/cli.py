@@ -247,7 +247,7 @@ class CompareFormat(str, Enum):
 
 @app.command()
 def compare(
-    runs: Annotated[list[Path], typer.Argument(help="Run directories (made by `mtlspec run`).")],
+    runs: Annotated[list[Path], typer.Argument(help="Run or ensemble directories (made by `mtlspec run`).")],
     baseline: Annotated[
         Optional[str], typer.Option("--baseline", help="A run directory, or single_task (each run's own single-task baselines).")
     ] = None,

@@ -17,7 +17,8 @@ import numpy as np
 from mtlspec.data.records import DataError
 
 
-def _labels(source: Any, index: int) -> dict:
+def labels_of(source: Any, index: int) -> dict:
+    """A sample's labels, without decoding its image where the source can."""
     return source.labels(index) if hasattr(source, "labels") else source.record(index)["labels"]
 
 
@@ -44,7 +45,7 @@ def sample_weights(spec: Any, tasks: dict[str, Any], sources: dict[str, Any]) ->
         return {spec.dataset: (values / max(values.mean(), 1e-12)).astype(np.float32)}
     task = tasks[spec.task]
     source = sources[task.dataset]
-    labels = [_labels(source, i).get(task.label) for i in range(len(source))]
+    labels = [labels_of(source, i).get(task.label) for i in range(len(source))]
     if task.type == "classification":
         known = [int(v) for v in labels if v is not None]
         counts = np.bincount(known, minlength=max(known, default=0) + 1)

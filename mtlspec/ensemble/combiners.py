@@ -23,9 +23,9 @@ class Averaging:
 
     def __call__(self, predictions: list[Any]) -> Any:
         kind, strategy, weights = self.kind, self.strategy, self.weights
-        if kind == "detection":
-            iou, skip, method = getattr(strategy, "iou", 0.55), getattr(strategy, "skip_score", 0.0), getattr(strategy, "method", "wbf")
-            return [fuse([p[i] for p in predictions], iou, skip, method, weights) for i in range(len(predictions[0]))]
+        if kind == "detection":  # box_fusion's settings; fuse's defaults (box_fusion's too) under other strategies
+            settings = {"iou": strategy.iou, "skip_score": strategy.skip_score, "method": strategy.method} if strategy.type == "box_fusion" else {}
+            return [fuse([p[i] for p in predictions], weights=weights, **settings) for i in range(len(predictions[0]))]
         if strategy.type == "vote":
             if kind == "classification":
                 labels = vote([p.argmax(dim=1) for p in predictions], self.num_classes, weights)

@@ -123,16 +123,17 @@ def source_sizes(spec: Spec, data_root: Path) -> dict[str, int]:
 
 
 def training_labels(spec: Spec, tasks: list[str], data_root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """For classification and regression tasks: (targets, labelled) over their dataset's training samples."""
-    sizes = source_sizes(spec, data_root)
-    out = {t: (np.zeros(sizes[spec.tasks[t].dataset]), np.zeros(sizes[spec.tasks[t].dataset], bool)) for t in tasks}
-    for batch, _ in member_predictions(spec, [], "train", data_root, tasks=[]):
-        for task in tasks:
-            dataset = spec.tasks[task].dataset
-            for i, meta in enumerate(batch["meta"]):
-                if meta["dataset"] == dataset and bool(batch["has"][task][i]):
-                    out[task][0][meta["index"]] = float(batch["targets"][task][i])
-                    out[task][1][meta["index"]] = True
+    """For classification and regression tasks: (targets, labelled) over their dataset's training
+    samples, read from the labels alone (no image is decoded)."""
+    from mtlspec.data.build import build_sources
+    from mtlspec.data.weights import labels_of
+
+    sources = build_sources(spec, "train", data_root)
+    out = {}
+    for task in tasks:
+        source = sources[spec.tasks[task].dataset]
+        values = [labels_of(source, i).get(spec.tasks[task].label) for i in range(len(source))]
+        out[task] = (np.array([0.0 if v is None else float(v) for v in values]), np.array([v is not None for v in values]))
     return out
 
 

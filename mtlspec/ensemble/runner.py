@@ -19,6 +19,7 @@ from mtlspec.errors import UsageError
 from mtlspec.io import write_text_atomic
 from mtlspec.report.manifest import manifest, spec_hash
 from mtlspec.spec.root import Spec
+from mtlspec.spec.validate import member_incompatibility
 from mtlspec.spec.tasks import HIGHER_IS_BETTER
 
 
@@ -39,11 +40,12 @@ def _fit_weights(spec: Spec, members: list, data_root: Path) -> dict[str, list[f
 
 def _out_of_bag(spec: Spec, members: list, data_root: Path) -> dict[str, dict[str, float]]:
     """Bagging's out-of-bag metrics: each training sample predicted by the members that did not draw it."""
-    from mtlspec.data.build import bootstrap_indices, build_sources
+    from mtlspec.data.build import IndexedSource, build_sources, training_view
     from mtlspec.ensemble.combine import oob_mean
 
-    sizes = {name: len(src) for name, src in build_sources(spec, "train", data_root).items()}
-    drawn = [{name: set(bootstrap_indices(n, m_spec.data.bootstrap).tolist()) for name, n in sizes.items()} for _, _, m_spec in members]
+    sources = build_sources(spec, "train", data_root)
+    drawn = [{name: set(view.indices.tolist()) if isinstance(view, IndexedSource) else set(range(len(view)))
+              for name, view in training_view(m_spec, sources).items()} for _, _, m_spec in members]
     task_types = members[0][1]
     metrics = {t: tt.metric() for t, tt in task_types.items()}
     for batch, predictions in member_predictions(spec, members, "train", data_root):
@@ -142,12 +144,9 @@ def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print
     if len(chosen) < 2 and not boosters:
         raise UsageError(f"an ensemble needs at least two members; found {len(chosen)}")
     for _, _, member_spec in members:
-        if member_spec.data.datasets != spec.data.datasets or set(member_spec.tasks) != set(spec.tasks):
-            raise UsageError("every ensemble member must be trained on this spec's datasets and tasks")
-        if member_spec.data_seed() != spec.data_seed():
-            raise UsageError(f"ensemble member {member_spec.name} was trained on datasets generated and split with seed "
-                             f"{member_spec.data_seed()}, this ensemble evaluates on seed {spec.data_seed()}'s splits: "
-                             "set data.seed to the same value in both")
+        why = member_incompatibility(member_spec, spec, f"ensemble member {member_spec.name}")
+        if why:
+            raise UsageError(why)
     task_types = members[0][1]
     fitted = _fit_weights(spec, members, data_root)
     stackers = _stackers(spec, members, [d for d, _ in chosen], result.file, out_root, num_classes, log)

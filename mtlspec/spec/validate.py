@@ -46,8 +46,8 @@ def _unique_sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
     return sorted(set(diags), key=lambda d: (d.file, d.line, d.col, d.code, d.path))
 
 
-def _incompatible(member: Spec, model: Spec, what: str) -> str | None:
-    """Why a member cannot join this spec's ensemble, if it cannot."""
+def member_incompatibility(member: Spec, model: Spec, what: str) -> str | None:
+    """Why a member cannot join this spec's ensemble, if it cannot (used by `validate` and `run`)."""
     if member.data.datasets != model.data.datasets or set(member.tasks) != set(model.tasks):
         return (f"{what} must train on this spec's datasets and tasks"
                 f" (tasks here: {', '.join(model.tasks)}; there: {', '.join(member.tasks)})")
@@ -74,7 +74,7 @@ def _member_runs(paths: list, model: Spec | None, base: Path) -> list[Finding]:
         except Exception as exc:  # a run made by another version, or edited by hand
             findings.append(Finding(where, "invalid", f"run directory '{name}': its spec.resolved.yaml is not a spec this version reads ({type(exc).__name__})"))
             continue
-        why = _incompatible(member, model, f"run '{name}'") if model is not None else None
+        why = member_incompatibility(member, model, f"run '{name}'") if model is not None else None
         if why:
             findings.append(Finding(where, "incompatible", why))
     return findings
@@ -110,7 +110,7 @@ def _member_specs(data: dict, model: Spec | None, base: Path, shown: str, seen: 
             findings.append(Finding(where, "incompatible", f"member spec '{name}' has a matrix ({len(results)} runs); a member is one run"))
         elif results[0].spec is None:
             findings.append(Finding(where, "invalid", f"member spec '{name}' is not valid (its own diagnostics name that file)"))
-        elif model is not None and (why := _incompatible(results[0].spec, model, f"member spec '{name}'")):
+        elif model is not None and (why := member_incompatibility(results[0].spec, model, f"member spec '{name}'")):
             findings.append(Finding(where, "incompatible", why))
     return findings, diagnostics
 
