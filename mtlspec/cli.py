@@ -6,6 +6,7 @@ Heavy libraries (torch, MMDetection) are imported inside the commands that need 
 
 from __future__ import annotations
 
+import functools
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from mtlspec import __version__
-from mtlspec.errors import EXIT_INVALID, EXIT_USAGE, UsageError
+from mtlspec.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_INVALID, EXIT_USAGE, SpecError, UsageError, printable
 
 app = typer.Typer(
     name="mtlspec",
@@ -22,6 +23,21 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def guarded(command):
+    """A command whose unexpected exceptions (bugs) end in one line and exit 4, the trace in a file."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            raise typer.Exit(_internal_error(exc, command.__name__)) from None
+
+    return wrapper
 
 
 def _version(value: bool) -> None:
@@ -44,31 +60,47 @@ SetOption = Annotated[
 ]
 
 
+AllowOption = Annotated[
+    Optional[list[Path]],
+    typer.Option("--allow-path", help="A folder outside the spec's project root that the spec may name (data, bases, runs). Repeatable."),
+]
+
+
 def _fail_usage(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {printable(message)}", err=True)
     raise typer.Exit(EXIT_USAGE)
 
 
-def _runnable(spec: Path, overrides: list[str]) -> list:
-    """Every concrete spec the file stands for, or exit 1 naming each error and each part this
-    version cannot run (not-implemented warnings become errors here)."""
+def _runnable(spec: Path, overrides: list[str], allow: list[Path]) -> list:
+    """Every concrete spec the file stands for, or exit 1 naming each error, each part this
+    version cannot run and each file a run would need that is not there."""
     from mtlspec.run import refusals
     from mtlspec.spec import validate_file
 
     if not spec.is_file():
         _fail_usage(f"no such spec file: {spec}")
     try:
-        results = validate_file(spec, overrides)
+        results = validate_file(spec, overrides, allow=allow)
     except UsageError as exc:
         _fail_usage(str(exc))
     blocked = [r for r in results if refusals(r)]
     if blocked:
         for r in blocked:
             for d in refusals(r):
-                typer.echo(d.format().replace("warning[not-implemented]", "error[not-implemented]"), err=True)
+                typer.echo(d.format(), err=True)
         typer.echo(f"error: {len(blocked)} of {len(results)} spec(s) cannot run", err=True)
         raise typer.Exit(EXIT_INVALID)
     return results
+
+
+def _internal_error(exc: BaseException, what: str) -> int:
+    """One line for a bug, with where its full trace went."""
+    from mtlspec.errors import write_trace
+
+    trace = getattr(exc, "mtlspec_trace", None) or write_trace(exc)
+    typer.echo(printable(f"error: {what}: internal error ({type(exc).__name__}: {exc})")[:400], err=True)
+    typer.echo(f"  this is a bug in mtlspec; the full trace is in {trace} (please report it)", err=True)
+    return EXIT_INTERNAL
 
 
 @app.command()
@@ -99,22 +131,30 @@ class Format(str, Enum):
     github = "github"
 
 
+class DecodeChoice(str, Enum):
+    sample = "sample"
+    all = "all"
+
+
 @app.command()
+@guarded
 def validate(
     paths: Annotated[list[Path], typer.Argument(help="Spec files, or folders to search for *.yaml specs.")],
     format: Annotated[Format, typer.Option("--format", "-f", help="text, json, or github (workflow annotations).")] = Format.text,
     set_: SetOption = None,
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings (e.g. not-implemented) as errors.")] = False,
     deep: Annotated[
-        bool, typer.Option("--deep", help="Also scan the data and build the model on torch's meta device to check shapes.")
+        bool, typer.Option("--deep", help="Also scan the data (every file present, a sample decoded) and build the model on torch's meta device to check shapes.")
     ] = False,
+    decode: Annotated[DecodeChoice, typer.Option("--decode", help="With --deep: decode a sample of each split's images, or all of them.")] = DecodeChoice.sample,
+    allow: AllowOption = None,
 ) -> None:
     """Check specs and report every problem at once, with file:line:col. Exit 1 if any is invalid."""
     from mtlspec.report.validation import render_validation
     from mtlspec.spec import validate_paths
 
     try:
-        results = validate_paths(paths, set_ or [])
+        results = validate_paths(paths, set_ or [], allow=allow or [])
     except UsageError as exc:
         _fail_usage(str(exc))
     if not results:
@@ -124,30 +164,34 @@ def validate(
 
         for result in results:
             if result.spec is not None and not [d for d in result.warnings if d.code == "not-implemented"]:
-                result.diagnostics.extend(deep_check(result))
+                result.diagnostics.extend(deep_check(result, decode.value))
     render_validation(results, format.value, strict)
     if not all(r.ok(strict) for r in results):
         raise typer.Exit(EXIT_INVALID)
 
 
 @app.command()
+@guarded
 def run(
     spec: Annotated[Path, typer.Argument(help="The spec file to run (every combination of its matrix).")],
     set_: SetOption = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Root folder of run directories.")] = Path("runs"),
     resume: Annotated[
-        Optional[Path], typer.Option("--resume", help="A run directory (or one of its checkpoints) to continue.")
+        Optional[Path], typer.Option("--resume", help="A run directory to continue from its latest checkpoint.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    allow: AllowOption = None,
 ) -> None:
-    """Compile a spec into a model, train it, evaluate it, and write a run directory with reports."""
+    """Compile a spec into a model, train it, evaluate it, and write a run directory with reports.
+
+    Exit codes: 0 finished, 1 invalid spec, 2 usage error, 3 a run could not finish (bad data, diverged, unusable checkpoint, interrupted), 4 a bug in mtlspec (trace written to a file)."""
     import json
 
     from rich.console import Console
 
     from mtlspec.errors import EXIT_OK
 
-    results = _runnable(spec, set_ or [])
+    results = _runnable(spec, set_ or [], allow or [])
     if resume is not None and len(results) > 1:
         _fail_usage("--resume continues one run; this spec has a matrix of several")
     console = Console(stderr=True, highlight=False)
@@ -173,17 +217,23 @@ def run(
 
 def _run_one(result, out: Path, resume: Optional[Path], console, quiet: bool):
     """Train one concrete spec (or its ensemble); returns (outcome or None, exit status), a failure in one line."""
+    import signal
+
     from mtlspec.data.records import DataError
     from mtlspec.report.progress import RunProgress
     from mtlspec.run import run_one
     from mtlspec.train.checkpoint import CheckpointError
     from mtlspec.train.loop import TrainingError
 
-    console.print(f"{result.name}: training", markup=False)
+    console.print(printable(f"{result.name}: training"), markup=False)
 
     def log(message: str) -> None:
-        console.print(message, markup=False)
+        console.print(printable(message), markup=False)
 
+    def terminated(signum, frame):  # SIGTERM (a scheduler's stop) ends the run as Ctrl-C does: recorded, resumable
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminated)
     try:
         if result.spec.ensemble is not None:
             from mtlspec.ensemble.runner import run_ensemble
@@ -201,9 +251,25 @@ def _run_one(result, out: Path, resume: Optional[Path], console, quiet: bool):
             lines = [f"{result.name}: run directory {outcome.run_dir}"]
             tasks = {t: (v["metrics"], {m: f"trivial {v['baseline'].get(m, float('nan')):.4f}" for m in v["metrics"]})
                      for t, v in outcome.report["tasks"].items()}
-    except (TrainingError, CheckpointError, DataError, UsageError) as exc:
-        typer.echo(f"error: {result.name}: {exc}", err=True)
+    except SpecError as exc:
+        for d in exc.diagnostics:
+            typer.echo(d.format(), err=True)
+        return None, EXIT_INVALID
+    except UsageError as exc:
+        typer.echo(printable(f"error: {result.name}: {exc}"), err=True)
         return None, EXIT_USAGE
+    except (TrainingError, CheckpointError, DataError) as exc:
+        typer.echo("\n".join(printable(line) for line in f"error: {result.name}: {exc}".splitlines()), err=True)
+        return None, EXIT_FAILED
+    except KeyboardInterrupt as exc:
+        where = getattr(exc, "mtlspec_trace", None)
+        resume = f"; continue with --resume {where.parent}" if where is not None and (where.parent / "checkpoints").is_dir() else ""
+        typer.echo(f"error: {result.name}: interrupted{resume}", err=True)
+        return None, EXIT_FAILED
+    except Exception as exc:
+        return None, _internal_error(exc, result.name)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for task, (metrics, notes) in tasks.items():
         lines.append(f"  {task:<12} " + ", ".join(f"{m}={v:.4f} ({notes[m]})" for m, v in metrics.items()))
     typer.echo("\n".join(lines))
@@ -216,18 +282,20 @@ class GraphFormat(str, Enum):
 
 
 @app.command()
+@guarded
 def graph(
     spec: Annotated[Path, typer.Argument(help="The spec file whose model to show.")],
     set_: SetOption = None,
     format: Annotated[GraphFormat, typer.Option("--format", "-f", help="text (a tree) or json.")] = GraphFormat.text,
     image_size: Annotated[Optional[int], typer.Option("--image-size", help="Image side for the MAC count (default: the spec's).")] = None,
+    allow: AllowOption = None,
 ) -> None:
     """Show the compiled model: shared and per-task parts, parameter counts, MACs per image."""
     from rich.console import Console
 
     from mtlspec.graph import model_graph, render_tree
 
-    results = _runnable(spec, set_ or [])
+    results = _runnable(spec, set_ or [], allow or [])
     graphs = [model_graph(r.spec, spec.resolve().parent, image_size) | {"spec": r.name} for r in results]
     if format is GraphFormat.json:
         import json
@@ -246,6 +314,7 @@ class CompareFormat(str, Enum):
 
 
 @app.command()
+@guarded
 def compare(
     runs: Annotated[list[Path], typer.Argument(help="Run or ensemble directories (made by `mtlspec run`).")],
     baseline: Annotated[
@@ -300,6 +369,7 @@ def compare(
 
 
 @app.command()
+@guarded
 def reproduce(
     run_dir: Annotated[Path, typer.Argument(help="A run directory to re-run from its own resolved spec and manifest.")],
     tolerance: Annotated[float, typer.Option("--tolerance", help="Largest absolute difference allowed per metric (0: identical).")] = 0.0,

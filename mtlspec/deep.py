@@ -1,8 +1,10 @@
 """`validate --deep`: scan the data and build the model on torch's meta device, checking shapes.
 
 Nothing here allocates real tensor memory for the model: parameters and activations live on
-the meta device, which tracks shapes only. The data scan reads annotations and checks that
-files exist (it generates the embedded dataset if it is not cached yet).
+the meta device, which tracks shapes only. The data scan reads annotations, checks that every
+file they name exists, and decodes a sample of the images and label maps (all of them with
+`validate --deep --decode all`); it generates the embedded dataset if it is not cached yet.
+`run` calls `model_check` before it writes anything.
 """
 
 from __future__ import annotations
@@ -32,13 +34,18 @@ def _expected_shape(task_type: str, batch: int, classes: int, size: int) -> tupl
     }.get(task_type)
 
 
-def deep_check(result: Result, batch: int = 2) -> list[Diagnostic]:
+def deep_check(result: Result, decode: str = "sample") -> list[Diagnostic]:
     """Data scan and meta-device model build for one valid spec; problems as diagnostics."""
-    import torch
+    problems, sources = data_check(result, decode)
+    return problems + (model_check(result, sources) if sources is not None else [])
 
-    from mtlspec.data.build import bindings, build_source, scan
+
+def data_check(result: Result, decode: str = "sample") -> tuple[list[Diagnostic], dict[str, Any] | None]:
+    """Every split of every dataset a task uses: its annotations read, every file it names present,
+    and images decoded (`decode`: "sample", a few per split, or "all"). Returns the problems and
+    the training sources (None when a dataset cannot be opened)."""
+    from mtlspec.data.build import build_source, scan
     from mtlspec.data.records import DataError
-    from mtlspec.model.builder import build_head, build_task_types, build_topology
 
     spec = result.spec
     base = Path(result.file).resolve().parent
@@ -52,11 +59,32 @@ def deep_check(result: Result, batch: int = 2) -> list[Diagnostic]:
             except DataError as exc:
                 out.append(_at(result, ("data", "datasets", name), "bad-data", f"{split} split: {exc}"))
                 continue
-            out.extend(_at(result, ("data", "datasets", name), "bad-data", f"{split} split: {error}") for _, error in scan({name: source}))
+            errors = scan({name: source}, decode=decode)
+            out.extend(_at(result, ("data", "datasets", name), "bad-data", f"{split} split: {error}") for _, error in errors[:20])
+            if len(errors) > 20:
+                out.append(_at(result, ("data", "datasets", name), "bad-data", f"{split} split: ... and {len(errors) - 20} more problems"))
             if split == "train":
                 sources[name] = source
-    if set(sources) != used:  # a dataset that cannot even be opened leaves nothing to build on
-        return out
+    return out, (sources if set(sources) == used else None)
+
+
+def model_check(result: Result, sources: dict[str, Any] | None = None, batch: int = 2) -> list[Diagnostic]:
+    """The model built on the meta device and run on a batch of the spec's image size: each head's
+    output must have the shape its task needs. Without `sources`, the training sources are opened
+    (for the class counts); a dataset that cannot be opened leaves the check to the data scan."""
+    import torch
+
+    from mtlspec.data.build import bindings, build_sources
+    from mtlspec.data.records import DataError
+    from mtlspec.model.builder import build_head, build_task_types, build_topology
+
+    spec = result.spec
+    if sources is None:
+        try:
+            sources = build_sources(spec, "train", Path(result.file).resolve().parent)
+        except DataError:
+            return []
+    out: list[Diagnostic] = []
     binds = {b.name: b for b in bindings(spec, sources)}
     size = spec.data.image_size
     with torch.device("meta"), torch.no_grad():

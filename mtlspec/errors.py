@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 EXIT_OK = 0
 EXIT_INVALID = 1  # an invalid spec, or a failed gate
 EXIT_USAGE = 2  # a usage error, or a broken installation
+EXIT_FAILED = 3  # a run started and could not finish: bad data, a diverging loss, an unusable checkpoint, interrupted
+EXIT_INTERNAL = 4  # a bug in mtlspec; the full trace is written to a file named on stderr
+
+
+def printable(text: str) -> str:
+    """Text from a spec, safe to print on one line: control characters, line and paragraph
+    separators and other invisible code points become escapes (an ESC from a spec never reaches
+    the terminal; a newline never splits a diagnostic)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 @dataclass(frozen=True, order=True)
@@ -22,17 +35,29 @@ class Diagnostic:
     severity: str = "error"
 
     def format(self) -> str:
-        where = f" {self.path}:" if self.path else ""
-        return f"{self.file}:{self.line}:{self.col}: {self.severity}[{self.code}]{where} {self.message}"
+        where = f" {printable(self.path)}:" if self.path else ""
+        return f"{printable(self.file)}:{self.line}:{self.col}: {self.severity}[{self.code}]{where} {printable(self.message)}"
 
     def github(self) -> str:
         """A GitHub Actions workflow command that annotates the line in a pull request."""
         level = "error" if self.severity == "error" else "warning"
-        message = f"[{self.code}] {self.path}: {self.message}".replace("%", "%25").replace("\n", "%0A")
-        return f"::{level} file={self.file},line={self.line},col={self.col},title=mtlspec {self.code}::{message}"
+        message = printable(f"[{self.code}] {self.path}: {self.message}").replace("%", "%25")
+        file = printable(self.file).replace("%", "%25").replace(",", "%2C").replace(":", "%3A")
+        return f"::{level} file={file},line={self.line},col={self.col},title=mtlspec {self.code}::{message}"
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def write_trace(exc: BaseException) -> Path:
+    """Write an exception's full trace to a new file in the temporary folder; returns its path."""
+    import tempfile
+    import traceback
+
+    fd, name = tempfile.mkstemp(prefix="mtlspec-trace-", suffix=".txt")
+    with os.fdopen(fd, "w") as handle:
+        handle.write("".join(traceback.format_exception(exc)))
+    return Path(name)
 
 
 class SpecError(Exception):
@@ -69,11 +94,13 @@ CODES = {
     "computed-field": "a field the compiler fills itself was written by hand",
     "unknown-path": "a matrix or override path that names no field",
     "bad-override": "a --set override that cannot be applied",
-    "missing-file": "a file named by the spec does not exist",
+    "missing-file": "a file named by the spec does not exist (a warning where it may be made before the spec runs: `run` refuses it)",
+    "outside-project": "a path the spec names resolves outside the spec's project root (allowed only with --allow-path)",
+    "unusual-value": "(warning) a value far outside what works in practice (a learning rate of 1000)",
     "extends-cycle": "specs extend each other in a cycle",
     "not-implemented": "(warning) part of the language this version cannot run yet",
     "bad-data": "(--deep) a dataset's files or annotations are wrong; the message names the file and sample",
-    "build-error": "(--deep) the model cannot be built, or a head's output does not have the shape its task needs",
+    "build-error": "(--deep, and `run` before it writes anything) the model cannot be built, or a head's output does not have the shape its task needs",
     "invalid": "any other invalid value (the message says why)",
     "internal-error": "a bug in mtlspec stopped a check; please report it",
 }

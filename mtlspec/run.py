@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import datetime
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
-from mtlspec.errors import Diagnostic
+from mtlspec.errors import Diagnostic, SpecError, UsageError
 from mtlspec.io import write_text_atomic
+from mtlspec.rundir import new_run_dir, now, read_manifest, record_failure, running, write_manifest
 from mtlspec.spec.validate import Result
+
+REFUSED_WARNINGS = ("not-implemented", "missing-file")  # warnings in validate, errors when a run would need the part
 
 
 @dataclass
@@ -22,20 +22,62 @@ class RunOutcome:
 
 
 def refusals(result: Result) -> list[Diagnostic]:
-    """Errors, and the not-implemented warnings that `run` turns into errors."""
-    return result.errors + [d for d in result.warnings if d.code == "not-implemented"]
+    """Errors, and the warnings that `run` turns into errors: parts this version cannot run, and
+    files (a baseline run, member runs) that are not there yet."""
+    return result.errors + [replace(d, severity="error") for d in result.warnings if d.code in REFUSED_WARNINGS]
 
 
-def new_run_dir(root: Path, name: str, variant: str) -> Path:
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = root / name / variant if variant else root / name
-    path = base / stamp
-    n = 1
-    while path.exists():
-        n += 1
-        path = base / f"{stamp}-{n}"
-    path.mkdir(parents=True)
-    return path
+def variant_of(result: Result) -> str:
+    """The matrix label of a concrete spec ("" without a matrix)."""
+    return result.name[len(result.spec.name):].strip("[]") if result.name != result.spec.name else ""
+
+
+def preflight(result: Result) -> None:
+    """Build the model on torch's meta device (no memory, no data decoded) before anything is
+    written: what MMDetection refuses becomes diagnostics at the spec's lines."""
+    from mtlspec.deep import model_check
+
+    problems = model_check(result)
+    if problems:
+        raise SpecError(problems)
+
+
+def truncate_metrics(path: Path, step: int, epoch: int) -> None:
+    """Drop the rows a resumed run will write again: steps after the checkpoint's, and epochs after its epoch."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by the crash
+        if (row.get("kind") == "step" and row.get("step", 0) <= step) or (row.get("kind") == "epoch" and row.get("epoch", 0) <= epoch):
+            kept.append(line)
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def prepare_resume(run_dir: Path, digest: str) -> tuple[dict[str, Any], dict[str, Any], Path]:
+    """Everything a resume needs, checked before the run directory is touched: the manifest, the
+    latest checkpoint (of this spec, loaded safely). Then the directory is tidied: leftovers of an
+    interrupted write removed, metrics.jsonl cut back to the checkpoint."""
+    from mtlspec.train import checkpoint as ckpt
+
+    if not run_dir.is_dir() or not (run_dir / "manifest.json").is_file():
+        raise UsageError(f"--resume takes a run directory (the folder `mtlspec run` made, holding manifest.json and checkpoints/); {run_dir} is not one")
+    info = read_manifest(run_dir)
+    if info.get("spec_hash") != digest:
+        raise ckpt.CheckpointError(f"{run_dir} was made from a different spec (hash {str(info.get('spec_hash'))[:12]}, this spec "
+                                   f"{digest[:12]}); resume only with the spec that made it (its spec.resolved.yaml)")
+    path = ckpt.latest(run_dir / "checkpoints")
+    if path is None:
+        raise ckpt.CheckpointError(f"no checkpoint to resume from in {run_dir / 'checkpoints'}")
+    state = ckpt.load(path, digest)
+    ckpt.remove_partial_writes(run_dir / "checkpoints")
+    ckpt.remove_partial_writes(run_dir)
+    truncate_metrics(run_dir / "metrics.jsonl", state["step"], state["epoch"])
+    info["resumed"] = [*info.get("resumed", []), {"at": now(), "from": path.name}]
+    return info, state, path
 
 
 def run_one(result: Result, root: Path, resume_dir: Path | None = None, log: Callable[[str], None] = print,
@@ -43,44 +85,48 @@ def run_one(result: Result, root: Path, resume_dir: Path | None = None, log: Cal
     from mtlspec.baselines import baseline_metrics
     from mtlspec.report.manifest import manifest, spec_hash
     from mtlspec.report.run_report import write_reports
-    from mtlspec.train import checkpoint as ckpt
-    from mtlspec.train.loop import TrainingError, fit
+    from mtlspec.spec.resolved import resolved_yaml
+    from mtlspec.train.loop import fit
 
     spec = result.spec
     digest = spec_hash(spec)
-    variant = result.name[len(spec.name):].strip("[]") if result.name != spec.name else ""
-    resume = None
+    variant = variant_of(result)
+    preflight(result)
+    state = None
     if resume_dir is not None:
+        info, state, path = prepare_resume(resume_dir, digest)
         run_dir = resume_dir
-        resume = resume_dir if resume_dir.is_file() else ckpt.latest(resume_dir / "checkpoints")
-        if resume_dir.is_file():
-            run_dir = resume_dir.parent.parent
-        if resume is None:
-            raise TrainingError(f"no checkpoint to resume from in {resume_dir / 'checkpoints'}")
+        log(f"resuming {run_dir} from {path.name}")
     else:
         run_dir = new_run_dir(root, spec.name, variant)
-    write_text_atomic(run_dir / "spec.resolved.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
-    info = manifest(spec, result.file, variant, digest, status="running",
-                    started=datetime.datetime.now().isoformat(timespec="seconds"))
-    write_text_atomic(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
-    baseline = baseline_metrics(spec, result.file, root, log)
-    outcome = fit(spec, digest, run_dir, resume=resume, log=log, progress=progress, stop_after_epoch=stop_after_epoch,
-                  data_root=Path(result.file).resolve().parent, baseline_val=baseline["val"] if baseline else None)
-    info.update(status="finished", device=outcome.device, dataset_fingerprints=outcome.fingerprints,
-                wall_seconds=round(outcome.wall_seconds, 3), epochs_run=outcome.epochs_run,
-                finished=datetime.datetime.now().isoformat(timespec="seconds"))
-    write_text_atomic(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
-    report = write_reports(run_dir, spec, info, outcome, baseline)
+        write_text_atomic(run_dir / "spec.resolved.yaml", resolved_yaml(spec))
+        info = manifest(spec, result.file, variant, digest, started=now())
+    info = running(info)
+    write_manifest(run_dir, info)
+    try:
+        baseline = baseline_metrics(spec, result.file, root, log)
+        outcome = fit(spec, digest, run_dir, resume=state, log=log, progress=progress, stop_after_epoch=stop_after_epoch,
+                      data_root=Path(result.file).resolve().parent, baseline_val=baseline["val"] if baseline else None)
+        info.update(status="finished", device=outcome.device, dataset_fingerprints=outcome.fingerprints, data=outcome.splits,
+                    wall_seconds=round(outcome.wall_seconds, 3), epochs_run=outcome.epochs_run, ended=now())
+        report = write_reports(run_dir, spec, info, outcome, baseline)
+        write_manifest(run_dir, info)
+    except BaseException as exc:
+        exc.mtlspec_trace = record_failure(run_dir, info, exc)  # type: ignore[attr-defined]
+        raise
     return RunOutcome(run_dir, report)
 
 
 def finished_run(root: Path, digest: str) -> dict[str, Any] | None:
     """The newest finished run under root made from the spec with this hash: {"run_dir", "report"}."""
     for manifest_file in sorted(root.glob("*/manifest.json"), reverse=True):
-        info = json.loads(manifest_file.read_text())
-        report = manifest_file.parent / "report.json"
-        if info.get("spec_hash") == digest and info.get("status") == "finished" and report.is_file():
-            return {"run_dir": str(manifest_file.parent), "report": json.loads(report.read_text())}
+        try:
+            info = json.loads(manifest_file.read_text())
+            report = manifest_file.parent / "report.json"
+            if info.get("spec_hash") == digest and info.get("status") == "finished" and report.is_file():
+                return {"run_dir": str(manifest_file.parent), "report": json.loads(report.read_text())}
+        except (OSError, ValueError):
+            continue  # a run directory being written, or damaged: not one to reuse
     return None
 
 

@@ -12,6 +12,37 @@ from mtlspec.cli import app
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_report_header(config):
+    """The machine and versions this run tested: results that hold on one CPU's BLAS kernels or
+    one dependency version show up here first."""
+    import os
+    import platform
+    from importlib import metadata
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), None) \
+        if os.path.exists("/proc/cpuinfo") else None
+    lines = [f"machine: {cpu or platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+             f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}"]
+    found = []
+    for dist in ("numpy", "scipy", "scikit-learn", "torch", "pydantic", "mmcv", "mmdet", "pycocotools", "torchjd"):
+        try:
+            found.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            pass
+    lines.append("versions: " + ", ".join(found))
+    try:
+        import numpy  # noqa: F401  (loads the BLAS that threadpoolctl then describes)
+        import scipy.linalg  # noqa: F401
+        import threadpoolctl
+        import torch
+
+        blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture', '?')})" for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
+        lines.append(f"blas: {', '.join(blas) or 'unknown'}; torch cpu capability: {torch.backends.cpu.get_cpu_capability()}")
+    except ImportError:
+        pass
+    return lines
+
+
 @pytest.fixture
 def cli():
     runner = CliRunner()

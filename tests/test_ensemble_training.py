@@ -224,20 +224,42 @@ def test_members_of_other_seeds_train_on_the_ensembles_own_splits(tmp_path, monk
     assert out.exit_code == 1 and "generates and splits its datasets with seed 4" in out.output
 
 
+def _informative(member_predictions):
+    """Member predictions with real signal: each member's probabilities are a softmax of a noisy
+    one-hot of the true class (fixed by member, split and sample). One-epoch members predict
+    nearly the same probabilities for every image, and a meta-model fitted on constant features
+    is ill-conditioned: two correct solvers then differ (issue 13)."""
+    def wrapped(spec, members, split, data_root, tasks=None):
+        for batch, predictions in member_predictions(spec, members, split, data_root, tasks):
+            if "largest" in predictions:
+                y = batch["targets"]["largest"]
+                noisy = []
+                for m, _ in enumerate(predictions["largest"]):
+                    noise = torch.tensor(np.stack([np.random.default_rng([m, len(split), meta["index"]]).normal(size=10) for meta in batch["meta"]]))
+                    noisy.append(torch.softmax((1.5 + m) * torch.nn.functional.one_hot(y, 10).double() + noise, dim=1).float())
+                predictions = {**predictions, "largest": noisy}
+            yield batch, predictions
+
+    return wrapped
+
+
 def test_stacking_on_the_validation_split_trains_no_fold_copies_and_matches_logistic_regression(tmp_path, monkeypatch):
     from sklearn.linear_model import LogisticRegression
 
-    from mtlspec.ensemble.members import given_members, load_member, member_predictions
+    from mtlspec.ensemble import members as members_module, runner
+    from mtlspec.ensemble.members import given_members, load_member
     from mtlspec.ensemble.runner import run_ensemble
 
     monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    predictions = _informative(members_module.member_predictions)
+    monkeypatch.setattr(runner, "member_predictions", predictions)
     spec = tmp_path / "sv.yaml"
     spec.write_text(tiny_spec("sv", "largest: {type: classification, dataset: digits, label: largest_digit}", """training: {epochs: 1, device: cpu}
 report: {plots: false}
 ensemble:
   members: {type: seeds, seeds: [0, 1]}
   strategy: {type: stacking, fit_on: validation, alpha: 0.5}
-""", test=24))
+""", test=24).replace("val: 8", "val: 24"))
     (result,) = validate_file(spec)
     _, report = run_ensemble(result, tmp_path / "runs", log=lambda m: None)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["sv", "sv.seed0", "sv.seed1"]  # no fold copies
@@ -245,19 +267,22 @@ ensemble:
     members = [load_member(d, c, {"largest": 10}) for d, c in given_members(result.spec, str(spec), tmp_path / "runs", lambda m: None)]
 
     def features(split):
-        batches = list(member_predictions(result.spec, members, split, tmp_path))
+        batches = list(predictions(result.spec, members, split, tmp_path))
         X = np.concatenate([torch.cat([p["largest"][i] for _, p in batches]).numpy() for i in range(2)], axis=1)
         return X, torch.cat([b["targets"]["largest"] for b, _ in batches]).numpy()
 
     X_val, y_val = features("val")
     X_test, y_test = features("test")
-    from mtlspec.ensemble.runner import _stackers
-
-    meta = _stackers(result.spec, members, [], str(spec), tmp_path / "runs", {"largest": 10}, print)["largest"]
+    meta = runner._stackers(result.spec, members, [], str(spec), tmp_path / "runs", {"largest": 10}, print)["largest"]
     ours = meta.predict([X_test[:, :10], X_test[:, 10:]])
-    # scikit-learn's meta-model, fitted on the same validation predictions, knows only the classes
-    # present there; ours gives the others probability 0
+    # The same L2-penalised softmax regression (C = 1/alpha, unpenalised intercept), strictly convex
+    # and on features that carry the label: both solvers reach its one minimum, far inside 1e-5.
+    # scikit-learn's meta-model knows only the classes present in the validation targets; ours
+    # gives the others probability 0.
+    # Both in float64: scikit-learn keeps float32 input in float32, where its solver stops ~1e-5 away.
+    X_val, X_test = X_val.astype(np.float64), X_test.astype(np.float64)
     oracle = LogisticRegression(C=2.0, tol=1e-12, max_iter=100000).fit(X_val, y_val)
+    assert len(oracle.classes_) > 2 and oracle.score(X_val, y_val) > 0.5  # features with signal: not the class priors
     assert np.allclose(ours[:, oracle.classes_], oracle.predict_proba(X_test), atol=1e-5)
     assert np.allclose(np.delete(ours, oracle.classes_, axis=1), 0.0)
     # and the report scores exactly these probabilities (as float32, like every prediction)

@@ -172,15 +172,15 @@ tasks:
   boxes:
     type: detection
     dataset: digits
-    head: {type: ATSSHead, feat_channels: 20}
+    head: {type: ATSSHead, loss_cls: {type: NoSuchLoss}}
 model: {backbone: {type: SmallCNN, channels: [8, 16]}, neck: {type: FPN, out_channels: 32}}
 """)
-    assert cli("validate", str(spec)).exit_code == 0  # the shallow check cannot see either problem
+    assert cli("validate", str(spec)).exit_code == 0  # the shallow check sees neither the data nor inside a head's sub-configs
     result = cli("validate", "--deep", str(spec))
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if "error[" in line]
     assert any(f"{spec}:4:5: error[bad-data] data.datasets.street:" in line and "zero area" in line and "img/b.png" in line for line in lines), lines
-    assert any(f"{spec}:12:5: error[build-error] tasks.boxes.head:" in line and "divisible by num_groups" in line for line in lines), lines
+    assert any(f"{spec}:12:5: error[build-error] tasks.boxes.head:" in line and "NoSuchLoss" in line for line in lines), lines
 
 
 def test_coco_attributes_from_a_side_table(tmp_path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import REPO
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("mmdet")
 
@@ -82,3 +84,14 @@ def test_dense_head_trains_and_predicts(name):
         assert result.scores.shape == result.labels.shape == (result.bboxes.shape[0],)
         assert 0 < result.bboxes.shape[0] <= TEST_CFG.max_per_img
         assert ((result.labels >= 0) & (result.labels < NUM_CLASSES)).all()
+
+
+def test_the_dense_head_table_validate_reads_matches_the_installed_mmdetection():
+    """validate checks head fields against spec/dense_head_args.py without importing MMDetection;
+    regenerate it with tools/dense_head_args.py when this fails."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dense_head_args_tool", REPO / "tools" / "dense_head_args.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.render() == (REPO / "mtlspec" / "spec" / "dense_head_args.py").read_text()

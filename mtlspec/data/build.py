@@ -20,8 +20,8 @@ def _multidigits(name: str, ds: Any, split: str, seed: int, base: Path) -> Multi
     return MultiDigitsSource(name, params)
 
 
-def _coco(name: str, ds: Any, split: str, seed: int, base: Path) -> CocoSource:
-    return CocoSource(name, base / ds.root, ds.annotations.model_dump(), split, seed, ds.attributes, ds.attributes_table)
+def _coco(name: str, ds: Any, split: str, seed: int, base: Path, instances: bool = False) -> CocoSource:
+    return CocoSource(name, base / ds.root, ds.annotations.model_dump(), split, seed, ds.attributes, ds.attributes_table, instances)
 
 
 def _table(name: str, ds: Any, split: str, seed: int, base: Path) -> AttributeTableSource:
@@ -41,6 +41,10 @@ SOURCES = {"multidigits": _multidigits, "coco": _coco, "attribute_table": _table
 
 def build_source(spec: Any, name: str, split: str, base: Path = Path(".")) -> Any:
     dataset = spec.data.datasets[name]
+    if dataset.type == "coco":  # its boxes and masks must be there when a task reads them
+        instances = any(t.dataset == name and (t.type in ("detection", "segmentation") or getattr(t, "label", None) == "categories")
+                        for t in spec.tasks.values())
+        return _coco(name, dataset, split, spec.data_seed(), base, instances)
     return SOURCES[dataset.type](name, dataset, split, spec.data_seed(), base)
 
 
@@ -60,20 +64,55 @@ def bindings(spec: Any, sources: dict[str, Any]) -> list[TaskBinding]:
     return out
 
 
-def scan(sources: dict[str, Any], limit: int | None = None) -> list[tuple[str, DataError]]:
-    """Check every sample a source can check cheaply (files present, annotations sane).
+DECODED_SAMPLE = 16  # samples per source whose files `decode="sample"` reads in full
+
+
+def scan(sources: dict[str, Any], decode: str = "none", binds: list[TaskBinding] = ()) -> list[tuple[str, DataError]]:
+    """Check every sample cheaply (annotations sane, every file they name present, each
+    image-level label valid for the tasks in `binds` that read it), and read some samples in full
+    (`decode`: "none", "sample" (a few spread over the source) or "all"): a truncated or
+    undecodable image is found there.
 
     Returns (dataset name, error) for each problem found."""
+    import numpy as np
+
+    from mtlspec.data.dataset import IMAGE_LEVEL, bind, labels_of
+
     problems: list[tuple[str, DataError]] = []
     for name, source in sources.items():
-        if not hasattr(source, "check"):
-            continue
-        for index in range(len(source) if limit is None else min(len(source), limit)):
+        bad: set[int] = set()
+        dataset = getattr(source, "name", name)
+        readers = [b for b in binds if b.dataset == dataset and b.type in IMAGE_LEVEL]
+        for index in range(len(source)):
             try:
-                source.check(index)
+                if hasattr(source, "check"):
+                    source.check(index)
+                if readers:
+                    labels = labels_of(source, index)
+                    file, sample = source.where(index) if hasattr(source, "where") else (getattr(source, "origin", dataset), index)
+                    for binding in readers:
+                        bind(binding, {"labels": labels, "meta": {"file": file, "index": sample}})
+            except DataError as exc:
+                problems.append((name, exc))
+                bad.add(index)
+        count = len(source)
+        chosen = range(count) if decode == "all" else np.unique(np.linspace(0, count - 1, DECODED_SAMPLE).astype(int)) if decode == "sample" and count else []
+        for index in (int(i) for i in chosen if int(i) not in bad):
+            try:
+                source.record(index)
             except DataError as exc:
                 problems.append((name, exc))
     return problems
+
+
+def describe(source: Any) -> dict[str, Any]:
+    """A split's size and where its samples come from, for the manifest."""
+    out = {"size": len(source), "source": getattr(source, "origin", getattr(source, "kind", type(source).__name__))}
+    if isinstance(source, IndexedSource):
+        out["source"] = getattr(source.source, "origin", out["source"])
+        out["of"] = len(source.source)
+        out["view"] = "bootstrap sample and/or held-out fold removed"
+    return out
 
 
 class IndexedSource:
@@ -88,6 +127,10 @@ class IndexedSource:
 
     def record(self, index: int) -> Any:
         return self.source.record(int(self.indices[index]))
+
+    def where(self, index: int) -> tuple[str, Any]:
+        inner = self.source
+        return inner.where(int(self.indices[index])) if hasattr(inner, "where") else (getattr(inner, "origin", self.name), int(self.indices[index]))
 
     def labels(self, index: int) -> Any:
         inner = self.source

@@ -37,16 +37,23 @@ def bind(binding: TaskBinding, record: Record) -> tuple[Any, bool]:
         value = record.get("labels", {}).get(binding.label)
         if value is None:
             return None, False
+        where = (record["meta"].get("file"), record["meta"].get("index"))
         if kind == "classification":
-            value = int(value)
-            if not 0 <= value < binding.num_classes:
-                raise DataError(f"label '{binding.label}' = {value} is outside 0..{binding.num_classes - 1}", record["meta"].get("file"), record["meta"].get("index"))
-            return value, True
+            number = float(value)
+            if not np.isfinite(number) or not number.is_integer():
+                raise DataError(f"label '{binding.label}' = {value!r} is not a class index (a whole number from 0)", *where)
+            if not 0 <= number < binding.num_classes:
+                raise DataError(f"label '{binding.label}' = {int(number)} is outside 0..{binding.num_classes - 1}", *where)
+            return int(number), True
         if kind == "multilabel":
             vector = np.asarray(value, np.float32)
             if vector.shape != (binding.num_classes,):
-                raise DataError(f"label '{binding.label}' has {vector.size} entries, expected {binding.num_classes}", record["meta"].get("file"), record["meta"].get("index"))
+                raise DataError(f"label '{binding.label}' has {vector.size} entries, expected {binding.num_classes}", *where)
+            if not np.isfinite(vector).all():
+                raise DataError(f"label '{binding.label}' holds a value that is not a finite number", *where)
             return vector, True
+        if not np.isfinite(float(value)):
+            raise DataError(f"label '{binding.label}' = {value!r} is not a finite number", *where)
         return float(value), True
     if kind == "detection":
         if "boxes" not in record:
@@ -117,6 +124,37 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         weight = {b.name: base * (float(self.task_weights[b.name][name][local]) if name in self.task_weights.get(b.name, {}) else 1.0)
                   for b in self.bindings}
         return {"image": normalize(record["image"]), "targets": targets, "has": has, "weight": weight, "meta": record["meta"]}
+
+
+IMAGE_LEVEL = ("classification", "multilabel", "regression")  # labels a source can give without decoding an image
+
+
+def labels_of(source: Any, index: int) -> dict:
+    """A sample's labels, without decoding its image where the source can."""
+    return source.labels(index) if hasattr(source, "labels") else source.record(index)["labels"]
+
+
+def task_targets(dataset: "MultiTaskDataset", task: str, dense_limit: int = 500) -> list[Any]:
+    """The targets of a task over the training samples of its dataset: every labelled sample for
+    image-level labels (read without decoding images), up to `dense_limit` samples spread evenly
+    over the dataset for maps and boxes."""
+    binding = next(b for b in dataset.bindings if b.name == task)
+    if binding.dataset not in dataset.sources:
+        return []
+    source, start = dataset.sources[binding.dataset], int(dataset.offsets[dataset.names.index(binding.dataset)])
+    out = []
+    if binding.type in IMAGE_LEVEL:
+        replaced = dataset.task_targets.get(task, {}).get(binding.dataset)
+        for local in range(len(source)):
+            value, present = bind(binding, {"labels": labels_of(source, local), "meta": {"file": getattr(source, "name", ""), "index": local}})
+            if present:
+                out.append(float(replaced[local]) if replaced is not None else value)
+        return out
+    for local in np.unique(np.linspace(0, len(source) - 1, min(dense_limit, len(source))).astype(int)) if len(source) else []:
+        sample = dataset[start + int(local)]
+        if sample["has"][task]:
+            out.append(sample["targets"][task])
+    return out
 
 
 def collate(samples: list[dict[str, Any]], bindings: list[TaskBinding]) -> dict[str, Any]:

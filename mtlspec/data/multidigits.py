@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mtlspec.data.records import Record, fingerprint
+from mtlspec.data.records import DataError, Record, fingerprint
 from mtlspec.io import write_bytes_atomic
+from mtlspec.spec.data import most_digits
 
 GENERATOR_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -128,7 +129,8 @@ def _compose(rng: np.random.Generator, scans: np.ndarray, labels: np.ndarray, po
                     "box_labels": digits.astype(np.int64),
                     "scan_ids": chosen.astype(np.int64),
                 }
-    raise RuntimeError(f"could not place {p.max_objects} digits on a {canvas}px canvas; use a larger canvas or fewer objects")
+    raise DataError(f"could not place {p.min_objects} to {p.max_objects} digits on a {canvas} px canvas in 100 tries "
+                    f"(at most {most_digits(canvas)} fit reliably); use a larger canvas or fewer objects", f"multidigits:{p.split}")
 
 
 def generate(p: MultiDigitsParams) -> dict[str, np.ndarray]:
@@ -175,6 +177,7 @@ class MultiDigitsSource:
     def __init__(self, name: str, params: MultiDigitsParams):
         self.name, self.params = name, params
         self.arrays = load(params)
+        self.origin = f"generated from the {params.split} pool of digit scans (seed {params.seed})"
 
     def __len__(self) -> int:
         return len(self.arrays["images"])

@@ -9,8 +9,9 @@ def dataset_probabilities(sizes: list[int], policy: str, t: float = 2.0) -> np.n
     n = np.asarray(sizes, np.float64)
     if policy == "proportional":
         p = n
-    elif policy == "temperature":
-        p = n ** (1.0 / t)
+    elif policy == "temperature":  # n^(1/t) in log space: no overflow for small t
+        logits = np.log(np.maximum(n, 1.0)) / t
+        p = np.exp(logits - logits.max())
     elif policy == "round_robin":
         p = np.ones_like(n)
     else:

@@ -14,12 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from mtlspec.data.dataset import labels_of
 from mtlspec.data.records import DataError
-
-
-def labels_of(source: Any, index: int) -> dict:
-    """A sample's labels, without decoding its image where the source can."""
-    return source.labels(index) if hasattr(source, "labels") else source.record(index)["labels"]
 
 
 def _class_weights(counts: np.ndarray, spec: Any) -> np.ndarray:

@@ -87,10 +87,11 @@ def given_members(spec: Spec, spec_file: str, out_root: Path, log: Log) -> list[
 
 def load_member(run_dir: Path, checkpoint: Path, num_classes: dict[str, int]) -> tuple[Any, dict[str, Any], Spec]:
     from mtlspec.model.builder import build_model
+    from mtlspec.train.checkpoint import read
 
     member_spec = Spec.model_validate(yaml.safe_load((run_dir / "spec.resolved.yaml").read_text()))
     model, task_types = build_model(member_spec, num_classes)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = read(checkpoint)
     model.load_state_dict(state["model"])
     model.eval()
     return model, task_types, member_spec
@@ -126,7 +127,7 @@ def training_labels(spec: Spec, tasks: list[str], data_root: Path) -> dict[str, 
     """For classification and regression tasks: (targets, labelled) over their dataset's training
     samples, read from the labels alone (no image is decoded)."""
     from mtlspec.data.build import build_sources
-    from mtlspec.data.weights import labels_of
+    from mtlspec.data.dataset import labels_of
 
     sources = build_sources(spec, "train", data_root)
     out = {}

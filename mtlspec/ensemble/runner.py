@@ -4,13 +4,11 @@ on the evaluation split, combine per task (combiners.py), and report the members
 
 from __future__ import annotations
 
-import datetime
 import json
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import yaml
 
 from mtlspec.ensemble.box_fusion import fuse
 from mtlspec.ensemble.members import boosted_members, given_members, load_member, member_predictions
@@ -18,6 +16,8 @@ from mtlspec.ensemble.report import write_reports
 from mtlspec.errors import UsageError
 from mtlspec.io import write_text_atomic
 from mtlspec.report.manifest import manifest, spec_hash
+from mtlspec.rundir import new_run_dir, now
+from mtlspec.spec.resolved import resolved_yaml
 from mtlspec.spec.root import Spec
 from mtlspec.spec.validate import member_incompatibility
 from mtlspec.spec.tasks import HIGHER_IS_BETTER
@@ -130,7 +130,7 @@ def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print
 
     spec: Spec = result.spec
     ensemble = spec.ensemble
-    started = datetime.datetime.now().isoformat(timespec="seconds")
+    started = now()
     data_root = Path(result.file).resolve().parent
     num_classes = {b.name: b.num_classes for b in bindings(spec, build_sources(spec, "train", data_root))}
     boosters: dict[str, Any] = {}
@@ -182,13 +182,13 @@ def run_ensemble(result: Any, out_root: Path, log: Callable[[str], None] = print
             chosen_strategy = ensemble.per_task.get(task, ensemble.strategy)
             tasks[task]["stacking"] = {"fit_on": chosen_strategy.fit_on, "meta_model": type(stackers[task].models[0]).__name__,
                                        **({"folds": chosen_strategy.folds} if chosen_strategy.fit_on == "out_of_fold" else {})}
-    run_dir = out_root / spec.name / ("ensemble-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    run_dir = new_run_dir(out_root, spec.name, prefix="ensemble-")
     report = {"schema_version": 1, "name": spec.name, "kind": "ensemble", "split": spec.evaluation.split,
               "members": [str(c) for _, c in chosen], "tasks": tasks}
-    write_text_atomic(run_dir / "spec.resolved.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    write_text_atomic(run_dir / "spec.resolved.yaml", resolved_yaml(spec))
     member_manifest = json.loads((chosen[0][0] / "manifest.json").read_text()) if (chosen[0][0] / "manifest.json").is_file() else {}
     info = manifest(spec, result.file, "", spec_hash(spec), kind="ensemble", started=started, status="finished",
-                    finished=datetime.datetime.now().isoformat(timespec="seconds"), members=report["members"],
+                    finished=now(), members=report["members"],
                     dataset_fingerprints=member_manifest.get("dataset_fingerprints", {}))  # the members share the ensemble's data
     write_text_atomic(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
     write_reports(run_dir, report, spec.report.formats, spec.report.plots)

@@ -43,18 +43,32 @@ def _ensemble_as_report(ensemble: dict[str, Any], manifest: dict[str, Any]) -> d
             "tasks": {t: {"metrics": v["metrics"], "higher_is_better": v["higher_is_better"]} for t, v in ensemble["tasks"].items()}}
 
 
+def _status(manifest_file: Path) -> str | None:
+    """How the run ended, as its manifest says ("failed: KeyError: ...", "running (pid 12 on host)")."""
+    try:
+        info = json.loads(manifest_file.read_text())
+    except (OSError, ValueError):
+        return None
+    status = info.get("status")
+    if status == "running":
+        return f"running (pid {info.get('pid')} on {info.get('host')}), or killed before it could record its end"
+    return f"{status}: {info['error']}" if info.get("error") else status
+
+
 def _read_run(path: Path) -> dict[str, Any]:
     report_file, manifest_file = path / "report.json", path / "manifest.json"
     if (path / "ensemble.json").is_file() and manifest_file.is_file():
         manifest = json.loads(manifest_file.read_text())
         report = _ensemble_as_report(json.loads((path / "ensemble.json").read_text()), manifest)
     elif not report_file.is_file() or not manifest_file.is_file():
+        status = _status(manifest_file)
         raise UsageError(f"{path} is not a finished run directory (report.json and manifest.json are needed) "
-                         "nor an ensemble directory (ensemble.json and manifest.json)")
+                         "nor an ensemble directory (ensemble.json and manifest.json)" + (f"; its manifest says: {status}" if status else ""))
     else:
         report, manifest = json.loads(report_file.read_text()), json.loads(manifest_file.read_text())
     resolved = yaml.safe_load((path / "spec.resolved.yaml").read_text()) if (path / "spec.resolved.yaml").is_file() else {}
-    resolved.pop("seed", None)
+    for key in ("seed", "extends", "matrix"):  # older runs kept the loader's keys (null) in their resolved spec
+        resolved.pop(key, None)
     seedless = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
     return {"dir": str(path), "report": report, "manifest": manifest, "seedless": seedless}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from mtlspec.errors import Diagnostic
+from mtlspec.errors import Diagnostic, printable
 from mtlspec.spec.validate import Result
 
 
@@ -51,7 +51,7 @@ def render_validation(results: list[Result], fmt: str, strict: bool) -> None:
         table.add_column(column)
     for r in results:
         status = "[green]valid[/]" if r.ok(strict) else "[red]invalid[/]"
-        table.add_row(escape(r.file), escape(r.name), status, str(len(r.errors)), str(len(r.warnings)))
+        table.add_row(escape(printable(r.file)), escape(printable(r.name)), status, str(len(r.errors)), str(len(r.warnings)))
     console.print(table)
     bad = sum(not r.ok(strict) for r in results)
     console.print(f"{len(results)} spec(s): {len(results) - bad} valid, {bad} invalid", markup=False)

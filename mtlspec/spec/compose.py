@@ -6,7 +6,9 @@ Every value keeps the location it was written at, whichever file (or --set) it c
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import yaml
 
 from mtlspec.errors import UsageError
+from mtlspec.spec.paths import Roots, is_file
 from mtlspec.spec.source import Document, Location, PathKey, parse_file
 
 
@@ -52,8 +55,10 @@ def _merge_docs(base: Document, over: Document) -> Document:
     return merged
 
 
-def load_with_extends(path: Path, shown_as: str | None = None, _stack: tuple[Path, ...] = ()) -> Document:
-    """Parse a spec file and merge the file(s) named by its `extends` beneath it."""
+def load_with_extends(path: Path, shown_as: str | None = None, roots: Roots | None = None, _stack: tuple[Path, ...] = ()) -> Document:
+    """Parse a spec file and merge the file(s) named by its `extends` beneath it; every base must
+    lie inside `roots` (the spec's project root when not given)."""
+    roots = roots or Roots.for_spec(path)
     doc = parse_file(path, shown_as)
     if not isinstance(doc.data, dict) or "extends" not in doc.data:
         return doc
@@ -68,16 +73,19 @@ def load_with_extends(path: Path, shown_as: str | None = None, _stack: tuple[Pat
         return doc
     merged: Document | None = None
     for name in names:
-        target = (path.parent / name).resolve()
+        target, problem = roots.check(name, path.parent)
+        if target is None:
+            doc.error(where, "outside-project" if "outside" in problem else "invalid", "extends", f"base spec {name!r}: {problem}")
+            continue
         shown = str(Path(doc.file).parent / name)
         if target in _stack or target == path.resolve():
             chain = " -> ".join(p.name for p in (*_stack, path.resolve(), target))
             doc.error(where, "extends-cycle", "extends", f"'{name}' extends itself in a cycle: {chain}")
             continue
-        if not target.is_file():
+        if not is_file(target):
             doc.error(where, "missing-file", "extends", f"base spec '{name}' not found (looked for {shown})")
             continue
-        base = load_with_extends(target, shown, (*_stack, path.resolve()))
+        base = load_with_extends(target, shown, roots, (*_stack, path.resolve()))
         if base.data is not None and not isinstance(base.data, dict):
             doc.error(where, "wrong-type", "extends", f"base spec '{name}' is not a mapping")
             continue
@@ -155,11 +163,17 @@ class Variant:
 
 
 def _value_label(value: Any, index: int) -> str:
+    """A short, file-name-safe label for a matrix value: its type, its text, or its position."""
     if isinstance(value, dict):
-        return str(value.get("type", f"#{index}"))
-    if isinstance(value, list):
-        return f"#{index}"
-    return str(value).replace("/", "_").replace(" ", "_")
+        text = str(value.get("type", f"#{index}"))
+    elif isinstance(value, list):
+        text = f"#{index}"
+    else:
+        text = str(value)
+    text = re.sub(r"[^A-Za-z0-9_.+#-]", "_", text)
+    if len(text) > 40:  # names a run directory: keep it readable, and distinct by a hash of the value
+        text = text[:31] + "~" + hashlib.sha256(repr(value).encode()).hexdigest()[:8]
+    return text
 
 
 def expand_matrix(doc: Document) -> tuple[list[Variant], dict[str, list[Any]]]:

@@ -4,7 +4,15 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from mtlspec.spec.base import Name, PositiveFloat, PositiveInt, Probability, Section
+from mtlspec.spec.base import Name, PositiveInt, Probability, Section
+
+
+def most_digits(canvas: int) -> int:
+    """The most digits multidigits places reliably on a canvas of this side. Digits are drawn at
+    a size proportional to the canvas (never under 8 px) and must stay half visible; measured,
+    placing 7 at once takes 7 tries on average (a sample gives up after 100), 6 takes 3, and
+    below 24 px 5 takes 7 tries, 4 takes 3."""
+    return 6 if canvas >= 24 else 4
 
 
 class ObjectCount(Section):
@@ -14,10 +22,13 @@ class ObjectCount(Section):
     """Most digits on a canvas."""
 
 
+SplitSize = Annotated[int, Field(ge=1, le=200_000)]
+
+
 class Splits(Section):
-    train: PositiveInt = 4000
-    val: PositiveInt = 500
-    test: PositiveInt = 500
+    train: SplitSize = 4000
+    val: SplitSize = 500
+    test: SplitSize = 500
 
 
 class MultiDigits(Section):
@@ -28,7 +39,7 @@ class MultiDigits(Section):
     """Side of the square canvas in pixels."""
     objects: ObjectCount = ObjectCount()
     splits: Splits = Splits()
-    seed: int | None = None
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
     """Generation seed; the spec's seed when absent."""
 
 
@@ -91,10 +102,11 @@ class Proportional(Section):
 
 
 class Temperature(Section):
-    """Datasets drawn with probability proportional to n^(1/t)."""
+    """Datasets drawn with probability proportional to n^(1/t): t = 1 is proportional, larger t
+    flattens towards uniform, smaller t favours the largest dataset."""
 
     type: Literal["temperature"]
-    t: PositiveFloat = 2.0
+    t: Annotated[float, Field(ge=0.01, le=1000)] = 2.0
 
 
 Sampling = Annotated[Union[RoundRobin, Proportional, Temperature], Field(discriminator="type")]

@@ -85,3 +85,11 @@ def resolve(root: type[BaseModel], path: list[str]) -> tuple[bool, int, list[str
             return False, i, allowed
         current = nxt
     return True, len(path), []
+
+
+def tags(union: Any) -> frozenset[str]:
+    """The `type` tags of a tagged union of sections (or the values of a Literal)."""
+    stripped = _strip(union)
+    if typing.get_origin(stripped) is Literal:
+        return frozenset(typing.get_args(stripped))
+    return frozenset(t for m in _union_members(union) if (t := _tag_of(m)) is not None)

@@ -90,7 +90,12 @@ class _Builder:
             return self.mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
-        return self.constructor.construct_object(node, deep=True)
+        if node.tag not in self.constructor.yaml_constructors:
+            raise _TooComplex("yaml-syntax", f"the tag {node.tag} is not allowed: specs are plain YAML", node.start_mark)
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except Exception:  # `!!int abc`, `!!bool maybe`, `!!timestamp noon`: a tag the value does not fit
+            raise _TooComplex("yaml-syntax", f"{node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}", node.start_mark) from None
 
     def mapping(self, node: yaml.MappingNode, path: PathKey, depth: int) -> dict:
         out: dict[str, Any] = {}

@@ -1,5 +1,6 @@
 """The `tasks` section: one entry per task, each bound to a dataset, tagged by task type."""
 
+import typing
 from typing import Annotated, Literal, Union
 
 from pydantic import Field
@@ -84,6 +85,25 @@ Task = Annotated[
     Union[Classification, Multilabel, Regression, Detection, Segmentation, Depth],
     Field(discriminator="type"),
 ]
+
+
+
+def task_sections() -> dict[str, type[TaskBase]]:
+    """Each task type's section, by its `type` tag."""
+    union = typing.get_args(typing.get_args(Task)[0])
+    return {typing.get_args(cls.model_fields["type"].annotation)[0]: cls for cls in union}
+
+
+def metric_choices(task_type: str) -> tuple[str, ...]:
+    """Every metric a task type can report (what its `metrics` list accepts)."""
+    listed = task_sections()[task_type].model_fields["metrics"].annotation
+    return typing.get_args(typing.get_args(listed)[0])
+
+
+def default_metrics(task_type: str) -> tuple[str, ...]:
+    """The metrics a task of this type reports when its spec does not list them."""
+    return tuple(task_sections()[task_type].model_fields["metrics"].default)
+
 
 # Whether a higher value of each metric is better; reports and Δm read this.
 HIGHER_IS_BETTER = {

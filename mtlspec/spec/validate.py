@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtlspec.errors import Diagnostic, UsageError
-from mtlspec.spec.check import Finding, check, check_capabilities, check_matrix
+from mtlspec.spec.check import Finding, check, check_capabilities, check_matrix, entries, get_in
 from mtlspec.spec.compose import apply_overrides, expand_matrix, load_with_extends
 from mtlspec.spec.diagnose import structural
+from mtlspec.spec.paths import Roots, is_file
 from mtlspec.spec.root import Spec
 from mtlspec.spec.source import Document
 
@@ -57,7 +58,7 @@ def member_incompatibility(member: Spec, model: Spec, what: str) -> str | None:
     return None
 
 
-def _member_runs(paths: list, model: Spec | None, base: Path) -> list[Finding]:
+def _member_runs(paths: list, model: Spec | None, base: Path, roots: Roots) -> list[Finding]:
     """`ensemble.members: {type: runs}`: each run directory's resolved spec fits this spec. A run
     that does not exist yet is a warning (it may be trained before this spec runs)."""
     import yaml
@@ -65,8 +66,14 @@ def _member_runs(paths: list, model: Spec | None, base: Path) -> list[Finding]:
     findings = []
     for i, name in enumerate(paths):
         where = ("ensemble", "members", "paths", i)
-        resolved = base / str(name) / "spec.resolved.yaml"
-        if not resolved.is_file():
+        if not isinstance(name, str):
+            continue
+        folder, problem = roots.check(name, base)
+        if folder is None:
+            findings.append(_path_problem(where, f"run directory {name!r}", problem))
+            continue
+        resolved = folder / "spec.resolved.yaml"
+        if not is_file(resolved):
             findings.append(Finding(where, "missing-file", f"run directory '{name}' has no spec.resolved.yaml (yet): `run` needs a finished run there", severity="warning"))
             continue
         try:
@@ -80,7 +87,7 @@ def _member_runs(paths: list, model: Spec | None, base: Path) -> list[Finding]:
     return findings
 
 
-def _member_specs(data: dict, model: Spec | None, base: Path, shown: str, seen: frozenset[Path]) -> tuple[list[Finding], list[Diagnostic]]:
+def _member_specs(data: dict, model: Spec | None, base: Path, shown: str, seen: frozenset[Path], roots: Roots) -> tuple[list[Finding], list[Diagnostic]]:
     """`ensemble.members` of type specs: each file exists, validates, has no matrix, and trains on
     this spec's datasets, splits and tasks; their own diagnostics come back as they are (their
     file:line:col). Of type runs: see _member_runs."""
@@ -88,7 +95,7 @@ def _member_specs(data: dict, model: Spec | None, base: Path, shown: str, seen: 
     if not isinstance(members, dict) or not isinstance(members.get("paths"), list):
         return [], []
     if members.get("type") == "runs":
-        return _member_runs(members["paths"], model, base), []
+        return _member_runs(members["paths"], model, base, roots), []
     if members.get("type") != "specs":
         return [], []
     findings: list[Finding] = []
@@ -97,14 +104,17 @@ def _member_specs(data: dict, model: Spec | None, base: Path, shown: str, seen: 
         where = ("ensemble", "members", "paths", i)
         if not isinstance(name, str):
             continue
-        target = (base / name).resolve()
-        if not target.is_file():
+        target, problem = roots.check(name, base)
+        if target is None:
+            findings.append(_path_problem(where, f"member spec {name!r}", problem))
+            continue
+        if not is_file(target):
             findings.append(Finding(where, "missing-file", f"member spec '{name}' not found (looked for {target})"))
             continue
         if target in seen:
             findings.append(Finding(where, "extends-cycle", f"member spec '{name}' leads back to a spec that names it"))
             continue
-        results = validate_file(target, shown_as=str(Path(shown).parent / name), _seen=seen | {target})
+        results = validate_file(target, shown_as=str(Path(shown).parent / name), _seen=seen | {target}, _roots=roots)
         diagnostics.extend(d for r in results for d in r.diagnostics)
         if len(results) > 1:
             findings.append(Finding(where, "incompatible", f"member spec '{name}' has a matrix ({len(results)} runs); a member is one run"))
@@ -115,11 +125,55 @@ def _member_specs(data: dict, model: Spec | None, base: Path, shown: str, seen: 
     return findings, diagnostics
 
 
+def _path_problem(where: tuple, what: str, problem: str) -> Finding:
+    return Finding(where, "outside-project" if "outside the project root" in problem else "invalid", f"{what}: {problem}")
+
+
+def _named_paths(data: dict) -> list[tuple[tuple, str, tuple]]:
+    """(where in the spec, the path as written, where in the spec the folder it is relative to is
+    written, or () for the spec's own folder) for every data file or folder and baseline run."""
+    out: list[tuple[tuple, str, tuple]] = []
+    for name, ds in entries(get_in(data, "data", "datasets")).items():
+        at = ("data", "datasets", name)
+        for key in ("root", "table", "images"):
+            out.append((at + (key,), ds.get(key), ()))
+        if isinstance(ds.get("root"), str):
+            relative = at + ("root",)
+            out.append((at + ("attributes_table",), ds.get("attributes_table"), relative))
+            annotations = ds.get("annotations")
+            for split, value in (annotations.items() if isinstance(annotations, dict) else []):
+                out.append((at + ("annotations", split), value, relative))
+    out.append((("data", "sample_overrides"), get_in(data, "data", "sample_overrides"), ()))
+    baseline = get_in(data, "evaluation", "baseline")
+    if isinstance(baseline, dict) and baseline.get("type") == "run":
+        out.append((("evaluation", "baseline", "path"), baseline.get("path"), ()))
+    return [(where, raw, relative) for where, raw, relative in out if isinstance(raw, str)]
+
+
+def _path_findings(data: dict, base: Path, roots: Roots) -> list[Finding]:
+    """Every path the spec names stays inside the allowed roots; a baseline run exists (a warning:
+    it may be trained before this spec runs, and `run` refuses to start without it)."""
+    findings: list[Finding] = []
+    for where, raw, relative in _named_paths(data):
+        if relative and any(f.path == relative for f in findings):
+            continue  # relative to a folder already refused
+        folder = base / get_in(data, *relative) if relative else base
+        target, problem = roots.check(raw, folder)
+        if target is None:
+            findings.append(_path_problem(where, f"{where[-1]} {raw!r}", problem))
+        elif where[0] == "evaluation" and not is_file(target / "report.json"):
+            findings.append(Finding(where, "missing-file", f"baseline run '{raw}' has no report.json (yet): `run` needs a finished run there", severity="warning"))
+    return findings
+
+
 def validate_file(path: Path, overrides: list[str] | tuple[str, ...] = (), shown_as: str | None = None,
-                  _seen: frozenset[Path] = frozenset()) -> list[Result]:
-    """Validate one spec file; raises UsageError only for malformed --set arguments."""
+                  allow: tuple[str | Path, ...] | list = (), _seen: frozenset[Path] = frozenset(),
+                  _roots: Roots | None = None) -> list[Result]:
+    """Validate one spec file; raises UsageError only for malformed --set arguments. Paths the spec
+    names must stay inside its project root or a folder in `allow` (see spec.paths)."""
     file = shown_as or str(path)
-    doc = load_with_extends(path, file)
+    roots = _roots or Roots.for_spec(path, allow)
+    doc = load_with_extends(path, file, roots)
     apply_overrides(doc, list(overrides))
     if doc.data is None and doc.diagnostics:
         return [Result(file, path.stem, _unique_sorted(doc.diagnostics))]
@@ -142,8 +196,9 @@ def validate_file(path: Path, overrides: list[str] | tuple[str, ...] = (), shown
             findings = check(variant.doc.data) + check_capabilities(variant.doc.data)
         except Exception as exc:  # a bug in a rule must not cost the user the other diagnostics
             findings = [Finding((), "internal-error", f"mtlspec could not finish checking this spec ({type(exc).__name__}: {exc}); please report it")]
-        members, member_diags = _member_specs(variant.doc.data, model, Path(path).resolve().parent, file, _seen | {Path(path).resolve()})
-        findings += members
+        base = Path(path).resolve().parent
+        members, member_diags = _member_specs(variant.doc.data, model, base, file, _seen | {Path(path).resolve()}, roots)
+        findings += members + _path_findings(variant.doc.data, base, roots)
         diags = variant.doc.diagnostics + matrix_diags + diags + member_diags + [_located(f, variant.doc) for f in findings]
         results.append(Result(file, variant.name, _unique_sorted(diags), model if not [d for d in diags if d.severity == "error"] else None))
     return results
@@ -162,8 +217,8 @@ def spec_files(paths: list[Path]) -> list[Path]:
     return out
 
 
-def validate_paths(paths: list[Path], overrides: list[str] | tuple[str, ...] = ()) -> list[Result]:
+def validate_paths(paths: list[Path], overrides: list[str] | tuple[str, ...] = (), allow: tuple[str | Path, ...] | list = ()) -> list[Result]:
     results: list[Result] = []
     for path in spec_files(paths):
-        results.extend(validate_file(path, overrides))
+        results.extend(validate_file(path, overrides, allow=allow))
     return results

@@ -54,16 +54,13 @@ def _cpu(value: Any) -> Any:
     return value
 
 
-def trivial_baselines(task_types: dict[str, TaskType], train_set: Any, loader: Any, image_size: int,
-                      max_train: int = 500) -> dict[str, dict[str, float]]:
+def trivial_baselines(task_types: dict[str, TaskType], train_set: Any, loader: Any, image_size: int) -> dict[str, dict[str, float]]:
     """Metrics of predictors that ignore the image (majority class, label frequencies, mean value,
-    background everywhere, mean depth, no boxes), fitted on up to `max_train` training samples."""
-    train_targets: dict[str, list[Any]] = {task: [] for task in task_types}
-    for index in range(min(len(train_set), max_train)):
-        sample = train_set[index]
-        for task in task_types:
-            if sample["has"][task]:
-                train_targets[task].append(sample["targets"][task])
+    background everywhere, mean depth, no boxes), fitted on the task's labelled training samples
+    (every one for image-level labels; up to 500 spread over the dataset for maps)."""
+    from mtlspec.data.dataset import task_targets
+
+    train_targets = {task: task_targets(train_set, task) for task in task_types}
     metrics = {task: tt.metric() for task, tt in task_types.items()}
     for batch in loader:
         count = len(batch["meta"])

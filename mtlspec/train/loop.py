@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from mtlspec.data.build import build_dataset, scan
+from mtlspec.data.build import build_dataset, describe, scan
 from mtlspec.data.dataset import collate_fn
 from mtlspec.data.sampling import epoch_order
 from mtlspec.model.builder import build_model
@@ -38,6 +38,7 @@ class FitResult:
     stopped_early: bool
     device: str
     fingerprints: dict[str, str]
+    splits: dict[str, dict[str, dict[str, Any]]]
     num_parameters: int
     wall_seconds: float
     split: str
@@ -173,10 +174,11 @@ def _monitor_value(monitor: str, val_metrics: dict, val_losses: dict, spec: Any 
     return val_metrics[task][metric], HIGHER_IS_BETTER[metric]
 
 
-def fit(spec: Any, spec_hash: str, run_dir: Path, resume: Path | None = None, log: Callable[[str], None] = print,
+def fit(spec: Any, spec_hash: str, run_dir: Path, resume: dict[str, Any] | None = None, log: Callable[[str], None] = print,
         progress: Any = None, stop_after_epoch: int | None = None, data_root: Path = Path("."),
         baseline_val: dict[str, dict[str, float]] | None = None) -> FitResult:
-    """Train the spec's model, checkpointing into run_dir; evaluate on the spec's split at the end."""
+    """Train the spec's model, checkpointing into run_dir (from a checkpoint's state when resuming);
+    evaluate on the spec's split at the end."""
     started = time.perf_counter()
     seed_everything(spec.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -185,7 +187,8 @@ def fit(spec: Any, spec_hash: str, run_dir: Path, resume: Path | None = None, lo
     train_set, binds = build_dataset(spec, "train", train=True, base=data_root)
     val_set, _ = build_dataset(spec, "val", train=False, base=data_root)
     test_set, _ = build_dataset(spec, spec.evaluation.split, train=False, base=data_root) if spec.evaluation.split != "val" else (val_set, binds)
-    problems = scan({**train_set.sources, **{f"{n} ({spec.evaluation.split})": s for n, s in test_set.sources.items()}})
+    problems = scan({**train_set.sources, **{f"{n} ({split})": s for split, d in (("val", val_set), (spec.evaluation.split, test_set))
+                                             for n, s in d.sources.items()}}, binds=binds)
     if problems:
         shown = "\n  ".join(f"dataset '{name}': {error}" for name, error in problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -200,6 +203,9 @@ def fit(spec: Any, spec_hash: str, run_dir: Path, resume: Path | None = None, lo
     sampling = spec.data.sampling
     order = BatchOrder(train_set.sizes, spec.data.batch_size, sampling.type, getattr(sampling, "t", 2.0), spec.seed, spec.training.max_steps_per_epoch)
     steps_per_epoch = len(order)
+    if steps_per_epoch == 0:
+        raise TrainingError(f"data.batch_size {spec.data.batch_size} is larger than the training split ({len(train_set)} samples): "
+                            f"no training step would run (the last, partial batch of an epoch is dropped)")
     scheduler = build_scheduler(spec.training.scheduler, optimizer, steps_per_epoch, spec.training.epochs)
     # With a cyclic schedule, the model at the end of each cycle is kept: snapshot ensembles use them.
     cycles = spec.training.scheduler.cycles if spec.training.scheduler.type == "cyclic" else 0
@@ -213,14 +219,14 @@ def fit(spec: Any, spec_hash: str, run_dir: Path, resume: Path | None = None, lo
     start_epoch, step, best, bad_epochs = 0, 0, None, 0
 
     if resume is not None:
-        state = ckpt.load(resume, spec_hash)
+        state = resume
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         weighting.load_state_dict(state["weighting"])
         ckpt.set_rng_state(state["rng"])
         start_epoch, step, best, bad_epochs, history = state["epoch"], state["step"], state["best"], state["bad_epochs"], state["history"]
-        log(f"resumed from {resume} after epoch {start_epoch}")
+        log(f"resumed after epoch {start_epoch}")
 
     last_good = ckpt.latest(ckpt_dir)
     stopped_early = False
@@ -269,6 +275,11 @@ def fit(spec: Any, spec_hash: str, run_dir: Path, resume: Path | None = None, lo
                 progress.end_epoch(record)
             if (epoch + 1) % spec.training.checkpoint.every_epochs == 0 or epoch + 1 == spec.training.epochs or stopped_early:
                 path = ckpt_dir / f"epoch-{epoch + 1:04d}.pt"
+                diverged = ckpt.unhealthy(model)
+                if diverged:  # a state no resume could continue from is never saved as one
+                    where = f"last good checkpoint: {last_good}" if last_good else "no checkpoint was written"
+                    raise TrainingError(f"training diverged by the end of epoch {epoch + 1}: {diverged}; stopped, {where} "
+                                        f"(lower training.optimizer.lr, or set training.grad_clip)")
                 ckpt.save(path, {
                     "spec_hash": spec_hash, "epoch": epoch + 1, "step": step, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -286,9 +297,13 @@ def fit(spec: Any, spec_hash: str, run_dir: Path, resume: Path | None = None, lo
     final, _ = evaluate(model, task_types, test_loader, device, spec.data.image_size, autocast)
     baselines = trivial_baselines(task_types, train_set, test_loader, spec.data.image_size)
     fingerprints = {name: src.fingerprint() for name, src in train_set.sources.items()}
+    splits = {name: {"train": describe(src)} for name, src in train_set.sources.items()}
+    for split, dataset in (("val", val_set), (spec.evaluation.split, test_set)):
+        for name, src in dataset.sources.items():
+            splits[name][split] = describe(src)
     return FitResult(
         metrics=final, baselines=baselines, history=history, epochs_run=epoch + 1, stopped_early=stopped_early,
-        device=str(device), fingerprints=fingerprints, num_parameters=sum(p.numel() for p in model.parameters()),
+        device=str(device), fingerprints=fingerprints, splits=splits, num_parameters=sum(p.numel() for p in model.parameters()),
         wall_seconds=time.perf_counter() - started, split=spec.evaluation.split,
         task_types={t: s.type for t, s in spec.tasks.items()},
     )

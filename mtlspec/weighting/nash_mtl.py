@@ -49,7 +49,7 @@ class NashMTL(GradientAggregator):
         return g
 
     def state_dict(self):
-        return {"step": self.step, "alpha": self.alpha}
+        return {"step": self.step, "alpha": None if self.alpha is None else torch.from_numpy(self.alpha.copy())}
 
     def load_state_dict(self, state):
-        self.step, self.alpha = state["step"], state["alpha"]
+        self.step, self.alpha = state["step"], None if state["alpha"] is None else state["alpha"].numpy()

@@ -31,6 +31,42 @@ def partition(count: int, split: str, seed: int) -> np.ndarray:
     return np.sort(order[int(round(lo * count)) : int(round(hi * count))])
 
 
+def carve(count: int, split: str, missing: set[str], seed: int) -> np.ndarray:
+    """Indices of `split` in a training file that must also provide the splits in `missing`
+    (they have no file of their own): each missing split is its part of the seeded partition,
+    and training keeps everything no missing split took."""
+    if split != "train":
+        return partition(count, split, seed)
+    taken = np.concatenate([partition(count, m, seed) for m in sorted(missing)] + [np.zeros(0, np.int64)])
+    return np.setdiff1d(np.arange(count), taken)
+
+
+def read_csv_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, cells) of every non-blank row of a UTF-8 CSV file."""
+    import csv
+    import io
+
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataError(f"line {line} is not UTF-8 text (byte {exc.start}); save the table as UTF-8", str(path)) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        return [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as exc:
+        raise DataError(f"line {reader.line_num}: not a valid CSV row ({exc})", str(path)) from None
+
+
+def parse_number(raw: str) -> float | None:
+    """A finite number written in a table cell, or None."""
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
 def file_stats(paths: list[Path]) -> list[tuple[str, int, int]]:
     """(name, size, mtime) of each file: enough for a fingerprint that changes when the data does."""
     out = []

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-from mtlspec.data.formats.common import IMAGE_SUFFIXES, file_stats, partition, read_image
+from mtlspec.data.formats.common import IMAGE_SUFFIXES, carve, file_stats, read_image
 from mtlspec.data.records import DataError, Record, fingerprint
 
 
@@ -20,12 +20,23 @@ class ImageFolderSource:
         self.name, self.root = name, Path(root)
         if not self.root.is_dir():
             raise DataError("image folder is missing", str(self.root))
-        base = self.root / split if (self.root / "train").is_dir() else self.root
-        self.classes = sorted(p.name for p in (self.root / "train" if base != self.root else self.root).iterdir() if p.is_dir())
+        split_folders = (self.root / "train").is_dir()
+        # the classes are the training folder's; a split without a folder of its own is carved out of it
+        top = self.root / "train" if split_folders else self.root
+        self.classes = sorted(p.name for p in top.iterdir() if p.is_dir())
         if not self.classes:
-            raise DataError("no class sub-folders", str(base))
+            raise DataError("no class sub-folders", str(top))
+        missing = {s for s in ("val", "test") if not (self.root / s).is_dir()} if split_folders else {"val", "test"}
+        base = self.root / split if split_folders and split not in missing else top
         items = [(p, c) for c, name in enumerate(self.classes) for p in sorted((base / name).glob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
-        self.items = items if base != self.root else [items[i] for i in partition(len(items), split, seed)]
+        if split in missing or (split == "train" and missing):
+            items = [items[i] for i in carve(len(items), split, missing, seed)]
+            self.origin = f"{top}: {len(items)} images, a seeded part" + (f" ({', '.join(sorted(missing))} carved out)" if split == "train" else " carved out of training")
+        else:
+            self.origin = f"{base}"
+        if not items:
+            raise DataError(f"the {split} split has no images ({', '.join(IMAGE_SUFFIXES)})", str(base))
+        self.items = items
 
     def __len__(self) -> int:
         return len(self.items)
@@ -38,12 +49,33 @@ class ImageFolderSource:
         if not path.is_file():
             raise DataError("image file is missing", str(path), path.name)
 
+    def labels(self, index: int) -> dict:
+        return {"class": self.items[index][1]}
+
+    def where(self, index: int) -> tuple[str, str]:
+        """(file, sample) naming a sample in a message."""
+        return str(self.items[index][0]), self.items[index][0].name
+
     def record(self, index: int) -> Record:
         path, label = self.items[index]
         return {"image": read_image(path, path.name), "labels": {"class": label}, "meta": {"dataset": self.name, "index": index, "file": str(path)}}
 
     def num_classes(self, label: str | None, task_type: str) -> int:
         return len(self.classes)
+
+
+def _read_mask(path: Path, sample: str) -> np.ndarray | None:
+    """A PNG of class indices (255: ignore), or None where the sample has none."""
+    if not path.is_file():
+        return None
+    try:
+        with Image.open(path) as image:
+            mask = np.asarray(image).astype(np.int64)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"unreadable mask ({exc.__class__.__name__})", str(path), sample) from None
+    if mask.ndim != 2:
+        raise DataError(f"a mask has one channel of class indices; this one has shape {mask.shape}", str(path), sample)
+    return mask
 
 
 class DenseFolderSource:
@@ -55,9 +87,12 @@ class DenseFolderSource:
         self.name, self.root = name, Path(root) / split
         if not (self.root / "image").is_dir():
             raise DataError("no image/ folder for this split", str(self.root))
-        self.ids = sorted(p.stem for p in (self.root / "image").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        self.suffix = {p.stem: p.name for p in (self.root / "image").glob("*")}
+        self.suffix = {p.stem: p.name for p in sorted((self.root / "image").glob("*")) if p.suffix.lower() in IMAGE_SUFFIXES}
+        self.ids = sorted(self.suffix)
+        if not self.ids:
+            raise DataError(f"the {split} split has no images ({', '.join(IMAGE_SUFFIXES)})", str(self.root / "image"))
         self.declared_classes = num_classes
+        self.origin = str(self.root)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -68,10 +103,9 @@ class DenseFolderSource:
 
     def _mask(self, sample: str, shape: tuple[int, int]) -> np.ndarray | None:
         path = self.root / "mask" / f"{sample}.png"
-        if not path.is_file():
+        mask = _read_mask(path, sample)
+        if mask is None:
             return None
-        with Image.open(path) as image:
-            mask = np.asarray(image).astype(np.int64)
         if mask.shape != shape:
             raise DataError(f"mask is {mask.shape[1]}x{mask.shape[0]}, the image is {shape[1]}x{shape[0]}", str(path), sample)
         return mask
@@ -89,6 +123,7 @@ class DenseFolderSource:
         return depth
 
     def check(self, index: int) -> None:
+        """The sample read in full: its maps are its annotations, checked against its image."""
         self.record(index)
 
     def record(self, index: int) -> Record:
@@ -108,9 +143,7 @@ class DenseFolderSource:
             return self.declared_classes
         top = 0
         for sample in self.ids:
-            path = self.root / "mask" / f"{sample}.png"
-            if path.is_file():
-                with Image.open(path) as image:
-                    values = np.asarray(image)
-                    top = max(top, int(values[values != 255].max(initial=0)))
+            values = _read_mask(self.root / "mask" / f"{sample}.png", sample)
+            if values is not None:
+                top = max(top, int(values[values != 255].max(initial=0)))
         return top + 1
