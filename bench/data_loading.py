@@ -18,9 +18,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from mtlspec.data.build import build_dataset  # noqa: E402
-from mtlspec.model.builder import build_model  # noqa: E402
-from mtlspec.spec import validate_file  # noqa: E402
+from mtlspec.build import build  # noqa: E402
+from mtlspec.language import validate_file  # noqa: E402
 from mtlspec.train.loop import BatchOrder, make_loader  # noqa: E402
 
 
@@ -30,23 +29,24 @@ def main() -> int:
     args = parser.parse_args()
     (result,) = validate_file(REPO / "specs" / "quickstart.yaml")
     spec = result.spec
-    dataset, binds = build_dataset(spec, "train", train=True)
+    torch.manual_seed(0)
+    built = build(spec, REPO / "specs")
+    dataset = built.dataset("train", train=True)
     order = BatchOrder(dataset.sizes, spec.data.batch_size, "proportional", 2.0, spec.seed, args.batches)
-    loader = make_loader(dataset, binds, spec.data.batch_size, spec.data.num_workers, order)
+    loader = make_loader(dataset, spec.data.batch_size, spec.data.num_workers, order)
     start = time.perf_counter()
     batches = list(loader)
     load_rate = args.batches * spec.data.batch_size / (time.perf_counter() - start)
 
-    torch.manual_seed(0)
-    model, task_types = build_model(spec, {b.name: b.num_classes for b in binds})
+    model, task_types = built.model, built.task_types
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     for batch in batches[:2]:  # warm-up
         outputs = model(batch["image"])
-        sum(tt.loss(outputs[t], batch["targets"][t], batch["has"][t], batch["weight"]) for t, tt in task_types.items()).backward()
+        sum(tt.loss(outputs[t], batch["targets"][t], batch["has"][t], batch["weight"][t]) for t, tt in task_types.items()).backward()
     start = time.perf_counter()
     for batch in batches:
         outputs = model(batch["image"])
-        loss = sum(tt.loss(outputs[t], batch["targets"][t], batch["has"][t], batch["weight"]) for t, tt in task_types.items())
+        loss = sum(tt.loss(outputs[t], batch["targets"][t], batch["has"][t], batch["weight"][t]) for t, tt in task_types.items())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

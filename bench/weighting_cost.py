@@ -20,12 +20,11 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from mtlspec.data.build import build_dataset  # noqa: E402
+from mtlspec.build import build  # noqa: E402
 from mtlspec.data.dataset import collate  # noqa: E402
-from mtlspec.model.builder import build_model  # noqa: E402
-from mtlspec.spec import validate_file  # noqa: E402
-from mtlspec.spec.root import Spec  # noqa: E402
-from mtlspec.spec.weighting import GRADIENT_METHODS  # noqa: E402
+from mtlspec.language import validate_file  # noqa: E402
+from mtlspec.language.root import Spec  # noqa: E402
+from mtlspec.language.weighting import GRADIENT_METHODS  # noqa: E402
 from mtlspec.train.loop import train_step  # noqa: E402
 from mtlspec.weighting import METHODS  # noqa: E402
 
@@ -43,9 +42,10 @@ EIGHT_TASKS = {
 
 def _time_method(spec, name: str, steps: int) -> float:
     torch.manual_seed(0)
-    dataset, binds = build_dataset(spec, "val", train=False)
-    batch = collate([dataset[i] for i in range(spec.data.batch_size)], binds)
-    model, task_types = build_model(spec, {b.name: b.num_classes for b in binds})
+    built = build(spec, REPO / "specs")
+    dataset = built.dataset("val")
+    batch = collate([dataset[i] for i in range(spec.data.batch_size)], built.task_types)
+    model, task_types = built.model, built.task_types
     weighting_spec = Spec.model_validate({**spec.model_dump(mode="json"), "weighting": {"type": name}}).weighting  # the defaults
     method = METHODS[name](list(spec.tasks), weighting_spec)
     optimizer = torch.optim.AdamW(list(model.parameters()), lr=1e-3)

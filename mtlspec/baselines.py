@@ -1,5 +1,5 @@
-"""Baselines for Δm: single-task runs derived from a multi-task spec (trained the same way), or a
-run directory named in the spec."""
+"""Baselines for Δm: single-task runs derived from a multi-task spec (trained the same way, through
+the orchestrator's `train_or_reuse`), or a run directory named in the spec."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from mtlspec.spec.root import Spec
+from mtlspec.errors import UsageError
+from mtlspec.language.root import Spec
 
 
 def single_task_spec(spec: Spec, task: str) -> Spec:
@@ -28,16 +29,18 @@ def single_task_spec(spec: Spec, task: str) -> Spec:
     return Spec.model_validate(data)
 
 
-def baseline_metrics(spec: Spec, spec_file: str, out_root: Path, log: Callable[[str], None]) -> dict[str, Any] | None:
+def baseline_metrics(spec: Spec, spec_file: str, out_root: Path, log: Callable[[str], None],
+                     train_or_reuse: Callable[..., dict[str, Any]]) -> dict[str, Any] | None:
     """{"test": {task: metrics}, "val": {task: metrics}, "runs": {task: run_dir}} or None without a baseline."""
-    from mtlspec.run import train_or_reuse
-
     kind = spec.evaluation.baseline.type
     if kind == "none":
         return None
     if kind == "run":
         run_dir = (Path(spec_file).resolve().parent / spec.evaluation.baseline.path)
-        report = json.loads((run_dir / "report.json").read_text())
+        try:
+            report = json.loads((run_dir / "report.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"the baseline run {run_dir} has no readable report.json ({type(exc).__name__}); is it a finished run?") from None
         return {"test": {t: v["metrics"] for t, v in report["tasks"].items()}, "val": report.get("val", {}), "runs": {"*": str(run_dir)}}
     out: dict[str, Any] = {"test": {}, "val": {}, "runs": {}}
     for task in spec.tasks:

@@ -7,9 +7,11 @@ that implement a part add its name here, in the same change as its code and test
 
 from __future__ import annotations
 
+from mtlspec.tasks import TASK_TYPES
+
 IMPLEMENTED: dict[str, frozenset[str]] = {
     "dataset": frozenset({"multidigits", "coco", "attribute_table", "image_folder", "dense_folder"}),
-    "task": frozenset({"classification", "multilabel", "regression", "detection", "segmentation", "depth"}),
+    "task": frozenset(TASK_TYPES),
     "backbone": frozenset({"SmallCNN", "ResNet"}),
     "neck": frozenset({"FPN", "none"}),
     "sharing": frozenset({"separate", "hps", "cross_stitch", "mtan", "mmoe", "cgc", "ple", "soft"}),

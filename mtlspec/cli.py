@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from mtlspec import __version__
-from mtlspec.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_INVALID, EXIT_USAGE, SpecError, UsageError, printable
+from mtlspec.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_USAGE, SpecError, UsageError, printable
 
 app = typer.Typer(
     name="mtlspec",
@@ -75,7 +75,7 @@ def _runnable(spec: Path, overrides: list[str], allow: list[Path]) -> list:
     """Every concrete spec the file stands for, or exit 1 naming each error, each part this
     version cannot run and each file a run would need that is not there."""
     from mtlspec.run import refusals
-    from mtlspec.spec import validate_file
+    from mtlspec.language import validate_file
 
     if not spec.is_file():
         _fail_usage(f"no such spec file: {spec}")
@@ -151,7 +151,7 @@ def validate(
 ) -> None:
     """Check specs and report every problem at once, with file:line:col. Exit 1 if any is invalid."""
     from mtlspec.report.validation import render_validation
-    from mtlspec.spec import validate_paths
+    from mtlspec.language import validate_paths
 
     try:
         results = validate_paths(paths, set_ or [], allow=allow or [])
@@ -185,47 +185,36 @@ def run(
     """Compile a spec into a model, train it, evaluate it, and write a run directory with reports.
 
     Exit codes: 0 finished, 1 invalid spec, 2 usage error, 3 a run could not finish (bad data, diverged, unusable checkpoint, interrupted), 4 a bug in mtlspec (trace written to a file)."""
-    import json
-
     from rich.console import Console
 
-    from mtlspec.errors import EXIT_OK
+    from mtlspec.run import RunRequest
 
     results = _runnable(spec, set_ or [], allow or [])
     if resume is not None and len(results) > 1:
         _fail_usage("--resume continues one run; this spec has a matrix of several")
     console = Console(stderr=True, highlight=False)
-    code = EXIT_OK
-    done = []
-    for result in results:
-        outcome, status = _run_one(result, out, resume, console, quiet)
-        code = max(code, status)
-        if outcome is not None:
-            done.append(outcome.run_dir)
+    outcomes = [_execute(RunRequest.of(result), out, resume, console, quiet) for result in results]
+    done = [outcome.run_dir for outcome, _ in outcomes if outcome is not None]
     if len(results) > 1 and done:
-        from mtlspec.io import write_text_atomic
-        from mtlspec.report.compare import load_rows, to_json, to_markdown
+        from mtlspec.report.compare import write_comparison
 
-        rows = load_rows(done)
-        folder = out / results[0].spec.name
-        write_text_atomic(folder / "comparison.md", to_markdown(rows, False))
-        write_text_atomic(folder / "comparison.json", json.dumps(to_json(rows, False), indent=2) + "\n")
+        path = write_comparison(out / results[0].spec.name, done)
         failed = len(results) - len(done)
-        typer.echo(f"comparison of {len(done)} run(s) in {folder / 'comparison.md'}" + (f"; {failed} combination(s) failed" if failed else ""))
-    raise typer.Exit(code)
+        typer.echo(f"comparison of {len(done)} run(s) in {path}" + (f"; {failed} combination(s) failed" if failed else ""))
+    raise typer.Exit(max(status for _, status in outcomes))
 
 
-def _run_one(result, out: Path, resume: Optional[Path], console, quiet: bool):
-    """Train one concrete spec (or its ensemble); returns (outcome or None, exit status), a failure in one line."""
+def _execute(request, out: Path, resume: Optional[Path], console, quiet: bool):
+    """Run one concrete spec (or its ensemble); returns (outcome or None, exit status), a failure in one line."""
+    import contextlib
     import signal
 
     from mtlspec.data.records import DataError
     from mtlspec.report.progress import RunProgress
-    from mtlspec.run import run_one
+    from mtlspec.report.summary import summary_lines
+    from mtlspec.run import execute
     from mtlspec.train.checkpoint import CheckpointError
     from mtlspec.train.loop import TrainingError
-
-    console.print(printable(f"{result.name}: training"), markup=False)
 
     def log(message: str) -> None:
         console.print(printable(message), markup=False)
@@ -233,47 +222,33 @@ def _run_one(result, out: Path, resume: Optional[Path], console, quiet: bool):
     def terminated(signum, frame):  # SIGTERM (a scheduler's stop) ends the run as Ctrl-C does: recorded, resumable
         raise KeyboardInterrupt
 
+    log(f"{request.name}: training")
     previous = signal.signal(signal.SIGTERM, terminated)
     try:
-        if result.spec.ensemble is not None:
-            from mtlspec.ensemble.runner import run_ensemble
-
-            run_dir, report = run_ensemble(result, out, log)
-            lines, outcome = [f"{result.name}: ensemble of {len(report['members'])} members in {run_dir}"], None
-            detail = "gain over best member {:+.4f}"
-            tasks = {t: (v["metrics"], {m: detail.format(v["gain"][m]["over_best_member"]) for m in v["metrics"]}) for t, v in report["tasks"].items()}
-        else:
-            if quiet:
-                outcome = run_one(result, out, resume, log=log)
-            else:
-                with RunProgress(console) as progress:
-                    outcome = run_one(result, out, resume, log=log, progress=progress)
-            lines = [f"{result.name}: run directory {outcome.run_dir}"]
-            tasks = {t: (v["metrics"], {m: f"trivial {v['baseline'].get(m, float('nan')):.4f}" for m in v["metrics"]})
-                     for t, v in outcome.report["tasks"].items()}
+        with contextlib.ExitStack() as stack:
+            callbacks = [] if quiet else [stack.enter_context(RunProgress(console))]
+            outcome = execute(request, out, resume, log, callbacks)
     except SpecError as exc:
         for d in exc.diagnostics:
             typer.echo(d.format(), err=True)
         return None, EXIT_INVALID
     except UsageError as exc:
-        typer.echo(printable(f"error: {result.name}: {exc}"), err=True)
+        typer.echo(printable(f"error: {request.name}: {exc}"), err=True)
         return None, EXIT_USAGE
     except (TrainingError, CheckpointError, DataError) as exc:
-        typer.echo("\n".join(printable(line) for line in f"error: {result.name}: {exc}".splitlines()), err=True)
+        typer.echo("\n".join(printable(line) for line in f"error: {request.name}: {exc}".splitlines()), err=True)
         return None, EXIT_FAILED
     except KeyboardInterrupt as exc:
         where = getattr(exc, "mtlspec_trace", None)
-        resume = f"; continue with --resume {where.parent}" if where is not None and (where.parent / "checkpoints").is_dir() else ""
-        typer.echo(f"error: {result.name}: interrupted{resume}", err=True)
+        resume_hint = f"; continue with --resume {where.parent}" if where is not None and (where.parent / "checkpoints").is_dir() else ""
+        typer.echo(f"error: {request.name}: interrupted{resume_hint}", err=True)
         return None, EXIT_FAILED
     except Exception as exc:
-        return None, _internal_error(exc, result.name)
+        return None, _internal_error(exc, request.name)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    for task, (metrics, notes) in tasks.items():
-        lines.append(f"  {task:<12} " + ", ".join(f"{m}={v:.4f} ({notes[m]})" for m, v in metrics.items()))
-    typer.echo("\n".join(lines))
-    return outcome, 0
+    typer.echo("\n".join(printable(line) for line in summary_lines(request.name, outcome.run_dir, outcome.report, outcome.kind)))
+    return outcome, EXIT_OK
 
 
 class GraphFormat(str, Enum):
@@ -407,11 +382,11 @@ def schema(
     from mtlspec.io import write_text_atomic
 
     if format is SchemaFormat.md:
-        from mtlspec.spec.reference import markdown_reference
+        from mtlspec.language.reference import markdown_reference
 
         text = markdown_reference()
     else:
-        from mtlspec.spec.schema import json_schema_text
+        from mtlspec.language.schema import json_schema_text
 
         text = json_schema_text()
     if output is None:

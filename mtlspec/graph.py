@@ -36,12 +36,11 @@ def _node(name: str, params: list[nn.Parameter], macs: int, children: list[dict]
 
 
 def model_graph(spec: Any, base: Path = Path("."), image_size: int | None = None) -> dict[str, Any]:
-    from mtlspec.data.build import bindings, build_sources
-    from mtlspec.model.builder import build_model
+    from mtlspec.build import build
 
     size = image_size or spec.data.image_size
-    sources = build_sources(spec, "train", base)
-    model, _ = build_model(spec, {b.name: b.num_classes for b in bindings(spec, sources)})
+    built = build(spec, base)
+    model = built.model
     macs = _macs_per_module(model, size)
     owner: dict[int, str] = {}
     shared_ids = {id(p) for p in model.shared_parameters()}
@@ -68,10 +67,10 @@ def model_graph(spec: Any, base: Path = Path("."), image_size: int | None = None
         if params:
             shared_children.append(_node(child_name, params, module_macs.get(("shared", f"topology.{child_name}"), 0)))
     tasks = []
-    for t, task in spec.tasks.items():
+    for t in spec.tasks:
         private = model.topology.task_parameters(t)
         head = list(model.heads[t].parameters())
-        head_name = f"head ({task.type}" + (f", {task.head.type})" if task.type == "detection" else ")")
+        head_name = f"head ({built.task_types[t].describe()})"
         head_macs = sum(v for (part, top), v in module_macs.items() if top == f"heads.{t}")
         tasks.append(_node(t, private + head, by_part[t], [
             _node("private layers", private, by_part[t] - head_macs),

@@ -1,4 +1,11 @@
-"""`mtlspec run`: validate a spec, refuse what this version cannot run, train, write the run directory."""
+"""The orchestrator of `mtlspec run`: a RunRequest becomes a run directory (a model trained and
+reported) or an ensemble directory. It alone trains runs: baselines and ensemble members reach it
+through the `train_or_reuse` callable it hands them, so nothing below it imports it back.
+
+    RunRequest -> execute -> run_one: preflight (model on the meta device), run directory,
+                                      baselines (train_or_reuse), seeded build, fit, reports
+                          -> ensemble.runner.run_ensemble (members through train_or_reuse)
+"""
 
 from __future__ import annotations
 
@@ -9,16 +16,39 @@ from typing import Any, Callable
 
 from mtlspec.errors import Diagnostic, SpecError, UsageError
 from mtlspec.io import write_text_atomic
+from mtlspec.language.root import Spec
+from mtlspec.language.validate import Result
 from mtlspec.rundir import new_run_dir, now, read_manifest, record_failure, running, write_manifest
-from mtlspec.spec.validate import Result
 
+Log = Callable[[str], None]
 REFUSED_WARNINGS = ("not-implemented", "missing-file")  # warnings in validate, errors when a run would need the part
 
 
+@dataclass(frozen=True)
+class RunRequest:
+    """One concrete spec to run: the spec, the file it came from (its data paths are relative to
+    that file's folder) and its matrix label ("" without a matrix)."""
+
+    spec: Spec
+    file: str
+    variant: str = ""
+
+    @classmethod
+    def of(cls, result: Result) -> "RunRequest":
+        """The request for a valid result of `validate_file` (one matrix combination)."""
+        variant = result.name[len(result.spec.name):].strip("[]") if result.name != result.spec.name else ""
+        return cls(result.spec, result.file, variant)
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.name}[{self.variant}]" if self.variant else self.spec.name
+
+
 @dataclass
-class RunOutcome:
+class Outcome:
     run_dir: Path
     report: dict[str, Any]
+    kind: str = "run"  # or "ensemble"
 
 
 def refusals(result: Result) -> list[Diagnostic]:
@@ -27,17 +57,24 @@ def refusals(result: Result) -> list[Diagnostic]:
     return result.errors + [replace(d, severity="error") for d in result.warnings if d.code in REFUSED_WARNINGS]
 
 
-def variant_of(result: Result) -> str:
-    """The matrix label of a concrete spec ("" without a matrix)."""
-    return result.name[len(result.spec.name):].strip("[]") if result.name != result.spec.name else ""
+def execute(request: RunRequest, root: Path, resume_dir: Path | None = None, log: Log = print, callbacks: list | tuple = ()) -> Outcome:
+    """Run a request: its ensemble when the spec has one, else the model."""
+    if request.spec.ensemble is not None:
+        if resume_dir is not None:
+            raise UsageError("--resume continues a run; an ensemble reuses its finished members by itself: run it again")
+        from mtlspec.ensemble.runner import run_ensemble
+
+        run_dir, report = run_ensemble(request, root, log, train_or_reuse)
+        return Outcome(run_dir, report, "ensemble")
+    return run_one(request, root, resume_dir, log, callbacks)
 
 
-def preflight(result: Result) -> None:
-    """Build the model on torch's meta device (no memory, no data decoded) before anything is
+def preflight(request: RunRequest, sources: dict[str, Any]) -> None:
+    """Build the model on torch's meta device (no memory, no image decoded) before anything is
     written: what MMDetection refuses becomes diagnostics at the spec's lines."""
     from mtlspec.deep import model_check
 
-    problems = model_check(result)
+    problems = model_check(request, sources)
     if problems:
         raise SpecError(problems)
 
@@ -80,33 +117,35 @@ def prepare_resume(run_dir: Path, digest: str) -> tuple[dict[str, Any], dict[str
     return info, state, path
 
 
-def run_one(result: Result, root: Path, resume_dir: Path | None = None, log: Callable[[str], None] = print,
-            progress: Any = None, stop_after_epoch: int | None = None) -> RunOutcome:
+def run_one(request: RunRequest, root: Path, resume_dir: Path | None = None, log: Log = print, callbacks: list | tuple = ()) -> Outcome:
+    """Train one model and write its run directory (or continue one from its latest checkpoint)."""
     from mtlspec.baselines import baseline_metrics
+    from mtlspec.data.build import build_sources
+    from mtlspec.language.resolved import resolved_yaml
     from mtlspec.report.manifest import manifest, spec_hash
     from mtlspec.report.run_report import write_reports
-    from mtlspec.spec.resolved import resolved_yaml
-    from mtlspec.train.loop import fit
+    from mtlspec.train.loop import fit, seeded_build
 
-    spec = result.spec
+    spec = request.spec
     digest = spec_hash(spec)
-    variant = variant_of(result)
-    preflight(result)
+    data_root = Path(request.file).resolve().parent
+    sources = build_sources(spec, "train", data_root)
+    preflight(request, sources)
     state = None
     if resume_dir is not None:
         info, state, path = prepare_resume(resume_dir, digest)
         run_dir = resume_dir
         log(f"resuming {run_dir} from {path.name}")
     else:
-        run_dir = new_run_dir(root, spec.name, variant)
+        run_dir = new_run_dir(root, spec.name, request.variant)
         write_text_atomic(run_dir / "spec.resolved.yaml", resolved_yaml(spec))
-        info = manifest(spec, result.file, variant, digest, started=now())
+        info = manifest(spec, request.file, request.variant, digest, started=now())
     info = running(info)
     write_manifest(run_dir, info)
     try:
-        baseline = baseline_metrics(spec, result.file, root, log)
-        outcome = fit(spec, digest, run_dir, resume=state, log=log, progress=progress, stop_after_epoch=stop_after_epoch,
-                      data_root=Path(result.file).resolve().parent, baseline_val=baseline["val"] if baseline else None)
+        baseline = baseline_metrics(spec, request.file, root, log, train_or_reuse)
+        built = seeded_build(spec, data_root, sources)
+        outcome = fit(built, digest, run_dir, resume=state, log=log, callbacks=callbacks, baseline_val=baseline["val"] if baseline else None)
         info.update(status="finished", device=outcome.device, dataset_fingerprints=outcome.fingerprints, data=outcome.splits,
                     wall_seconds=round(outcome.wall_seconds, 3), epochs_run=outcome.epochs_run, ended=now())
         report = write_reports(run_dir, spec, info, outcome, baseline)
@@ -114,7 +153,7 @@ def run_one(result: Result, root: Path, resume_dir: Path | None = None, log: Cal
     except BaseException as exc:
         exc.mtlspec_trace = record_failure(run_dir, info, exc)  # type: ignore[attr-defined]
         raise
-    return RunOutcome(run_dir, report)
+    return Outcome(run_dir, report)
 
 
 def finished_run(root: Path, digest: str) -> dict[str, Any] | None:
@@ -130,7 +169,7 @@ def finished_run(root: Path, digest: str) -> dict[str, Any] | None:
     return None
 
 
-def train_or_reuse(spec: Any, spec_file: str, root: Path, log: Callable[[str], None], what: str) -> dict[str, Any]:
+def train_or_reuse(spec: Spec, spec_file: str, root: Path, log: Log, what: str) -> dict[str, Any]:
     """A finished run of this exact spec under root/<name>/, or a new one trained now: {"run_dir", "report"}.
     `what` names the run in the log ("ensemble: member x", "baseline: the single-task run for 'seg'")."""
     from mtlspec.report.manifest import spec_hash
@@ -141,5 +180,5 @@ def train_or_reuse(spec: Any, spec_file: str, root: Path, log: Callable[[str], N
         log(f"{label}: reusing {found['run_dir']} for {name}")
         return found
     log(f"{label}: training {name}")
-    outcome = run_one(Result(spec_file, spec.name, [], spec), root, log=log)
+    outcome = run_one(RunRequest(spec, spec_file), root, log=log)
     return {"run_dir": str(outcome.run_dir), "report": outcome.report}

@@ -78,3 +78,46 @@ def tiny_spec(name: str, tasks: str, rest: str, test: int = 8) -> str:
         + "model: {backbone: {type: SmallCNN, channels: [8, 16]}, neck: {type: FPN, out_channels: 8}}\n"
         + rest
     )
+
+
+class StopAfter:
+    """A run callback that stops training once epoch `n` is checkpointed, as a kill would leave it."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def checkpointed(self, epoch: int, path: Path) -> None:
+        from mtlspec.train.loop import TrainingError
+
+        if epoch >= self.n:
+            raise TrainingError(f"stopped after epoch {epoch} as the test asked; resume from {path}")
+
+
+def run_result(result, root: Path, **kwargs):
+    """`mtlspec run`'s orchestrator on a validated result (a model or an ensemble): its Outcome."""
+    from mtlspec.run import RunRequest, execute
+
+    kwargs.setdefault("log", lambda message: None)
+    return execute(RunRequest.of(result), root, **kwargs)
+
+
+def ensemble_of(result, root: Path, log=None):
+    """(ensemble directory, report) of an ensemble spec run by the orchestrator."""
+    outcome = run_result(result, root, log=log or (lambda message: None))
+    assert outcome.kind == "ensemble"
+    return outcome.run_dir, outcome.report
+
+
+def dataset_of(spec, split: str, train: bool = False, base: Path = Path(".")):
+    """A split's samples for a spec's task types, as training (train=True) or evaluation reads it."""
+    from mtlspec.build import build_task_types
+    from mtlspec.data.build import build_dataset, build_sources
+
+    return build_dataset(spec, split, train, base, build_task_types(spec, build_sources(spec, "train", base)))
+
+
+def train_sources(spec, base: Path = Path(".")):
+    """The training sources of the datasets a spec's tasks use."""
+    from mtlspec.data.build import build_sources
+
+    return build_sources(spec, "train", base)

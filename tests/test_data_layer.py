@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mtlspec.data.dataset import MultiTaskDataset, TaskBinding, collate
+from conftest import dataset_of
+from mtlspec.data.dataset import MultiTaskDataset, collate
 from mtlspec.data.multidigits import MultiDigitsParams, MultiDigitsSource
 from mtlspec.data.records import IGNORE_INDEX, DataError
 from mtlspec.data.sampling import dataset_probabilities, epoch_order
@@ -92,23 +93,24 @@ def test_weighted_losses_of_batches_add_up_to_the_weighted_risk():
 
 def test_mixed_batch_losses_equal_each_datasets_own():
     """Two datasets with disjoint tasks: the masked loss of a mixed batch equals the loss on each dataset alone."""
+    from mtlspec.language.tasks import Classification as ClassificationSection, Segmentation as SegmentationSection
     from mtlspec.tasks.classification import Classification
     from mtlspec.tasks.segmentation import Segmentation
 
     a = MultiDigitsSource("a", MultiDigitsParams(canvas=32, size=6, max_objects=2, seed=1))
     b = MultiDigitsSource("b", MultiDigitsParams(canvas=32, size=6, max_objects=2, seed=2))
-    binds = [TaskBinding("cls", "classification", "a", "largest_digit", 10), TaskBinding("seg", "segmentation", "b", None, 11)]
-    mixed = MultiTaskDataset({"a": a, "b": b}, binds, 32)
-    batch = collate([mixed[i] for i in (0, 6, 1, 7, 2, 8)], binds)
+    cls = Classification("cls", 10, ClassificationSection(type="classification", dataset="a", label="largest_digit"))
+    seg = Segmentation("seg", 11, SegmentationSection(type="segmentation", dataset="b"))
+    both = {"cls": cls, "seg": seg}
+    mixed = MultiTaskDataset({"a": a, "b": b}, both, 32)
+    batch = collate([mixed[i] for i in (0, 6, 1, 7, 2, 8)], both)
     assert batch["has"]["cls"].tolist() == [True, False] * 3 and batch["has"]["seg"].tolist() == [False, True] * 3
     torch.manual_seed(0)
     cls_logits, seg_logits = torch.randn(6, 10), torch.randn(6, 11, 32, 32)
-    spec = type("S", (), {"top_k": 5})()
-    cls, seg = Classification("cls", 10, spec), Segmentation("seg", 11, spec)
     mixed_cls = cls.loss(cls_logits, batch["targets"]["cls"], batch["has"]["cls"], batch["weight"]["cls"])
     mixed_seg = seg.loss(seg_logits, batch["targets"]["seg"], batch["has"]["seg"], batch["weight"]["seg"])
-    only_a = collate([MultiTaskDataset({"a": a}, binds[:1], 32)[i] for i in (0, 1, 2)], binds[:1])
-    only_b = collate([MultiTaskDataset({"b": b}, binds[1:], 32)[i] for i in (0, 1, 2)], binds[1:])
+    only_a = collate([MultiTaskDataset({"a": a}, {"cls": cls}, 32)[i] for i in (0, 1, 2)], {"cls": cls})
+    only_b = collate([MultiTaskDataset({"b": b}, {"seg": seg}, 32)[i] for i in (0, 1, 2)], {"seg": seg})
     alone_cls = cls.loss(cls_logits[0::2], only_a["targets"]["cls"], only_a["has"]["cls"], only_a["weight"]["cls"])
     alone_seg = seg.loss(seg_logits[1::2], only_b["targets"]["seg"], only_b["has"]["seg"], only_b["weight"]["seg"])
     assert torch.allclose(mixed_cls, alone_cls) and torch.allclose(mixed_seg, alone_seg)
@@ -120,11 +122,10 @@ def test_mixed_batch_losses_equal_each_datasets_own():
     ({"weight/cls/nowhere": np.ones(16)}, "names no task and dataset"),
     ({"weight/cls/digits": np.ones(5)}, r"has shape \(5,\)"),
     ({"weight/cls/digits": -np.ones(16)}, "negative or non-finite"),
-    ({"target/cls/digits": np.ones(16)}, "regression tasks only"),
+    ({"target/cls/digits": np.ones(16)}, r"one number \(regression\) only"),
 ])
 def test_bad_sample_overrides_name_the_file(arrays, message, tmp_path, monkeypatch):
-    from mtlspec.data.build import build_dataset
-    from mtlspec.spec.root import Spec
+    from mtlspec.language.root import Spec
 
     monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
     path = tmp_path / "over.npz"
@@ -133,19 +134,19 @@ def test_bad_sample_overrides_name_the_file(arrays, message, tmp_path, monkeypat
                                                      "image_size": 32, "sample_overrides": str(path)},
                                 "tasks": {"cls": {"type": "classification", "dataset": "digits", "label": "largest_digit"}}})
     with pytest.raises(DataError, match=message) as caught:
-        build_dataset(spec, "train", train=True)
+        dataset_of(spec, "train", train=True)
     assert str(path) in str(caught.value)
 
 
 def test_holdout_then_bootstrap_draw_from_the_kept_folds(tmp_path, monkeypatch):
-    from mtlspec.data.build import bootstrap_indices, build_dataset, fold_ids
-    from mtlspec.spec.root import Spec
+    from mtlspec.data.build import bootstrap_indices, fold_ids
+    from mtlspec.language.root import Spec
 
     monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
     spec = Spec.model_validate({"name": "h", "data": {"datasets": {"digits": {"type": "multidigits", "canvas": 32, "splits": {"train": 20, "val": 4, "test": 4}}},
                                                      "image_size": 32, "holdout": {"folds": 4, "fold": 1}, "bootstrap": 3},
                                 "tasks": {"cls": {"type": "classification", "dataset": "digits", "label": "largest_digit"}}})
-    train, _ = build_dataset(spec, "train", train=True)
+    train = dataset_of(spec, "train", train=True)
     kept = np.flatnonzero(fold_ids(20, 4) != 1)
     assert len(train) == 15
     assert [train[i]["meta"]["index"] for i in range(15)] == kept[bootstrap_indices(15, 3)].tolist()

@@ -24,8 +24,8 @@ def test_delta_m_follows_libmtl_definition():
 
 @pytest.mark.stack
 def test_single_task_baselines_are_derived_trained_once_and_reused(tmp_path, monkeypatch):
-    from mtlspec.run import run_one
-    from mtlspec.spec import validate_file
+    from conftest import run_result
+    from mtlspec.language import validate_file
 
     monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
     spec = tmp_path / "b.yaml"
@@ -40,7 +40,7 @@ report: {plots: false}
     (result,) = validate_file(spec)
     assert result.errors == [] and result.warnings == []
     messages: list[str] = []
-    report = run_one(result, tmp_path / "runs", log=messages.append).report
+    report = run_result(result, tmp_path / "runs", log=messages.append).report
     assert sum("training the single-task run" in m for m in messages) == 2
     singles = {t: json.loads(next((tmp_path / "runs" / f"dm.single.{t}").glob("*/report.json")).read_text()) for t in ("largest", "count")}
     assert set(singles["largest"]["tasks"]) == {"largest"} and set(singles["count"]["tasks"]) == {"count"}
@@ -49,6 +49,6 @@ report: {plots: false}
     assert report["delta_m"]["value"] == pytest.approx(expected["value"])
     assert "Δm = " in (next((tmp_path / "runs" / "dm").glob("*/report.md")).read_text())
     messages.clear()
-    again = run_one(result, tmp_path / "runs", log=messages.append).report
+    again = run_result(result, tmp_path / "runs", log=messages.append).report
     assert sum("reusing" in m for m in messages) == 2 and not any("training the single" in m for m in messages)
     assert again["delta_m"]["value"] == pytest.approx(report["delta_m"]["value"])

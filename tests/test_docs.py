@@ -6,7 +6,7 @@ import re
 
 from conftest import REPO
 from mtlspec.errors import CODES
-from mtlspec.spec.reference import END, START, markdown_reference
+from mtlspec.language.reference import END, START, markdown_reference
 
 SPEC_DOC = (REPO / "docs" / "spec.md").read_text()
 
@@ -18,7 +18,7 @@ def test_every_diagnostic_code_is_documented_with_an_example():
 
 
 def test_every_code_the_checks_emit_is_in_the_list():
-    sources = "".join(p.read_text() for p in (REPO / "mtlspec" / "spec").glob("*.py"))
+    sources = "".join(p.read_text() for p in (REPO / "mtlspec" / "language").glob("*.py"))
     hyphenated = set(re.findall(r'"([a-z]+(?:-[a-z]+)+)"', sources)) - {"utf-8-sig"}
     assert {"unknown-key", "incompatible"} - hyphenated == {"incompatible"}  # the regex finds codes
     assert hyphenated <= set(CODES), hyphenated - set(CODES)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_spec
+from conftest import dataset_of, ensemble_of, tiny_spec
 from mtlspec.ensemble.box_fusion import fuse
 from mtlspec.ensemble.combine import vote, weighted_mean
 
@@ -112,14 +112,13 @@ ensemble:
 @pytest.mark.stack
 def test_the_shipped_ensemble_spec_runs_on_tiny_settings(tmp_path, monkeypatch):
     from conftest import REPO
-    from mtlspec.ensemble.runner import run_ensemble
-    from mtlspec.spec import validate_file
+    from mtlspec.language import validate_file
     from test_topologies import TINY
 
     monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
     (result,) = validate_file(REPO / "specs" / "ensemble-seeds.yaml", TINY)
     assert result.errors == [] and result.warnings == []
-    folder, report = run_ensemble(result, tmp_path / "runs", log=lambda m: None)
+    folder, report = ensemble_of(result, tmp_path / "runs", log=lambda m: None)
     assert len(report["members"]) == 3 and report["tasks"]["boxes"]["strategy"] == "box_fusion"
     assert (folder / "ensemble.md").is_file()
 
@@ -173,8 +172,7 @@ def test_fitted_mixture_weights_minimise_the_validation_nll():
 
 @pytest.mark.stack
 def test_weighted_mean_fits_its_weights_on_the_validation_split(tmp_path, monkeypatch):
-    from mtlspec.ensemble.runner import run_ensemble
-    from mtlspec.spec import validate_file
+    from mtlspec.language import validate_file
 
     monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
     spec = tmp_path / "w.yaml"
@@ -192,7 +190,7 @@ ensemble:
 """))
     (result,) = validate_file(spec)
     assert result.errors == [] and result.warnings == []
-    _, report = run_ensemble(result, tmp_path / "runs", log=lambda m: None)
+    _, report = ensemble_of(result, tmp_path / "runs", log=lambda m: None)
     for task in ("largest", "seg"):
         weights = report["tasks"][task]["fitted_weights"]
         assert len(weights) == 2 and sum(weights) == pytest.approx(1.0) and min(weights) >= 0
@@ -233,9 +231,8 @@ def test_bagging_mean_and_out_of_bag_match_scikit_learn():
 
 @pytest.mark.stack
 def test_bagging_trains_members_on_bootstrap_samples_and_reports_out_of_bag(tmp_path, monkeypatch):
-    from mtlspec.data.build import bootstrap_indices, build_dataset
-    from mtlspec.ensemble.runner import run_ensemble
-    from mtlspec.spec import validate_file
+    from mtlspec.data.build import bootstrap_indices
+    from mtlspec.language import validate_file
 
     monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
     spec = tmp_path / "bag.yaml"
@@ -248,11 +245,11 @@ ensemble: {strategy: {type: bagging, n_members: 3}}
 """))
     (result,) = validate_file(spec)
     assert result.errors == [] and result.warnings == []
-    _, report = run_ensemble(result, tmp_path / "runs", log=lambda m: None)
+    _, report = ensemble_of(result, tmp_path / "runs", log=lambda m: None)
     assert len(report["members"]) == 3
     assert set(report["tasks"]["largest"]["out_of_bag"]) == {"accuracy", "macro_f1"}
     member = validate_file(spec, ["data.bootstrap=1", "ensemble=null"])[0].spec
-    train, _ = build_dataset(member, "train", train=True)
+    train = dataset_of(member, "train", train=True)
     drawn = bootstrap_indices(16, 1)
     assert len(train) == 16 and len(set(drawn.tolist())) < 16  # with replacement: some drawn twice
     assert train.sources["digits"].record(0)["meta"]["index"] == int(drawn[0])

@@ -20,6 +20,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from mtlspec.data.build import fold_ids
 from mtlspec.ensemble.boosting import ResidualBoost, Samme
 from mtlspec.ensemble.stacking import Stacker
+from mtlspec.tasks.base import Form
 
 
 def _problem(n: int, classes: int, seed: int):
@@ -109,7 +110,7 @@ def test_stacking_matches_stacking_classifier(classes):
     estimators = [("lr", LogisticRegression(C=0.05)), ("nb", GaussianNB()), ("tree", DecisionTreeClassifier(max_depth=3, random_state=0))]
     oof = _out_of_fold([e for _, e in estimators], X, y, folds, "predict_proba")
     full = [clone(e).fit(X, y).predict_proba(Xt) for _, e in estimators]
-    ours = Stacker("classification", alpha).fit(oof, y, np.ones(len(y), bool)).predict(full)
+    ours = Stacker(Form.CLASS_PROBABILITIES, alpha).fit(oof, y, np.ones(len(y), bool)).predict(full)
     reference = StackingClassifier(estimators, final_estimator=LogisticRegression(C=1 / alpha, tol=1e-12, max_iter=100000),
                                    cv=PredefinedSplit(folds), stack_method="predict_proba").fit(X, y)
     assert np.allclose(ours, reference.predict_proba(Xt), atol=2e-5)
@@ -121,7 +122,7 @@ def test_stacking_multilabel_fits_one_logistic_regression_per_label():
     target = (rng.random((400, 3)) < 0.4).astype(np.float32)
     members = [np.clip(target + rng.normal(0, s, target.shape), 0.01, 0.99) for s in (0.3, 0.5, 0.8)]
     labelled = rng.random(400) < 0.9
-    stacker = Stacker("multilabel", 0.5).fit(members, target, labelled)
+    stacker = Stacker(Form.LABEL_PROBABILITIES, 0.5).fit(members, target, labelled)
     new = [np.clip(m[::-1] + 0.05, 0, 1) for m in members]
     ours = stacker.predict(new)
     for j in range(3):
@@ -137,7 +138,7 @@ def test_stacking_matches_stacking_regressor_with_ridge():
     estimators = [("lin", LinearRegression()), ("tree", DecisionTreeRegressor(max_depth=4, random_state=0)), ("knn", KNeighborsRegressor(7))]
     oof = _out_of_fold([e for _, e in estimators], X, y, folds, "predict")
     full = [clone(e).fit(X, y).predict(Xt) for _, e in estimators]
-    ours = Stacker("regression", 3.0).fit(oof, y, np.ones(300, bool)).predict(full)
+    ours = Stacker(Form.VALUES, 3.0).fit(oof, y, np.ones(300, bool)).predict(full)
     reference = StackingRegressor(estimators, final_estimator=Ridge(alpha=3.0), cv=PredefinedSplit(folds)).fit(X, y)
     assert np.allclose(ours, reference.predict(Xt), atol=1e-9)
 

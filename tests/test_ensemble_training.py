@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import tiny_spec
+from conftest import dataset_of, ensemble_of, tiny_spec, train_sources
 
-from mtlspec.spec import validate_file
+from mtlspec.language import validate_file
 
 pytestmark = pytest.mark.stack
 
@@ -27,9 +27,7 @@ def _logs():
 
 
 def test_boosting_reweights_samples_and_fits_residuals(tmp_path, monkeypatch):
-    from mtlspec.data.build import build_dataset
     from mtlspec.ensemble.members import load_member, member_predictions
-    from mtlspec.ensemble.runner import run_ensemble
 
     monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
     spec = tmp_path / "boost.yaml"
@@ -39,7 +37,7 @@ ensemble: {strategy: {type: boosting, n_members: 3, learning_rate: 0.5}}
 """))
     (result,) = validate_file(spec)
     assert result.errors == [] and result.warnings == []
-    folder, report = run_ensemble(result, tmp_path / "runs", log=lambda m: None)
+    folder, report = ensemble_of(result, tmp_path / "runs", log=lambda m: None)
     largest, total = report["tasks"]["largest"], report["tasks"]["total"]
     assert largest["combined_by"] == "AdaBoost SAMME" and total["combined_by"] == "gradient boosting on residuals"
     assert report["tasks"]["depth"]["combined_by"] == "mean"
@@ -57,13 +55,13 @@ ensemble: {strategy: {type: boosting, n_members: 3, learning_rate: 0.5}}
     first = np.load(specs[0].data.sample_overrides)
     second = np.load(specs[1].data.sample_overrides)
     assert np.allclose(first["weight/largest/digits"], 1.0)
-    train, _ = build_dataset(result.spec, "train", train=False)
+    train = dataset_of(result.spec, "train", train=False)
     y_cls = np.array([train[i]["targets"]["largest"] for i in range(len(train))])
     y_sum = np.array([train[i]["targets"]["total"] for i in range(len(train))])
     assert np.allclose(first["target/total/digits"], y_sum - y_sum.mean(), atol=1e-5)
     from mtlspec.train.checkpoint import latest
 
-    member = load_member(runs[0], latest(runs[0] / "checkpoints"), {"largest": 10, "total": 0, "depth": 0})
+    member = load_member(runs[0], latest(runs[0] / "checkpoints"), train_sources(result.spec, tmp_path))
     outputs = [(b, p) for b, p in member_predictions(result.spec, [member], "train", tmp_path)]
     predicted = torch.cat([p["largest"][0].argmax(dim=1) for _, p in outputs]).numpy()
     fitted = torch.cat([p["total"][0] for _, p in outputs]).numpy()
@@ -76,7 +74,7 @@ ensemble: {strategy: {type: boosting, n_members: 3, learning_rate: 0.5}}
     assert np.allclose(second["target/total/digits"], y_sum - y_sum.mean() - 0.5 * fitted, atol=1e-4)
 
     # the member's training data carries them: per-task weight and replaced target, other tasks untouched
-    member_train, _ = build_dataset(specs[1], "train", train=True)
+    member_train = dataset_of(specs[1], "train", train=True)
     sample = member_train[3]
     assert sample["weight"]["largest"] == pytest.approx(float(second["weight/largest/digits"][3]))
     assert sample["weight"]["depth"] == 1.0 and sample["targets"]["total"] == pytest.approx(float(second["target/total/digits"][3]))
@@ -93,15 +91,15 @@ ensemble: {strategy: {type: boosting, n_members: 3, learning_rate: 0.5}}
     assert not any("fingerprints" in note for note in json.loads(table.output)["notes"])
 
     lines, log = _logs()
-    run_ensemble(result, tmp_path / "runs", log=log)
+    ensemble_of(result, tmp_path / "runs", log=log)
     assert sum("reusing" in line for line in lines) == members and not any("training" in line for line in lines)
 
 
 def test_stacking_fits_its_meta_model_on_out_of_fold_predictions(tmp_path, monkeypatch):
-    from mtlspec.data.build import build_dataset, fold_ids
+    from mtlspec.data.build import fold_ids
     from mtlspec.ensemble.members import given_members, load_member, member_predictions
     from mtlspec.ensemble.out_of_fold import out_of_fold
-    from mtlspec.ensemble.runner import run_ensemble
+    from mtlspec.run import train_or_reuse
     from mtlspec.train.checkpoint import latest
 
     monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
@@ -120,7 +118,7 @@ ensemble:
 """))
     (result,) = validate_file(spec)
     assert result.errors == [] and result.warnings == []
-    _, report = run_ensemble(result, tmp_path / "runs", log=lambda m: None)
+    _, report = ensemble_of(result, tmp_path / "runs", log=lambda m: None)
     assert report["tasks"]["largest"]["combined_by"].startswith("stacking: softmax")
     assert report["tasks"]["present"]["stacking"]["meta_model"] == "Logistic"
     assert report["tasks"]["total"]["stacking"] == {"fit_on": "out_of_fold", "folds": 2, "meta_model": "Ridge"}
@@ -133,17 +131,17 @@ ensemble:
         for k in (0, 1):
             (run,) = (tmp_path / "runs" / f"stack.seed{seed}.fold{k}of2").iterdir()
             fold_spec = result.spec.__class__.model_validate(yaml.safe_load((run / "spec.resolved.yaml").read_text()))
-            trained_on = {build_dataset(fold_spec, "train", train=True)[0][i]["meta"]["index"] for i in range(8)}
+            trained_on = {dataset_of(fold_spec, "train", train=True)[i]["meta"]["index"] for i in range(8)}
             assert trained_on == set(np.flatnonzero(folds != k).tolist())
             fold_runs[seed, k] = run
     # ... and each training sample's out-of-fold prediction is that of the copy that never saw it
-    num_classes = {"largest": 10, "present": 10, "total": 0, "seg": 11}
-    chosen = given_members(result.spec, str(spec), tmp_path / "runs", lambda m: None)
-    members = [load_member(d, c, num_classes) for d, c in chosen]
-    oof, targets, labelled = out_of_fold(result.spec, members, [d for d, _ in chosen], 2, ["largest", "total"], str(spec), tmp_path / "runs", num_classes, lambda m: None)
+    sources = train_sources(result.spec, tmp_path)
+    chosen = given_members(result.spec, str(spec), tmp_path / "runs", lambda m: None, train_or_reuse)
+    members = [load_member(d, c, sources) for d, c in chosen]
+    oof, targets, labelled = out_of_fold(result.spec, members, 2, ["largest", "total"], str(spec), tmp_path / "runs", sources, lambda m: None, train_or_reuse)
     assert labelled["largest"].all() and len(targets["total"]) == 16
     for k in (0, 1):
-        copy = load_member(fold_runs[1, k], latest(fold_runs[1, k] / "checkpoints"), num_classes)
+        copy = load_member(fold_runs[1, k], latest(fold_runs[1, k] / "checkpoints"), sources)
         alone = torch.cat([p["largest"][0] for _, p in member_predictions(result.spec, [copy], "train", tmp_path, ["largest"])]).numpy()
         assert np.allclose(oof["largest"][1][folds == k], alone[folds == k], atol=1e-6)
         assert not np.allclose(oof["largest"][1][folds != k], alone[folds != k], atol=1e-6)
@@ -187,12 +185,11 @@ def test_the_shipped_boosting_and_stacking_specs_run_on_tiny_settings(name, tmp_
     from conftest import REPO
     from test_topologies import TINY
 
-    from mtlspec.ensemble.runner import run_ensemble
 
     monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
     (result,) = validate_file(REPO / "specs" / f"{name}.yaml", TINY)
     assert result.errors == [] and result.warnings == []
-    folder, report = run_ensemble(result, tmp_path / "runs", log=lambda m: None)
+    folder, report = ensemble_of(result, tmp_path / "runs", log=lambda m: None)
     assert (folder / "ensemble.md").is_file() and report["tasks"]["boxes"]["members"]
     combined = {t: v["combined_by"] for t, v in report["tasks"].items()}
     if name == "ensemble-boosting":
@@ -248,7 +245,7 @@ def test_stacking_on_the_validation_split_trains_no_fold_copies_and_matches_logi
 
     from mtlspec.ensemble import members as members_module, runner
     from mtlspec.ensemble.members import given_members, load_member
-    from mtlspec.ensemble.runner import run_ensemble
+    from mtlspec.run import train_or_reuse
 
     monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
     predictions = _informative(members_module.member_predictions)
@@ -261,10 +258,11 @@ ensemble:
   strategy: {type: stacking, fit_on: validation, alpha: 0.5}
 """, test=24).replace("val: 8", "val: 24"))
     (result,) = validate_file(spec)
-    _, report = run_ensemble(result, tmp_path / "runs", log=lambda m: None)
+    _, report = ensemble_of(result, tmp_path / "runs", log=lambda m: None)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["sv", "sv.seed0", "sv.seed1"]  # no fold copies
     assert report["tasks"]["largest"]["stacking"] == {"fit_on": "validation", "meta_model": "Softmax"}
-    members = [load_member(d, c, {"largest": 10}) for d, c in given_members(result.spec, str(spec), tmp_path / "runs", lambda m: None)]
+    sources = train_sources(result.spec, tmp_path)
+    members = [load_member(d, c, sources) for d, c in given_members(result.spec, str(spec), tmp_path / "runs", lambda m: None, train_or_reuse)]
 
     def features(split):
         batches = list(predictions(result.spec, members, split, tmp_path))
@@ -273,7 +271,7 @@ ensemble:
 
     X_val, y_val = features("val")
     X_test, y_test = features("test")
-    meta = runner._stackers(result.spec, members, [], str(spec), tmp_path / "runs", {"largest": 10}, print)["largest"]
+    meta = runner._stackers(result.spec, members, str(spec), tmp_path / "runs", sources, print, train_or_reuse)["largest"]
     ours = meta.predict([X_test[:, :10], X_test[:, 10:]])
     # The same L2-penalised softmax regression (C = 1/alpha, unpenalised intercept), strictly convex
     # and on features that carry the label: both solvers reach its one minimum, far inside 1e-5.

@@ -52,14 +52,14 @@ def _rle():
 
 def test_coco_boxes_polygons_rle_and_attributes(tmp_path):
     source = _coco(tmp_path)
-    assert len(source) == 2 and source.num_classes(None, "detection") == 2 and source.num_classes(None, "segmentation") == 3
+    assert len(source) == 2 and source.box_classes() == 2 and source.mask_classes() == 3
     r = source.record(0)
     assert r["image"].shape == (30, 40, 3)
     assert np.allclose(r["boxes"], [[2, 3, 12, 11], [20, 5, 26, 11]]) and r["box_labels"].tolist() == [1, 0]
     assert (r["mask"][5:11, 20:26] == 1).all()  # the RLE car, category 7 -> class 0 -> mask value 1
     assert (r["mask"][4:10, 3:11] == 2).all()  # the polygon person
     assert r["labels"]["night"] == 1 and r["labels"]["categories"].tolist() == [1.0, 1.0]
-    assert source.num_classes("night", "classification") == 2
+    assert source.label_classes("night") == 2
     assert source.record(1)["boxes"].shape == (0, 4)
 
 
@@ -101,7 +101,7 @@ def test_csv_table_with_split_column(tmp_path):
     assert len(train) == 2 and train.columns == ["smiling", "age"]
     r = train.record(0)
     assert r["labels"]["smiling"] == 1 and r["labels"]["age"] == 31.5 and r["labels"]["attributes"].tolist() == [1.0, 1.0]
-    assert train.num_classes("smiling", "classification") == 2 and train.num_classes("attributes", "multilabel") == 2
+    assert train.label_classes("smiling") == 2 and train.label_classes("attributes") == 2
     assert np.allclose(train.column("age"), [31.5, 40])
     assert len(AttributeTableSource("t", tmp_path / "attrs.csv", tmp_path / "imgs", "csv", "val", 0)) == 1
     with pytest.raises(DataError, match="no column 'smile'"):
@@ -149,7 +149,7 @@ def test_dense_folder_reads_masks_and_depth_and_rejects_wrong_sizes(tmp_path):
     np.save(root / "depth" / "0001.npy", np.full((30, 40), 2.5, np.float32))
     source = DenseFolderSource("n", tmp_path / "nyu", "train")
     r = source.record(0)
-    assert (r["mask"] == 4).all() and (r["depth"] == 2.5).all() and source.num_classes(None, "segmentation") == 5
+    assert (r["mask"] == 4).all() and (r["depth"] == 2.5).all() and source.mask_classes() == 5
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(root / "mask" / "0001.png")
     with pytest.raises(DataError, match="mask is 10x10, the image is 40x30") as info:
         source.record(0)
@@ -189,7 +189,7 @@ def test_coco_attributes_from_a_side_table(tmp_path):
     source = CocoSource("c", tmp_path, {"train": "ann.json", "val": "ann.json", "test": None}, "val", 0,
                         {"rainy": "classification", "speed": "regression"}, "attrs.csv")
     assert source.record(0)["labels"]["rainy"] == 1 and source.record(0)["labels"]["speed"] == 12.5
-    assert source.record(1)["labels"]["rainy"] == 0 and source.num_classes("rainy", "classification") == 2
+    assert source.record(1)["labels"]["rainy"] == 0 and source.label_classes("rainy") == 2
     (tmp_path / "attrs.csv").write_text("file_name,rainy\nimg/a.png,1\n")
     partial = CocoSource("c", tmp_path, {"train": "ann.json"}, "train", 0, {"rainy": "classification"}, "attrs.csv")
     with pytest.raises(DataError, match="image has no attribute 'rainy'") as info:

@@ -120,7 +120,7 @@ def runnable_specs(draw):
 def test_a_spec_that_validates_never_crashes_run(spec, cli, tmp_path_factory, monkeypatch):
     from hypothesis import assume
 
-    from mtlspec.spec import validate_file
+    from mtlspec.language import validate_file
 
     folder = tmp_path_factory.mktemp("fuzz")
     monkeypatch.setenv("MTLSPEC_CACHE", str(folder / "cache"))

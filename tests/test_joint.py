@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from mtlspec.data.weights import sample_weights
-from mtlspec.run import run_one
-from mtlspec.spec import validate_file
+from mtlspec.language import validate_file
+from conftest import run_result
 
 pytestmark = pytest.mark.stack
 
@@ -75,7 +75,7 @@ evaluation: {split: val}
 """)
     (result,) = validate_file(spec)
     assert result.errors == [] and result.warnings == []
-    report = run_one(result, tmp_path / "runs", log=lambda m: None).report
+    report = run_result(result, tmp_path / "runs", log=lambda m: None).report
     assert set(report["tasks"]) == {"seg", "shade"}
     assert 0 <= report["tasks"]["shade"]["metrics"]["accuracy"] <= 1
     manifest = json.loads(next((tmp_path / "runs").glob("joint/*/manifest.json")).read_text())

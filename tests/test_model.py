@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mtlspec.model.backbones import mmdet_resnet, small_cnn
-from mtlspec.model.detection import DenseHeadAdapter, head_config
+from mtlspec.tasks.dense_head import DenseHeadAdapter, head_config
 from mtlspec.model.sharing.hps import HardParameterSharing
 
 pytestmark = pytest.mark.stack

@@ -51,7 +51,7 @@ def _coco_spec(root, annotations="{train: instances_train.json, val: instances_v
 
 def _splits(spec_path):
     from mtlspec.data.build import build_source
-    from mtlspec.spec import validate_file
+    from mtlspec.language import validate_file
 
     (result,) = validate_file(spec_path)
     assert result.errors == [], [d.format() for d in result.errors]
@@ -169,8 +169,8 @@ class TestDeepValidate:
 def test_trivial_baselines_see_a_task_whose_samples_come_after_the_first_500(tmp_path):
     """A sparse task (its dataset placed after a large one) used to get 'trivial nan'."""
     from mtlspec.data.formats.folders import ImageFolderSource
-    from mtlspec.run import run_one
-    from mtlspec.spec import validate_file
+    from conftest import run_result
+    from mtlspec.language import validate_file
 
     for i in range(20):
         _png(tmp_path / "pets" / ("a", "b", "b")[i % 3] / f"{i}.png", value=i)
@@ -182,7 +182,7 @@ def test_trivial_baselines_see_a_task_whose_samples_come_after_the_first_500(tmp
                     "model: {backbone: {type: SmallCNN, channels: [4]}, neck: {type: none}}\n"
                     "training: {epochs: 1, max_steps_per_epoch: 1, device: cpu}\nreport: {formats: [json], plots: false}\n")
     (result,) = validate_file(spec)
-    report = run_one(result, tmp_path / "runs", log=lambda m: None).report
+    report = run_result(result, tmp_path / "runs", log=lambda m: None).report
     trivial = report["tasks"]["kind"]["baseline"]["accuracy"]
     test_labels = [label for _, label in ImageFolderSource("p", tmp_path / "pets", "test", 0).items]
     assert trivial == pytest.approx(np.mean(np.array(test_labels) == 1))  # 'b', the majority of the training images

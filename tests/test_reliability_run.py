@@ -16,9 +16,8 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, tiny_spec
-from mtlspec.run import run_one
-from mtlspec.spec import validate_file
+from conftest import REPO, StopAfter, run_result, tiny_spec, train_sources
+from mtlspec.language import validate_file
 from mtlspec.train.checkpoint import CheckpointError
 
 pytestmark = pytest.mark.stack
@@ -54,7 +53,7 @@ def _stopped_after(tmp_path, epochs_done, path=None):
 
     path = path or _spec(tmp_path)
     with pytest.raises(TrainingError):
-        run_one(_result(path), tmp_path / "runs", log=lambda m: None, stop_after_epoch=epochs_done)
+        run_result(_result(path), tmp_path / "runs", log=lambda m: None, callbacks=[StopAfter(epochs_done)])
     (run_dir,) = (tmp_path / "runs" / path.stem).iterdir()
     return path, run_dir
 
@@ -170,7 +169,7 @@ class TestExitCodesAndFailureStates:
 
         monkeypatch.setattr(checkpoint, "MAX_ABS_WEIGHT", 1.0)  # any real weight update crosses it
         with pytest.raises(TrainingError, match="diverged by the end of epoch 1.*no checkpoint was written"):
-            run_one(_result(_spec(tmp_path)), tmp_path / "runs", log=lambda m: None)
+            run_result(_result(_spec(tmp_path)), tmp_path / "runs", log=lambda m: None)
         (run_dir,) = (tmp_path / "runs" / "r").iterdir()
         assert not list((run_dir / "checkpoints").glob("epoch-*.pt"))
         assert _manifest(run_dir)["status"] == "failed"
@@ -184,12 +183,12 @@ class TestResume:
             sink.write(rows[0].replace('"epoch": 1', '"epoch": 3').replace('"step": 1,', '"step": 5,') + "\n")
             sink.write('{"kind": "step", "epo')  # and cut a line short
         (run_dir / "checkpoints" / ".epoch-0003.pt.abc123.tmp").write_bytes(b"half a checkpoint")
-        resumed = run_one(_result(path), tmp_path / "runs", resume_dir=run_dir, log=lambda m: None)
+        resumed = run_result(_result(path), tmp_path / "runs", resume_dir=run_dir, log=lambda m: None)
         assert not list(run_dir.rglob("*.tmp"))
         steps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         assert [s["step"] for s in steps if s["kind"] == "step"] == list(range(1, 7))
         assert [s["epoch"] for s in steps if s["kind"] == "epoch"] == [1, 2, 3]
-        fresh = run_one(_result(path), tmp_path / "fresh", log=lambda m: None)
+        fresh = run_result(_result(path), tmp_path / "fresh", log=lambda m: None)
         assert resumed.report["tasks"] == fresh.report["tasks"]  # bit for bit
         fresh_rows = (fresh.run_dir / "metrics.jsonl").read_text()
         assert (run_dir / "metrics.jsonl").read_text() == fresh_rows
@@ -224,7 +223,7 @@ class TestResume:
         marker = tmp_path / "marker"
         _plant(run_dir / "checkpoints" / "epoch-0001.pt", marker)
         with pytest.raises(CheckpointError, match="was not loaded"):
-            load_member(run_dir, run_dir / "checkpoints" / "epoch-0001.pt", {"largest": 10, "count": 0, "seg": 11})
+            load_member(run_dir, run_dir / "checkpoints" / "epoch-0001.pt", train_sources(_result(path).spec, tmp_path))
         assert not marker.exists()
 
     def test_every_weighting_method_checkpoints_without_pickled_objects(self, tmp_path):
@@ -233,7 +232,7 @@ class TestResume:
         from mtlspec.train.checkpoint import read, rng_state, save, set_rng_state
         from mtlspec.weighting import METHODS
 
-        from mtlspec.spec.root import Spec
+        from mtlspec.language.root import Spec
 
         spec = _result(_spec(tmp_path)).spec
         G, losses = torch.randn(3, 50, generator=torch.Generator().manual_seed(0)), torch.tensor([1.0, 2.0, 0.5])
@@ -274,7 +273,7 @@ def test_a_long_matrix_label_makes_a_short_run_directory(tmp_path):
 
 def test_the_resolved_spec_of_a_run_validates_and_the_manifest_lists_each_split(tmp_path):
     path = _spec(tmp_path, REST.replace("epochs: 3", "epochs: 1"))
-    outcome = run_one(_result(path), tmp_path / "runs", log=lambda m: None)
+    outcome = run_result(_result(path), tmp_path / "runs", log=lambda m: None)
     (again,) = validate_file(outcome.run_dir / "spec.resolved.yaml")
     assert again.diagnostics == [] and yaml.safe_load((outcome.run_dir / "spec.resolved.yaml").read_text())["name"] == "r"
     info = _manifest(outcome.run_dir)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from mtlspec.spec import validate_file
+from mtlspec.language import validate_file
 
 QUICKSTART = (REPO / "specs" / "quickstart.yaml").read_text()
 
@@ -117,7 +117,7 @@ def test_a_learning_rate_far_off_the_usual_range_is_a_warning(write):
 
 
 def test_the_resolved_spec_a_run_writes_validates(write):
-    from mtlspec.spec.resolved import resolved_yaml
+    from mtlspec.language.resolved import resolved_yaml
 
     (result,) = validate_file(REPO / "specs" / "quickstart.yaml")
     text = resolved_yaml(result.spec)

@@ -8,10 +8,10 @@ import re
 import pytest
 import yaml
 
-from mtlspec.run import run_one
-from mtlspec.spec import validate_file
+from mtlspec.language import validate_file
 from mtlspec.train.checkpoint import CheckpointError
 from mtlspec.train.loop import TrainingError
+from conftest import StopAfter, run_result
 
 pytestmark = pytest.mark.stack
 
@@ -63,7 +63,7 @@ def _metrics(report):
 
 
 def test_run_writes_a_complete_run_directory(tmp_path):
-    outcome = run_one(_spec(tmp_path), tmp_path / "runs", log=lambda m: None)
+    outcome = run_result(_spec(tmp_path), tmp_path / "runs", log=lambda m: None)
     run = outcome.run_dir
     for name in ("spec.resolved.yaml", "manifest.json", "metrics.jsonl", "report.json", "report.md", "report.html"):
         assert (run / name).is_file(), name
@@ -93,22 +93,22 @@ def test_run_writes_a_complete_run_directory(tmp_path):
 
 def test_same_spec_and_seed_give_identical_metrics_and_resume_matches(tmp_path):
     spec = _spec(tmp_path)
-    first = run_one(spec, tmp_path / "a", log=lambda m: None).report
-    second = run_one(spec, tmp_path / "b", log=lambda m: None).report
+    first = run_result(spec, tmp_path / "a", log=lambda m: None).report
+    second = run_result(spec, tmp_path / "b", log=lambda m: None).report
     assert _metrics(first) == _metrics(second)  # bit-identical on CPU
     with pytest.raises(TrainingError, match="stopped after epoch 1"):
-        run_one(spec, tmp_path / "c", log=lambda m: None, stop_after_epoch=1)
+        run_result(spec, tmp_path / "c", log=lambda m: None, callbacks=[StopAfter(1)])
     (stopped,) = list((tmp_path / "c" / "tiny").iterdir())
     assert [p.name for p in (stopped / "checkpoints").iterdir()] == ["epoch-0001.pt"]
-    resumed = run_one(spec, tmp_path / "c", resume_dir=stopped, log=lambda m: None).report
+    resumed = run_result(spec, tmp_path / "c", resume_dir=stopped, log=lambda m: None).report
     assert _metrics(resumed) == _metrics(first)
 
 
 def test_resume_refuses_a_checkpoint_from_another_spec(tmp_path):
-    outcome = run_one(_spec(tmp_path), tmp_path / "runs", log=lambda m: None)
+    outcome = run_result(_spec(tmp_path), tmp_path / "runs", log=lambda m: None)
     other = _spec(tmp_path, ["training.optimizer.lr=0.01"])
     with pytest.raises(CheckpointError, match="different spec"):
-        run_one(other, tmp_path / "runs", resume_dir=outcome.run_dir, log=lambda m: None)
+        run_result(other, tmp_path / "runs", resume_dir=outcome.run_dir, log=lambda m: None)
 
 
 def test_a_nan_loss_stops_the_run_naming_task_step_and_checkpoint(tmp_path, monkeypatch):
@@ -124,7 +124,7 @@ def test_a_nan_loss_stops_the_run_naming_task_step_and_checkpoint(tmp_path, monk
 
     monkeypatch.setattr(Regression, "loss", poisoned)
     with pytest.raises(TrainingError) as info:
-        run_one(_spec(tmp_path), tmp_path / "runs", log=lambda m: None)
+        run_result(_spec(tmp_path), tmp_path / "runs", log=lambda m: None)
     message = str(info.value)
     assert "task 'count'" in message and "nan" in message and "step 4" in message
     assert "epoch-0001.pt" in message
@@ -132,7 +132,7 @@ def test_a_nan_loss_stops_the_run_naming_task_step_and_checkpoint(tmp_path, monk
 
 def test_early_stopping_stops_when_the_monitor_stalls(tmp_path):
     spec = _spec(tmp_path, ["training.epochs=6", "training.early_stopping={monitor: val.largest.accuracy, patience: 1, min_delta: 5}"])
-    outcome = run_one(spec, tmp_path / "runs", log=lambda m: None)
+    outcome = run_result(spec, tmp_path / "runs", log=lambda m: None)
     assert outcome.report["run"]["epochs_run"] == 2 and outcome.report["run"]["stopped_early"]
 
 
@@ -160,7 +160,7 @@ def test_cli_runs_and_prints_metrics(cli, tmp_path):
 def test_every_type_the_language_names_is_implemented():
     """The capability list covers the language: nothing a spec can say is refused by `run`."""
     from mtlspec.capabilities import IMPLEMENTED
-    from mtlspec.spec.schema import json_schema
+    from mtlspec.language.schema import json_schema
 
     schema = json.dumps(json_schema())
     tags = set(re.findall(r'"const": "([A-Za-z_]+)"', schema))

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from conftest import REPO
-from mtlspec.spec import validate_file
-from mtlspec.spec.schema import json_schema_text
+from mtlspec.language import validate_file
+from mtlspec.language.schema import json_schema_text
 from test_spec_diagnostics import CASES
 
 SCHEMA_FILE = REPO / "schemas" / "mtlspec.schema.json"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mtlspec.spec import validate_file
+from mtlspec.language import validate_file
 
 BASE = """\
 name: t

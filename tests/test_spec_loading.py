@@ -7,8 +7,8 @@ import json
 import pytest
 
 from mtlspec.errors import UsageError
-from mtlspec.spec import validate_file
-from mtlspec.spec.source import MAX_BYTES
+from mtlspec.language import validate_file
+from mtlspec.language.source import MAX_BYTES
 
 BASE = """\
 name: base

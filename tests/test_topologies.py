@@ -83,8 +83,7 @@ def test_a_few_steps_lower_the_loss(name):
     for _ in range(15):
         feats = topology(x)
         loss = sum(torch.nn.functional.mse_loss(head[t](feats[t]["vector"]).squeeze(1), targets[t]) for t in TASKS)
-        if hasattr(topology, "regularizer"):
-            loss = loss + topology.regularizer()
+        loss = loss + topology.extra_loss()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -94,10 +93,10 @@ def test_a_few_steps_lower_the_loss(name):
 
 def test_soft_sharing_penalty_pulls_networks_together():
     topology = build("soft")
-    assert topology.regularizer().item() == 0.0  # the towers start as copies
+    assert topology.extra_loss().item() == 0.0  # the towers start as copies
     with torch.no_grad():
         next(topology.towers["a"].parameters()).add_(1.0)
-    assert topology.regularizer().item() > 0
+    assert topology.extra_loss().item() > 0
 
 
 TINY = [
@@ -110,8 +109,8 @@ TINY = [
 
 @pytest.mark.parametrize("path", sorted((__import__("conftest").REPO / "specs").glob("sharing-*.yaml")), ids=lambda p: p.stem)
 def test_every_topology_spec_validates_and_runs(path, tmp_path, monkeypatch):
-    from mtlspec.run import run_one
-    from mtlspec.spec import validate_file
+    from conftest import run_result
+    from mtlspec.language import validate_file
 
     monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
     overrides = TINY + (["model.sharing.num_experts=2"] if "mmoe" in path.stem else [])
@@ -121,7 +120,7 @@ def test_every_topology_spec_validates_and_runs(path, tmp_path, monkeypatch):
         results = results[:0]  # each topology runs from its own spec; the sweep is only validated here
     for result in results:
         assert result.errors == [] and result.warnings == [], [d.format() for d in result.diagnostics]
-        report = run_one(result, tmp_path / "runs", log=lambda m: None).report
+        report = run_result(result, tmp_path / "runs", log=lambda m: None).report
         assert set(report["tasks"]) == {"largest", "present", "boxes", "seg", "depth"}
 
 

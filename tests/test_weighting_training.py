@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from mtlspec.run import run_one
-from mtlspec.spec import validate_file
-from mtlspec.spec.weighting import GRADIENT_METHODS
-from mtlspec.train.jacobian import task_jacobian
+from mtlspec.language import validate_file
+from mtlspec.language.weighting import GRADIENT_METHODS
+from mtlspec.weighting.jacobian import task_jacobian
 from mtlspec.weighting import METHODS
+from conftest import StopAfter, run_result
 
 pytestmark = pytest.mark.stack
 
@@ -46,7 +46,7 @@ def spec_file(tmp_path, monkeypatch):
 def test_every_method_trains_and_logs_its_weights(name, spec_file, tmp_path):
     (result,) = validate_file(spec_file, [f"weighting.type={name}"])
     assert result.errors == [] and result.warnings == []
-    outcome = run_one(result, tmp_path / "runs", log=lambda m: None)
+    outcome = run_result(result, tmp_path / "runs", log=lambda m: None)
     rows = [json.loads(line) for line in (outcome.run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if r["kind"] == "step"]
     assert len(steps) == 4
@@ -63,11 +63,11 @@ def test_stateful_methods_resume_exactly(name, spec_file, tmp_path):
     from mtlspec.train.loop import TrainingError
 
     (result,) = validate_file(spec_file, [f"weighting.type={name}"])
-    whole = run_one(result, tmp_path / "a", log=lambda m: None).report
+    whole = run_result(result, tmp_path / "a", log=lambda m: None).report
     with pytest.raises(TrainingError):
-        run_one(result, tmp_path / "b", log=lambda m: None, stop_after_epoch=1)
+        run_result(result, tmp_path / "b", log=lambda m: None, callbacks=[StopAfter(1)])
     (stopped,) = list((tmp_path / "b" / "w").iterdir())
-    resumed = run_one(result, tmp_path / "b", resume_dir=stopped, log=lambda m: None).report
+    resumed = run_result(result, tmp_path / "b", resume_dir=stopped, log=lambda m: None).report
     assert {t: v["metrics"] for t, v in resumed["tasks"].items()} == {t: v["metrics"] for t, v in whole["tasks"].items()}
 
 
@@ -75,7 +75,7 @@ def test_representation_space_trains(spec_file, tmp_path):
     for name in ("mgda", "graddrop", "upgrad"):
         (result,) = validate_file(spec_file, [f"weighting.type={name}", "weighting.space=representation"])
         assert result.errors == []
-        run_one(result, tmp_path / name, log=lambda m: None)
+        run_result(result, tmp_path / name, log=lambda m: None)
 
 
 def test_batched_jacobian_equals_one_backward_per_task():

@@ -1,4 +1,4 @@
-"""Writes mtlspec/spec/dense_head_args.py from the installed MMDetection: each dense head's
+"""Writes mtlspec/language/dense_head_args.py from the installed MMDetection: each dense head's
 constructor arguments (its class and the bases it passes **kwargs to) and its default GroupNorm
 group count. Run it after changing the MMDetection pin; tests/test_mmdet_stack.py fails while the
 table and the installed MMDetection disagree.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-TARGET = Path(__file__).resolve().parent.parent / "mtlspec" / "spec" / "dense_head_args.py"
+TARGET = Path(__file__).resolve().parent.parent / "mtlspec" / "language" / "dense_head_args.py"
 
 
 def head_arguments(cls: type) -> dict[str, object]:
@@ -34,7 +34,7 @@ def head_arguments(cls: type) -> dict[str, object]:
 def table() -> tuple[dict[str, tuple[str, ...]], dict[str, int | None]]:
     import mmdet.models.dense_heads as heads
 
-    from mtlspec.spec.tasks import DENSE_HEADS
+    from mtlspec.language.tasks import DENSE_HEADS
 
     arguments, groups = {}, {}
     for name in DENSE_HEADS:

@@ -18,7 +18,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from mtlspec.spec.weighting import GRADIENT_METHODS  # noqa: E402
+from mtlspec.language.weighting import GRADIENT_METHODS  # noqa: E402
 from mtlspec.weighting import METHODS  # noqa: E402
 
 LOWER = 5e-6
@@ -54,7 +54,7 @@ def trajectory(name: str, start: tuple[float, float], steps: int, lr: float) -> 
         theta.grad = direction
         optimizer.step()
         if method is not None:
-            method.after_step()
+            method.after_step(lambda: {})
         points.append(theta.detach().clone())
     return torch.stack(points)
 

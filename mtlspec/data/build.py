@@ -1,11 +1,12 @@
-"""Builds the data a spec describes: sources per dataset and split, task bindings, sample weights."""
+"""Builds the data a spec describes: sources per dataset and split, the samples for its task types,
+sample weights; and the scan that names bad data before training."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from mtlspec.data.dataset import MultiTaskDataset, TaskBinding
+from mtlspec.data.dataset import MultiTaskDataset, labels_of
 from mtlspec.data.formats.coco import CocoSource
 from mtlspec.data.formats.folders import DenseFolderSource, ImageFolderSource
 from mtlspec.data.formats.tables import AttributeTableSource
@@ -40,9 +41,11 @@ SOURCES = {"multidigits": _multidigits, "coco": _coco, "attribute_table": _table
 
 
 def build_source(spec: Any, name: str, split: str, base: Path = Path(".")) -> Any:
+    from mtlspec.tasks import task_type_class
+
     dataset = spec.data.datasets[name]
-    if dataset.type == "coco":  # its boxes and masks must be there when a task reads them
-        instances = any(t.dataset == name and (t.type in ("detection", "segmentation") or getattr(t, "label", None) == "categories")
+    if dataset.type == "coco":  # its annotations must be there when a task reads boxes, masks or the categories present
+        instances = any(t.dataset == name and (task_type_class(t.type).reads != "labels" or getattr(t, "label", None) == "categories")
                         for t in spec.tasks.values())
         return _coco(name, dataset, split, spec.data_seed(), base, instances)
     return SOURCES[dataset.type](name, dataset, split, spec.data_seed(), base)
@@ -54,35 +57,23 @@ def build_sources(spec: Any, split: str, base: Path = Path(".")) -> dict[str, An
     return {name: build_source(spec, name, split, base) for name in spec.data.datasets if name in used}
 
 
-def bindings(spec: Any, sources: dict[str, Any]) -> list[TaskBinding]:
-    out = []
-    for name, task in spec.tasks.items():
-        label = getattr(task, "label", None)
-        given = getattr(task, "num_classes", None) or getattr(task, "num_labels", None)
-        count = given or (sources[task.dataset].num_classes(label, task.type) if task.type not in ("regression", "depth") else 0)
-        out.append(TaskBinding(name, task.type, task.dataset, label, count))
-    return out
-
-
 DECODED_SAMPLE = 16  # samples per source whose files `decode="sample"` reads in full
 
 
-def scan(sources: dict[str, Any], decode: str = "none", binds: list[TaskBinding] = ()) -> list[tuple[str, DataError]]:
-    """Check every sample cheaply (annotations sane, every file they name present, each
-    image-level label valid for the tasks in `binds` that read it), and read some samples in full
+def scan(sources: dict[str, Any], decode: str = "none", task_types: dict[str, Any] | None = None) -> list[tuple[str, DataError]]:
+    """Check every sample cheaply (annotations sane, every file they name present, each image
+    label valid for the task types that read it), and read some samples in full
     (`decode`: "none", "sample" (a few spread over the source) or "all"): a truncated or
     undecodable image is found there.
 
     Returns (dataset name, error) for each problem found."""
     import numpy as np
 
-    from mtlspec.data.dataset import IMAGE_LEVEL, bind, labels_of
-
     problems: list[tuple[str, DataError]] = []
     for name, source in sources.items():
         bad: set[int] = set()
         dataset = getattr(source, "name", name)
-        readers = [b for b in binds if b.dataset == dataset and b.type in IMAGE_LEVEL]
+        readers = [tt for tt in (task_types or {}).values() if tt.spec.dataset == dataset and tt.image_level]
         for index in range(len(source)):
             try:
                 if hasattr(source, "check"):
@@ -90,8 +81,8 @@ def scan(sources: dict[str, Any], decode: str = "none", binds: list[TaskBinding]
                 if readers:
                     labels = labels_of(source, index)
                     file, sample = source.where(index) if hasattr(source, "where") else (getattr(source, "origin", dataset), index)
-                    for binding in readers:
-                        bind(binding, {"labels": labels, "meta": {"file": file, "index": sample}})
+                    for tt in readers:
+                        tt.target({"labels": labels, "meta": {"file": file, "index": sample}})
             except DataError as exc:
                 problems.append((name, exc))
                 bad.add(index)
@@ -171,7 +162,7 @@ def training_view(spec: Any, sources: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_overrides(spec: Any, sources: dict[str, Any], base: Path) -> tuple[dict, dict]:
+def load_overrides(spec: Any, sources: dict[str, Any], base: Path, task_types: dict[str, Any]) -> tuple[dict, dict]:
     """data.sample_overrides -> ({task: {dataset: weights}}, {task: {dataset: targets}}), aligned
     with the (unviewed) training sources; checked against them."""
     import numpy as np
@@ -191,27 +182,28 @@ def load_overrides(spec: Any, sources: dict[str, Any], base: Path) -> tuple[dict
             values = archive[key].astype(np.float32)
             if values.shape != (len(sources[dataset]),):
                 raise DataError(f"entry '{key}' has shape {values.shape}; the training split of '{dataset}' has {len(sources[dataset])} samples", str(path))
-            if kind == "target" and spec.tasks[task].type != "regression":
-                raise DataError(f"entry '{key}': targets can be replaced for regression tasks only", str(path))
+            if kind == "target" and not task_types[task].replaceable_target:
+                raise DataError(f"entry '{key}': targets can be replaced for tasks whose target is one number (regression) only", str(path))
             if not np.isfinite(values).all() or (kind == "weight" and (values < 0).any()):
                 raise DataError(f"entry '{key}' holds a negative or non-finite value", str(path), int(np.flatnonzero(~np.isfinite(values) | (values < 0))[0]))
             (weights if kind == "weight" else targets).setdefault(task, {})[dataset] = values
     return weights, targets
 
 
-def build_dataset(spec: Any, split: str, train: bool, base: Path = Path(".")) -> tuple[MultiTaskDataset, list[TaskBinding]]:
-    sources = build_sources(spec, split, base)
-    binds = bindings(spec, sources)
-    task_weights, task_targets = load_overrides(spec, sources, base) if train else ({}, {})
+def build_dataset(spec: Any, split: str, train: bool, base: Path, task_types: dict[str, Any],
+                  sources: dict[str, Any] | None = None) -> MultiTaskDataset:
+    """The split's samples for these task types (`sources`: the split's, when already open);
+    `train`: as the spec trains on them (held-out fold removed, bootstrapped, weighted, flipped)."""
+    sources = sources if sources is not None else build_sources(spec, split, base)
+    task_weights, task_targets = load_overrides(spec, sources, base, task_types) if train else ({}, {})
     if train:
         viewed = training_view(spec, sources)
         task_weights = {t: {d: _view(viewed[d], v) for d, v in per.items()} for t, per in task_weights.items()}
         task_targets = {t: {d: _view(viewed[d], v) for d, v in per.items()} for t, per in task_targets.items()}
         sources = viewed
     weights = sample_weights(spec.data.sample_weights, spec.tasks, sources) if train else {}
-    dataset = MultiTaskDataset(sources, binds, spec.data.image_size, weights=weights, task_weights=task_weights,
-                               task_targets=task_targets, hflip_p=spec.data.hflip if train else 0.0, seed=spec.seed)
-    return dataset, binds
+    return MultiTaskDataset(sources, task_types, spec.data.image_size, weights=weights, task_weights=task_weights,
+                            task_targets=task_targets, hflip_p=spec.data.hflip if train else 0.0, seed=spec.seed)
 
 
 def _view(source: Any, values: Any) -> Any:

@@ -18,7 +18,7 @@ import numpy as np
 
 from mtlspec.data.records import DataError, Record, fingerprint
 from mtlspec.io import write_bytes_atomic
-from mtlspec.spec.data import most_digits
+from mtlspec.language.data import DIGIT_CLASSES, most_digits, multidigits_classes
 
 GENERATOR_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -26,8 +26,6 @@ POOL_FRACTIONS = (0.7, 0.15, 0.15)  # of the 1,797 scans, per split
 BACKGROUND_DEPTH = 1.0
 NEAR, FAR = 0.3, 0.9  # digit depths (background is farther than any digit)
 MIN_VISIBLE = 0.5  # a digit must keep this share of its ink visible after occlusion
-NUM_DIGIT_CLASSES = 10
-SEG_CLASSES = NUM_DIGIT_CLASSES + 1  # background + one class per digit
 
 
 @dataclass(frozen=True)
@@ -189,7 +187,7 @@ class MultiDigitsSource:
         a = self.arrays
         lo, hi = a["offsets"][index], a["offsets"][index + 1]
         digits = a["box_labels"][lo:hi]
-        present = np.zeros(NUM_DIGIT_CLASSES, np.float32)
+        present = np.zeros(DIGIT_CLASSES, np.float32)
         present[digits] = 1.0
         return {
             "image": a["images"][index],
@@ -209,9 +207,11 @@ class MultiDigitsSource:
             "meta": {"dataset": self.name, "index": index, "file": f"multidigits:{self.params.split}"},
         }
 
-    def num_classes(self, label: str | None, task_type: str) -> int:
-        if task_type == "segmentation":
-            return SEG_CLASSES
-        if task_type == "detection":
-            return NUM_DIGIT_CLASSES
-        return {"largest_digit": 10, "smallest_digit": 10, "num_digits": self.params.max_objects + 1, "present": 10}[label or ""]
+    def label_classes(self, label: str) -> int:
+        return multidigits_classes(label, self.params.max_objects)
+
+    def box_classes(self) -> int:
+        return DIGIT_CLASSES
+
+    def mask_classes(self) -> int:
+        return multidigits_classes(None, self.params.max_objects)

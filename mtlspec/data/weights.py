@@ -42,7 +42,7 @@ def sample_weights(spec: Any, tasks: dict[str, Any], sources: dict[str, Any]) ->
     task = tasks[spec.task]
     source = sources[task.dataset]
     labels = [labels_of(source, i).get(task.label) for i in range(len(source))]
-    if task.type == "classification":
+    if all(np.ndim(v) == 0 for v in labels if v is not None):  # class indices (else 0/1 vectors, one entry per label)
         known = [int(v) for v in labels if v is not None]
         counts = np.bincount(known, minlength=max(known, default=0) + 1)
         per_class = _class_weights(counts, spec)

@@ -11,31 +11,31 @@ import torch
 
 from mtlspec.ensemble.box_fusion import fuse
 from mtlspec.ensemble.combine import vote, vote_multilabel, weighted_mean
+from mtlspec.tasks.base import Form
 
 
 class Averaging:
     """mean, weighted_mean, vote and box_fusion; also how bagging, snapshot and boosting combine
     the tasks they do not treat otherwise (averaged; boxes fused with box_fusion's defaults)."""
 
-    def __init__(self, kind: str, strategy: Any, num_classes: int, threshold: float, fitted: list[float] | None = None):
-        self.kind, self.strategy, self.num_classes, self.threshold = kind, strategy, num_classes, threshold
+    def __init__(self, task_type: Any, strategy: Any, fitted: list[float] | None = None):
+        self.task_type, self.strategy = task_type, strategy
         self.weights = getattr(strategy, "weights", None) or fitted
 
     def __call__(self, predictions: list[Any]) -> Any:
-        kind, strategy, weights = self.kind, self.strategy, self.weights
-        if kind == "detection":  # box_fusion's settings; fuse's defaults (box_fusion's too) under other strategies
+        form, strategy, weights = self.task_type.form, self.strategy, self.weights
+        if form is Form.BOXES:  # box_fusion's settings; fuse's defaults (box_fusion's too) under other strategies
             settings = {"iou": strategy.iou, "skip_score": strategy.skip_score, "method": strategy.method} if strategy.type == "box_fusion" else {}
             return [fuse([p[i] for p in predictions], weights=weights, **settings) for i in range(len(predictions[0]))]
         if strategy.type == "vote":
-            if kind == "classification":
-                labels = vote([p.argmax(dim=1) for p in predictions], self.num_classes, weights)
-                return torch.nn.functional.one_hot(labels, self.num_classes).float()
-            return vote_multilabel(predictions, self.threshold, weights)
-        mean = weighted_mean(predictions, weights)
-        return mean.argmax(dim=1) if kind == "segmentation" else mean
+            if form is Form.CLASS_PROBABILITIES:
+                classes = self.task_type.num_classes
+                return torch.nn.functional.one_hot(vote([p.argmax(dim=1) for p in predictions], classes, weights), classes).float()
+            return vote_multilabel(predictions, getattr(self.task_type.spec, "threshold", 0.5), weights)
+        return self.task_type.scored(weighted_mean(predictions, weights))
 
     def alone(self, prediction: Any) -> Any:
-        return prediction.argmax(dim=1) if self.kind == "segmentation" else prediction
+        return self.task_type.scored(prediction)
 
 
 class Samme:

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import torch
 
+from mtlspec.tasks.base import Form
 from mtlspec.weighting.qp import simplex_min_norm
+
+BY_VALUE = (Form.VALUES, Form.VALUE_MAPS)  # fitted by least squares; the other forms are probabilities
 
 
 def mixture_weights(likelihoods: torch.Tensor, iterations: int = 500, tol: float = 1e-10) -> list[float]:
@@ -38,8 +41,8 @@ def least_squares_weights(errors: list[torch.Tensor]) -> list[float]:
 class WeightFitter:
     """Accumulates what each task's fit needs, batch by batch, over the validation split."""
 
-    def __init__(self, kind: str, members: int):
-        self.kind, self.members = kind, members
+    def __init__(self, form: Form, members: int):
+        self.form, self.members = form, members
         self.parts: list[torch.Tensor] = []
 
     def update(self, predictions: list[torch.Tensor], target: torch.Tensor, has: torch.Tensor) -> None:
@@ -47,23 +50,23 @@ class WeightFitter:
             return
         preds = [p[has].double() for p in predictions]
         truth = target[has]
-        if self.kind == "classification":
+        if self.form is Form.CLASS_PROBABILITIES:
             self.parts.append(torch.stack([p.gather(1, truth.long().view(-1, 1)).squeeze(1) for p in preds], dim=1))
-        elif self.kind == "segmentation":
+        elif self.form is Form.CLASS_MAPS:
             valid = truth != 255
             labels = truth.clamp(max=preds[0].shape[1] - 1).long().unsqueeze(1)
             self.parts.append(torch.stack([p.gather(1, labels).squeeze(1)[valid] for p in preds], dim=1))
-        elif self.kind == "multilabel":
+        elif self.form is Form.LABEL_PROBABILITIES:
             y = truth.double()
             self.parts.append(torch.stack([(p * y + (1 - p) * (1 - y)).flatten() for p in preds], dim=1))
-        else:  # regression, depth: squared errors (depth only where it is known)
-            mask = truth > 0 if self.kind == "depth" else torch.ones_like(truth, dtype=torch.bool)
+        else:  # values: errors (maps only where the value is known, > 0)
+            mask = truth > 0 if self.form is Form.VALUE_MAPS else torch.ones_like(truth, dtype=torch.bool)
             self.parts.append(torch.stack([(p - truth.double())[mask].flatten() for p in preds], dim=1))
 
     def weights(self) -> list[float] | None:
         if not self.parts:
             return None
         data = torch.cat(self.parts)
-        if self.kind in ("regression", "depth"):
+        if self.form in BY_VALUE:
             return least_squares_weights([data[:, m] for m in range(self.members)])
         return mixture_weights(data)

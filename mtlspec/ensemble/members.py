@@ -1,5 +1,5 @@
-"""An ensemble's members: which runs they are (trained now or reused by spec hash), loading them,
-and running them together over a split.
+"""An ensemble's members: which runs they are (trained now or reused by spec hash, through the
+`train_or_reuse` the orchestrator hands in), loading them, and running them together over a split.
 
 Members come from `ensemble.members` (seeds of this spec, other spec files, run directories) or
 from the strategy: bagging (bootstrap replicas), snapshot (one cyclic run) and boosting (a
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -19,10 +20,24 @@ import yaml
 
 from mtlspec.errors import UsageError
 from mtlspec.io import write_bytes_atomic
-from mtlspec.spec.ensemble import BOOSTED_TASK_TYPES
-from mtlspec.spec.root import Spec
+from mtlspec.language.ensemble import BOOSTED_TASK_TYPES
+from mtlspec.language.root import Spec
+from mtlspec.tasks.base import Form
 
 Log = Callable[[str], None]
+# The orchestrator's: (spec, spec file, runs root, log, "who: what") -> {"run_dir", "report"} of a finished run
+TrainOrReuse = Callable[[Spec, str, Path, Log, str], dict[str, Any]]
+
+
+@dataclass
+class Member:
+    """One trained member: where it is, its network (in eval mode), its task types and its spec."""
+
+    run_dir: Path
+    checkpoint: Path
+    model: Any
+    task_types: dict[str, Any]
+    spec: Spec
 
 
 def derived(spec: Spec, name: str, **changes: Any) -> Spec:
@@ -44,10 +59,9 @@ def member_specs(spec: Spec) -> list[Spec]:
     return [derived(spec, f"{spec.name}.seed{seed}", seed=seed) for seed in spec.ensemble.members.seeds]
 
 
-def train_or_reuse(single: Spec, spec_file: str, out_root: Path, log: Log) -> Path:
-    from mtlspec.run import train_or_reuse as run_or_reuse
-
-    return Path(run_or_reuse(single, spec_file, out_root, log, f"ensemble: member {single.name}")["run_dir"])
+def trained(train_or_reuse: TrainOrReuse, single: Spec, spec_file: str, out_root: Path, log: Log) -> Path:
+    """The run directory of a member, trained now or reused."""
+    return Path(train_or_reuse(single, spec_file, out_root, log, f"ensemble: member {single.name}")["run_dir"])
 
 
 def with_checkpoint(run_dir: Path) -> tuple[Path, Path]:
@@ -59,17 +73,17 @@ def with_checkpoint(run_dir: Path) -> tuple[Path, Path]:
     return run_dir, checkpoint
 
 
-def given_members(spec: Spec, spec_file: str, out_root: Path, log: Log) -> list[tuple[Path, Path]]:
+def given_members(spec: Spec, spec_file: str, out_root: Path, log: Log, train_or_reuse: TrainOrReuse) -> list[tuple[Path, Path]]:
     """(run directory, checkpoint) of every member: those ensemble.members names, bagging's, or snapshot's."""
-    from mtlspec.spec import validate_file
+    from mtlspec.language import validate_file
 
     members, strategy = spec.ensemble.members, spec.ensemble.strategy
     base = Path(spec_file).resolve().parent
     if strategy.type == "bagging":  # members on bootstrap samples of the training split
         singles = [derived(spec, f"{spec.name}.bag{i}", seed=spec.seed + i, data_bootstrap=i) for i in range(strategy.n_members)]
-        return [with_checkpoint(train_or_reuse(s, spec_file, out_root, log)) for s in singles]
+        return [with_checkpoint(trained(train_or_reuse, s, spec_file, out_root, log)) for s in singles]
     if strategy.type == "snapshot":  # one run with a cyclic schedule; a member per cycle
-        run_dir = train_or_reuse(derived(spec, f"{spec.name}.cyclic"), spec_file, out_root, log)
+        run_dir = trained(train_or_reuse, derived(spec, f"{spec.name}.cyclic"), spec_file, out_root, log)
         return [(run_dir, p) for p in sorted((run_dir / "checkpoints").glob("snapshot-*.pt"))]
     if members.type == "runs":
         return [with_checkpoint(base / p) for p in members.paths]
@@ -80,56 +94,44 @@ def given_members(spec: Spec, spec_file: str, out_root: Path, log: Log) -> list[
             if result.spec is None:
                 raise UsageError(f"ensemble member spec {base / path} is not valid: run `mtlspec validate` on it")
             single = derived(result.spec, result.spec.name)
-            out.append(with_checkpoint(train_or_reuse(single, str(base / path), out_root, log)))
+            out.append(with_checkpoint(trained(train_or_reuse, single, str(base / path), out_root, log)))
         return out
-    return [with_checkpoint(train_or_reuse(s, spec_file, out_root, log)) for s in member_specs(spec)]
+    return [with_checkpoint(trained(train_or_reuse, s, spec_file, out_root, log)) for s in member_specs(spec)]
 
 
-def load_member(run_dir: Path, checkpoint: Path, num_classes: dict[str, int]) -> tuple[Any, dict[str, Any], Spec]:
-    from mtlspec.model.builder import build_model
+def load_member(run_dir: Path, checkpoint: Path, sources: dict[str, Any]) -> Member:
+    """A member's network as its checkpoint left it, built from its resolved spec (with the class
+    counts of the ensemble's training `sources`, which every member shares)."""
+    from mtlspec.build import build
     from mtlspec.train.checkpoint import read
 
     member_spec = Spec.model_validate(yaml.safe_load((run_dir / "spec.resolved.yaml").read_text()))
-    model, task_types = build_model(member_spec, num_classes)
-    state = read(checkpoint)
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model, task_types, member_spec
+    built = build(member_spec, run_dir, sources)
+    built.model.load_state_dict(read(checkpoint)["model"])
+    built.model.eval()
+    return Member(run_dir, checkpoint, built.model, built.task_types, member_spec)
 
 
-def _prediction(kind: str, task_type: Any, output: Any, image_size: int) -> Any:
-    if kind == "segmentation":
-        return output.softmax(dim=1)
-    return task_type.predict(output, image_size)
-
-
-def member_predictions(spec: Spec, members: list, split: str, data_root: Path, tasks: list[str] | None = None) -> Iterator[tuple[dict, dict[str, list[Any]]]]:
-    """Over a split in dataset order, batch by batch: (batch, {task: each member's prediction});
-    segmentation as probabilities."""
+def member_predictions(spec: Spec, members: list[Member], split: str, data_root: Path, tasks: list[str] | None = None) -> Iterator[tuple[dict, dict[str, list[Any]]]]:
+    """Over a split in dataset order, batch by batch: (batch, {task: each member's contribution}),
+    as each task type gives it to ensembles (class maps as probabilities)."""
     from mtlspec.data.build import build_dataset
     from mtlspec.train.loop import make_loader
 
-    dataset, binds = build_dataset(spec, split, train=False, base=data_root)
-    for batch in make_loader(dataset, binds, spec.data.batch_size, 0):
+    task_types = members[0].task_types
+    dataset = build_dataset(spec, split, False, data_root, task_types)
+    for batch in make_loader(dataset, spec.data.batch_size, 0):
         with torch.no_grad():
-            outputs = [model(batch["image"]) for model, _, _ in members]
-        yield batch, {task: [_prediction(spec.tasks[task].type, m_tt[task], out[task], spec.data.image_size)
-                             for out, (_, m_tt, _) in zip(outputs, members)] for task in (tasks if tasks is not None else list(spec.tasks))}
+            outputs = [member.model(batch["image"]) for member in members]
+        yield batch, {task: [member.task_types[task].member_prediction(out[task], spec.data.image_size) for out, member in zip(outputs, members)]
+                      for task in (tasks if tasks is not None else list(spec.tasks))}
 
 
-def source_sizes(spec: Spec, data_root: Path) -> dict[str, int]:
-    from mtlspec.data.build import build_sources
-
-    return {name: len(src) for name, src in build_sources(spec, "train", data_root).items()}
-
-
-def training_labels(spec: Spec, tasks: list[str], data_root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """For classification and regression tasks: (targets, labelled) over their dataset's training
-    samples, read from the labels alone (no image is decoded)."""
-    from mtlspec.data.build import build_sources
+def training_labels(spec: Spec, tasks: list[str], sources: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For boosted tasks (a class or a value per image): (targets, labelled) over their dataset's
+    training samples, read from the labels alone (no image is decoded)."""
     from mtlspec.data.dataset import labels_of
 
-    sources = build_sources(spec, "train", data_root)
     out = {}
     for task in tasks:
         source = sources[spec.tasks[task].dataset]
@@ -154,19 +156,20 @@ def _overrides_file(spec: Spec, out_root: Path, m: int, arrays: dict[str, np.nda
     return path.resolve()
 
 
-def boosted_members(spec: Spec, spec_file: str, out_root: Path, num_classes: dict[str, int], log: Log) -> tuple[list, dict[str, Any]]:
-    """Train (or reuse) boosting's members in sequence: each one's sample weights (classification)
-    and residual targets (regression) come from the members before it, predicted on the training
-    split. Returns the loaded members and the booster of each boosted task."""
+def boosted_members(spec: Spec, spec_file: str, out_root: Path, task_types: dict[str, Any], sources: dict[str, Any], log: Log,
+                    train_or_reuse: TrainOrReuse) -> tuple[list[Member], dict[str, Any]]:
+    """Train (or reuse) boosting's members in sequence: each one's sample weights (a class per
+    image: SAMME) and residual targets (a value per image: gradient boosting) come from the members
+    before it, predicted on the training split. Returns the members and each boosted task's booster."""
     from mtlspec.ensemble.boosting import ResidualBoost, Samme
 
     strategy, data_root = spec.ensemble.strategy, Path(spec_file).resolve().parent
     tasks = boosted_tasks(spec)
-    labels = training_labels(spec, tasks, data_root)
+    labels = training_labels(spec, tasks, sources)
     boosters: dict[str, Any] = {}
     for t in tasks:
         target, labelled = labels[t]
-        boosters[t] = (Samme(labelled, num_classes[t], strategy.learning_rate) if spec.tasks[t].type == "classification"
+        boosters[t] = (Samme(labelled, task_types[t].num_classes, strategy.learning_rate) if task_types[t].form is Form.CLASS_PROBABILITIES
                        else ResidualBoost(target, labelled, strategy.learning_rate))
     members = []
     for m in range(strategy.n_members):
@@ -179,14 +182,13 @@ def boosted_members(spec: Spec, spec_file: str, out_root: Path, num_classes: dic
                 arrays["target/" + key] = booster.residuals().astype(np.float32)
         overrides = _overrides_file(spec, out_root, m, arrays)
         single = derived(spec, f"{spec.name}.boost{m}", seed=spec.seed + m, data_sample_overrides=str(overrides))
-        run_dir, checkpoint = with_checkpoint(train_or_reuse(single, spec_file, out_root, log))
-        member = load_member(run_dir, checkpoint, num_classes)
-        members.append((run_dir, checkpoint, member))
+        member = load_member(*with_checkpoint(trained(train_or_reuse, single, spec_file, out_root, log)), sources)
+        members.append(member)
         predicted = {t: np.zeros(len(labels[t][0])) for t in tasks}
         for batch, predictions in member_predictions(spec, [member], "train", data_root, tasks):
             for t in tasks:
                 values = predictions[t][0]
-                values = values.argmax(dim=1) if spec.tasks[t].type == "classification" else values
+                values = values.argmax(dim=1) if task_types[t].form is Form.CLASS_PROBABILITIES else values
                 for i, meta in enumerate(batch["meta"]):
                     if meta["dataset"] == spec.tasks[t].dataset:
                         predicted[t][meta["index"]] = float(values[i])

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtlspec.ensemble.members import Log, derived, load_member, member_predictions, source_sizes, train_or_reuse, with_checkpoint
-from mtlspec.spec.root import Spec
+from mtlspec.ensemble.members import Log, Member, TrainOrReuse, derived, load_member, member_predictions, trained, with_checkpoint
+from mtlspec.language.root import Spec
 
 
 def _spec_file(run_dir: Path, fallback: str) -> str:
@@ -24,11 +24,12 @@ def _spec_file(run_dir: Path, fallback: str) -> str:
     return made_from if made_from and Path(made_from).is_file() else fallback
 
 
-def out_of_fold(spec: Spec, members: list, run_dirs: list[Path], folds: int, tasks: list[str], spec_file: str, out_root: Path,
-                num_classes: dict[str, int], log: Log) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray], dict[str, np.ndarray]]:
+def out_of_fold(spec: Spec, members: list[Member], folds: int, tasks: list[str], spec_file: str, out_root: Path,
+                sources: dict[str, Any], log: Log, train_or_reuse: TrainOrReuse) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """({task: each member's out-of-fold predictions}, {task: targets}, {task: labelled}) over the
     training split in dataset order. `members` are the loaded full members (their specs are
-    retrained per fold, from the file each was made from, so relative data paths still resolve)."""
+    retrained per fold, from the file each was made from, so relative data paths still resolve);
+    `sources` the ensemble's training sources."""
     from mtlspec.data.build import fold_ids
 
     data_root = Path(spec_file).resolve().parent
@@ -36,11 +37,11 @@ def out_of_fold(spec: Spec, members: list, run_dirs: list[Path], folds: int, tas
     targets: dict[str, list[Any]] = {t: [] for t in tasks}
     labelled: dict[str, list[Any]] = {t: [] for t in tasks}
     fold_models = []
-    for (_, _, member_spec), run_dir in zip(members, run_dirs):
-        copies = [derived(member_spec, f"{member_spec.name}.fold{k}of{folds}", data_holdout={"folds": folds, "fold": k}) for k in range(folds)]
-        made_from = _spec_file(run_dir, spec_file)
-        fold_models.append([load_member(*with_checkpoint(train_or_reuse(c, made_from, out_root, log)), num_classes) for c in copies])
-    assignment = {name: fold_ids(n, folds) for name, n in source_sizes(spec, data_root).items()}
+    for member in members:
+        copies = [derived(member.spec, f"{member.spec.name}.fold{k}of{folds}", data_holdout={"folds": folds, "fold": k}) for k in range(folds)]
+        made_from = _spec_file(member.run_dir, spec_file)
+        fold_models.append([load_member(*with_checkpoint(trained(train_or_reuse, c, made_from, out_root, log)), sources) for c in copies])
+    assignment = {name: fold_ids(len(source), folds) for name, source in sources.items()}
     for i, copies in enumerate(fold_models):
         for batch, per_fold in member_predictions(spec, copies, "train", data_root, tasks):
             which = torch.tensor([int(assignment[m["dataset"]][m["index"]]) for m in batch["meta"]])

@@ -72,7 +72,7 @@ def gain_chart(report: dict[str, Any]) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def write_reports(run_dir: Path, report: dict[str, Any], formats: list[str], plots: bool) -> None:
+def write_ensemble_reports(run_dir: Path, report: dict[str, Any], formats: list[str], plots: bool) -> None:
     write_text_atomic(run_dir / "ensemble.json", json.dumps(report, indent=2) + "\n")
     write_text_atomic(run_dir / "ensemble.md", markdown(report))
     if "html" in formats:

@@ -22,14 +22,16 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit, logsumexp
 
+from mtlspec.tasks.base import Form
 
-def features(kind: str, predictions: list[np.ndarray], label: int | None = None) -> np.ndarray:
+
+def features(form: Form, predictions: list[np.ndarray], label: int | None = None) -> np.ndarray:
     """The meta-model's input from the members' predictions (one array per member)."""
-    if kind == "classification":
+    if form is Form.CLASS_PROBABILITIES:
         if predictions[0].shape[1] == 2:
             return np.stack([p[:, 1] for p in predictions], axis=1)
         return np.concatenate(predictions, axis=1)
-    if kind == "multilabel":
+    if form is Form.LABEL_PROBABILITIES:
         return np.stack([p[:, label] for p in predictions], axis=1)
     return np.stack(predictions, axis=1)
 
@@ -114,8 +116,8 @@ class Constant:
 class Stacker:
     """The meta-model of one task: fit on out-of-fold predictions, then combine new predictions."""
 
-    def __init__(self, kind: str, alpha: float = 1.0):
-        self.kind, self.alpha = kind, alpha
+    def __init__(self, form: Form, alpha: float = 1.0):
+        self.form, self.alpha = form, alpha
         self.models: list = []
 
     def fit(self, predictions: list[np.ndarray], target: np.ndarray, labelled: np.ndarray) -> "Stacker":
@@ -123,32 +125,32 @@ class Stacker:
         (N, K) / (N, L), or values (N,)); only labelled samples are used."""
         rows = [np.asarray(p, np.float64)[labelled] for p in predictions]
         target = np.asarray(target)[labelled]
-        if self.kind == "classification":
+        if self.form is Form.CLASS_PROBABILITIES:
             # as scikit-learn: the meta-model knows the classes the targets hold; the others get probability 0
             self.num_classes, self.classes = rows[0].shape[1], np.unique(target.astype(int))
-            X, y = features(self.kind, rows), np.searchsorted(self.classes, target.astype(int))
+            X, y = features(self.form, rows), np.searchsorted(self.classes, target.astype(int))
             if len(self.classes) == 1:
                 self.models = [Constant()]
             elif len(self.classes) == 2:
                 self.models = [Logistic.fit(X, y == 1, self.alpha)]
             else:
                 self.models = [Softmax.fit(X, y, len(self.classes), self.alpha)]
-        elif self.kind == "multilabel":
-            self.models = [Logistic.fit(features(self.kind, rows, j), target[:, j] > 0.5, self.alpha) for j in range(rows[0].shape[1])]
+        elif self.form is Form.LABEL_PROBABILITIES:
+            self.models = [Logistic.fit(features(self.form, rows, j), target[:, j] > 0.5, self.alpha) for j in range(rows[0].shape[1])]
         else:
-            self.models = [Ridge.fit(features(self.kind, rows), target.astype(np.float64), self.alpha)]
+            self.models = [Ridge.fit(features(self.form, rows), target.astype(np.float64), self.alpha)]
         return self
 
     def predict(self, predictions: list[np.ndarray]) -> np.ndarray:
         """The ensemble's prediction, in the form the task's metric reads (probabilities or values)."""
         rows = [np.asarray(p, np.float64) for p in predictions]
-        if self.kind == "classification":
+        if self.form is Form.CLASS_PROBABILITIES:
             model = self.models[0]
-            out = model.predict(features(self.kind, rows))
+            out = model.predict(features(self.form, rows))
             present = np.stack([1 - out, out], axis=1) if isinstance(model, Logistic) else out
             probs = np.zeros((len(present), self.num_classes))
             probs[:, self.classes] = present
             return probs
-        if self.kind == "multilabel":
-            return np.stack([m.predict(features(self.kind, rows, j)) for j, m in enumerate(self.models)], axis=1)
-        return self.models[0].predict(features(self.kind, rows))
+        if self.form is Form.LABEL_PROBABILITIES:
+            return np.stack([m.predict(features(self.form, rows, j)) for j, m in enumerate(self.models)], axis=1)
+        return self.models[0].predict(features(self.form, rows))

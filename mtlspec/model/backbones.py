@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtlspec.model.openmmlab import build_module
+from mtlspec.openmmlab import build_module
 
 
 class StagedBackbone(nn.Module):

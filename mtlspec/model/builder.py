@@ -1,4 +1,4 @@
-"""Compiles a validated spec into a torch model: backbone, sharing topology, one head per task."""
+"""The network of a spec: backbone and neck under a sharing topology, one head per task."""
 
 from __future__ import annotations
 
@@ -9,8 +9,14 @@ from torch import nn
 
 from mtlspec.model.backbones import build_backbone
 from mtlspec.model.sharing import TOPOLOGIES
-from mtlspec.tasks.base import TaskType
-from mtlspec.tasks.registry import TASK_TYPES
+
+
+class BuildError(Exception):
+    """Parts of the model that cannot be built: (where in the spec, why) for each."""
+
+    def __init__(self, problems: list[tuple[tuple, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{'.'.join(map(str, where))}: {why}" for where, why in problems))
 
 
 class MultiTaskModel(nn.Module):
@@ -31,23 +37,33 @@ class MultiTaskModel(nn.Module):
     def task_parameters(self, task: str) -> list[nn.Parameter]:
         return self.topology.task_parameters(task) + list(self.heads[task].parameters())
 
+    def extra_loss(self) -> torch.Tensor | float:
+        """The topology's term beside the task losses (soft sharing's pull; 0 for most)."""
+        return self.topology.extra_loss()
+
 
 def build_topology(spec: Any) -> nn.Module:
     sharing = spec.model.sharing
     return TOPOLOGIES[sharing.type](build_backbone(spec.model.backbone), spec.model.neck, list(spec.tasks), sharing)
 
 
-def build_task_types(spec: Any, num_classes: dict[str, int]) -> dict[str, TaskType]:
-    return {name: TASK_TYPES[t.type](name, num_classes[name], t) for name, t in spec.tasks.items()}
+def head_path(task: str, section: Any) -> tuple:
+    """Where a task's head is written in the spec: its `head` field where it has one."""
+    return ("tasks", task, "head") if "head" in type(section).model_fields else ("tasks", task)
 
 
-def build_head(task_type: TaskType, topology: nn.Module, spec: Any) -> nn.Module:
-    return task_type.build_head(topology.vector_channels, topology.pyramid_channels, topology.strides, spec.data.image_size)
-
-
-def build_model(spec: Any, num_classes: dict[str, int]) -> tuple[MultiTaskModel, dict[str, TaskType]]:
-    """The model and the task-type objects (losses, decoding, metrics) for every task of the spec."""
-    topology = build_topology(spec)
-    task_types = build_task_types(spec, num_classes)
-    heads = {name: build_head(tt, topology, spec) for name, tt in task_types.items()}
-    return MultiTaskModel(topology, heads), task_types
+def build_model(spec: Any, task_types: dict[str, Any]) -> MultiTaskModel:
+    """The model; BuildError naming every part that cannot be built (every head is tried)."""
+    try:
+        topology = build_topology(spec)
+    except Exception as exc:
+        raise BuildError([(("model",), f"the backbone and neck cannot be built: {type(exc).__name__}: {exc}")]) from exc
+    heads, problems = {}, []
+    for name, task_type in task_types.items():
+        try:
+            heads[name] = task_type.build_head(topology.vector_channels, topology.pyramid_channels, topology.strides, spec.data.image_size)
+        except Exception as exc:
+            problems.append((head_path(name, spec.tasks[name]), f"the head cannot be built on its input features: {type(exc).__name__}: {exc}"))
+    if problems:
+        raise BuildError(problems)
+    return MultiTaskModel(topology, heads)

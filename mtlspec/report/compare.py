@@ -246,3 +246,13 @@ def to_json(rows: list[Row], with_delta: bool) -> dict[str, Any]:
         "delta_m_definition": DEFINITION if with_delta else None,
         "notes": differences(rows),
     }
+
+
+def write_comparison(folder: Path, run_dirs: list[Path]) -> Path:
+    """comparison.md and comparison.json of these runs in `folder` (a matrix's runs); returns the .md."""
+    from mtlspec.io import write_text_atomic
+
+    rows = load_rows(run_dirs)
+    write_text_atomic(folder / "comparison.md", to_markdown(rows, False))
+    write_text_atomic(folder / "comparison.json", json.dumps(to_json(rows, False), indent=2) + "\n")
+    return folder / "comparison.md"

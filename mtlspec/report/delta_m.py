@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mtlspec.spec.tasks import HIGHER_IS_BETTER
+from mtlspec.language.tasks import HIGHER_IS_BETTER
 
 DEFINITION = ("Δm = 100 · (1/T) Σ_t (1/M_t) Σ_m (−1)^{w_tm} (M_tm − B_tm) / B_tm, w_tm = 1 when lower is better; "
               "per task first, then across tasks (LibMTL's Δp); higher is better")

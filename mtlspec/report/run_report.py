@@ -8,7 +8,7 @@ from typing import Any
 
 from mtlspec.io import write_text_atomic
 from mtlspec.report.plots import write_plots
-from mtlspec.spec.tasks import HIGHER_IS_BETTER
+from mtlspec.language.tasks import HIGHER_IS_BETTER
 
 REPORT_SCHEMA_VERSION = 1
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data: found in a wheel install too

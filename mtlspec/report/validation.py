@@ -6,7 +6,7 @@ import json
 import sys
 
 from mtlspec.errors import Diagnostic, printable
-from mtlspec.spec.validate import Result
+from mtlspec.language.validate import Result
 
 
 def _unique(results: list[Result]) -> list[Diagnostic]:

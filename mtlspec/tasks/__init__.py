@@ -1,1 +1,30 @@
-"""One module per task type: its head, loss (masked by `has`, weighted per sample), decoding and metrics."""
+"""One module per task type: its data (targets, placeholders, batches), head, loss (masked by `has`,
+weighted per sample), predictions, ensemble form, metrics and trivial baseline (base.TaskType).
+
+TASK_TYPES names where each type's class lives, by the spec's `type` tag: a plain dict that costs no
+import (capabilities.py reads it without torch); `task_type_class` imports the one asked for.
+Adding a task type is a module here, an entry below, and its section in language/tasks.py.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+TASK_TYPES: dict[str, Any] = {
+    "classification": "mtlspec.tasks.classification:Classification",
+    "multilabel": "mtlspec.tasks.multilabel:Multilabel",
+    "regression": "mtlspec.tasks.regression:Regression",
+    "detection": "mtlspec.tasks.detection:Detection",
+    "segmentation": "mtlspec.tasks.segmentation:Segmentation",
+    "depth": "mtlspec.tasks.depth:Depth",
+}
+
+
+def task_type_class(name: str) -> Any:
+    """The TaskType subclass of a `type` tag (an entry may also be the class itself)."""
+    entry = TASK_TYPES[name]
+    if isinstance(entry, str):
+        module, _, cls = entry.partition(":")
+        return getattr(importlib.import_module(module), cls)
+    return entry

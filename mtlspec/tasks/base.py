@@ -1,12 +1,25 @@
-"""What every task type provides, and the masked, weighted mean all losses reduce with."""
+"""What every task type provides, and the masked, weighted mean all losses reduce with.
+
+A task type owns everything about its task that is not the shared network: how its target is read
+from a record (and what stands in for it where the sample has none), how targets stack into a
+batch, its head and loss, how outputs become predictions (alone, and as an ensemble member's
+contribution), its metrics and their directions, and what a model that ignores the image would
+predict. Code outside tasks/ asks a task type, never which type it is; ensembles ask for the
+`Form` of its predictions (class probabilities, values, boxes ...), which is what combining them
+depends on.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from enum import Enum
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+
+from mtlspec.data.records import DataError
 
 
 def masked_mean(per_sample: torch.Tensor, has: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -24,14 +37,59 @@ def masked_mean(per_sample: torch.Tensor, has: torch.Tensor, weight: torch.Tenso
     return (per_sample * weight.to(per_sample.dtype) * mask).sum() / count
 
 
-class TaskType(ABC):
-    """A task type: builds its head and turns head outputs into losses, predictions and metrics."""
+class Form(str, Enum):
+    """What a task's predictions are: how ensembles average, vote, stack, boost and fit weights."""
 
-    name: str = ""
-    metrics: tuple[str, ...] = ()
+    CLASS_PROBABILITIES = "class probabilities"  # (N, K), each row sums to 1; the target is a class index
+    LABEL_PROBABILITIES = "label probabilities"  # (N, L), each in [0, 1]; the target is a 0/1 vector
+    VALUES = "values"  # (N,); the target is a number
+    CLASS_MAPS = "class maps"  # (N, K, H, W) probabilities while combined, (N, H, W) labels when scored; 255 ignored
+    VALUE_MAPS = "value maps"  # (N, H, W); 0 in the target means unknown
+    BOXES = "boxes"  # per image {"boxes", "scores", "labels"}
+
+
+class TaskType(ABC):
+    """One task of a spec, of one type: built with its name, class count and spec section."""
+
+    name: str = ""  # the `type` tag in the spec
+    form: Form
+    reads: str = "labels"  # the record key its targets come from ("labels": image labels, read without the image)
+    replaceable_target = False  # whether data.sample_overrides may give it other targets (boosting's residuals)
 
     def __init__(self, task_name: str, num_classes: int, spec: Any):
         self.task_name, self.num_classes, self.spec = task_name, num_classes, spec
+
+    # --- data ------------------------------------------------------------------------------
+
+    @classmethod
+    def classes(cls, spec: Any, source: Any) -> int:
+        """The class (or label) count: the spec's, else its dataset's; 0 where it does not apply."""
+        given = getattr(spec, "num_classes", None) or getattr(spec, "num_labels", None)
+        return given or cls.dataset_classes(spec, source)
+
+    @classmethod
+    def dataset_classes(cls, spec: Any, source: Any) -> int:
+        return 0
+
+    @property
+    def image_level(self) -> bool:
+        """Whether its targets are image labels, which a source can give without decoding the image."""
+        return self.reads == "labels"
+
+    @abstractmethod
+    def target(self, record: dict[str, Any]) -> tuple[Any, bool]:
+        """(target, True) from a record of the task's dataset, or (None, False) where it has no
+        label for this task; DataError (file and sample named) for a label that cannot be one."""
+
+    @abstractmethod
+    def placeholder(self, image_size: int) -> Any:
+        """What stands in a batch for the target of a sample without the label (no loss or metric reads it)."""
+
+    def collate(self, targets: list[Any]) -> Any:
+        """The batch's targets, stacked."""
+        return torch.from_numpy(np.stack(targets))
+
+    # --- model -----------------------------------------------------------------------------
 
     @abstractmethod
     def build_head(self, vector_channels: int, pyramid_channels: int, strides: list[int], image_size: int) -> nn.Module:
@@ -43,7 +101,36 @@ class TaskType(ABC):
 
     @abstractmethod
     def predict(self, output: Any, image_size: int) -> Any:
-        ...
+        """The prediction its metric scores."""
+
+    def output_problem(self, output: Any, batch: int, image_size: int, strides: list[int]) -> str | None:
+        """Why a head's output for a batch of this size is not what the task needs, or None."""
+        expected = self.output_shape(batch, image_size)
+        return None if tuple(output.shape) == expected else f"the head outputs {tuple(output.shape)}, expected {expected}"
+
+    def output_shape(self, batch: int, image_size: int) -> tuple[int, ...]:
+        return (batch, self.num_classes)
+
+    def describe(self) -> str:
+        """The head in a few words, for `mtlspec graph`."""
+        return self.name
+
+    # --- ensembles -------------------------------------------------------------------------
+
+    def member_prediction(self, output: Any, image_size: int) -> Any:
+        """What an ensemble member contributes (probabilities where `predict` gives labels)."""
+        return self.predict(output, image_size)
+
+    def scored(self, combined: Any) -> Any:
+        """A combined (or a member's) contribution in the form the metric scores."""
+        return combined
+
+    # --- evaluation ------------------------------------------------------------------------
+
+    @property
+    def directions(self) -> dict[str, bool]:
+        """Whether a higher value is better, for each metric the type can report."""
+        return dict(type(self.spec).DIRECTIONS)
 
     @abstractmethod
     def metric(self) -> "Metric":
@@ -52,7 +139,25 @@ class TaskType(ABC):
     @abstractmethod
     def trivial_prediction(self, train_targets: list[Any], count: int, image_size: int) -> Any:
         """What a model that ignores the image predicts: the baseline a report shows beside the metrics."""
-        ...
+
+
+class ImageLabelTask(TaskType):
+    """A task whose target is one named label of the image (`record["labels"][label]`)."""
+
+    reads = "labels"
+
+    def target(self, record):
+        value = record.get("labels", {}).get(self.spec.label)
+        if value is None:
+            return None, False
+        return self.decode(value, record["meta"].get("file"), record["meta"].get("index")), True
+
+    @abstractmethod
+    def decode(self, value: Any, file: str | None, sample: Any) -> Any:
+        """The target from the label's value; DataError naming the file and sample when it is not one."""
+
+    def _fail(self, message: str, file: str | None, sample: Any) -> DataError:
+        return DataError(f"label '{self.spec.label}' {message}", file, sample)
 
 
 class Metric(ABC):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mtlspec.tasks.base import Metric, TaskType, masked_mean
+from mtlspec.tasks.base import Form, ImageLabelTask, Metric, masked_mean
 
 
 class VectorHead(nn.Module):
@@ -23,8 +24,27 @@ class VectorHead(nn.Module):
         return self.net(features["vector"])
 
 
-class Classification(TaskType):
+class Classification(ImageLabelTask):
     name = "classification"
+    form = Form.CLASS_PROBABILITIES
+
+    @classmethod
+    def dataset_classes(cls, spec, source):
+        return source.label_classes(spec.label)
+
+    def decode(self, value, file, sample):
+        number = float(value)
+        if not math.isfinite(number) or not number.is_integer():
+            raise self._fail(f"= {value!r} is not a class index (a whole number from 0)", file, sample)
+        if not 0 <= number < self.num_classes:
+            raise self._fail(f"= {int(number)} is outside 0..{self.num_classes - 1}", file, sample)
+        return int(number)
+
+    def placeholder(self, image_size):
+        return 0
+
+    def collate(self, targets):
+        return torch.tensor(targets, dtype=torch.int64)
 
     def build_head(self, vector_channels, pyramid_channels, strides, image_size):
         return VectorHead(vector_channels, self.num_classes)

@@ -5,12 +5,25 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from mtlspec.tasks.base import Metric, TaskType, masked_mean
+import numpy as np
+
+from mtlspec.tasks.base import Form, Metric, TaskType, masked_mean
 from mtlspec.tasks.dense import PyramidDecoder
 
 
 class Depth(TaskType):
     name = "depth"
+    form = Form.VALUE_MAPS
+    reads = "depth"
+
+    def target(self, record):
+        return (record["depth"], True) if "depth" in record else (None, False)
+
+    def placeholder(self, image_size):
+        return np.zeros((image_size, image_size), np.float32)
+
+    def output_shape(self, batch, image_size):
+        return (batch, 1, image_size, image_size)
 
     def build_head(self, vector_channels, pyramid_channels, strides, image_size):
         return PyramidDecoder(pyramid_channels, 1, image_size)

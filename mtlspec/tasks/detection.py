@@ -8,14 +8,44 @@ import io
 import numpy as np
 import torch
 
-from mtlspec.tasks.base import Metric, TaskType
+from mtlspec.tasks.base import Form, Metric, TaskType
 
 
 class Detection(TaskType):
     name = "detection"
+    form = Form.BOXES
+    reads = "boxes"
+
+    @classmethod
+    def dataset_classes(cls, spec, source):
+        return source.box_classes()
+
+    def target(self, record):
+        if "boxes" not in record:
+            return None, False
+        return {"boxes": np.asarray(record["boxes"], np.float32).reshape(-1, 4), "labels": np.asarray(record["box_labels"], np.int64)}, True
+
+    def placeholder(self, image_size):
+        return {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros((0,), np.int64)}
+
+    def collate(self, targets):
+        return [{k: torch.from_numpy(np.asarray(v)) for k, v in t.items()} for t in targets]
+
+    def output_problem(self, output, batch, image_size, strides):
+        """The head's outputs (scores, boxes, ...): one level per stride, each of the stride's size."""
+        levels = output[0]
+        if len(levels) != len(strides):
+            return f"the head gives {len(levels)} levels for {len(strides)} strides"
+        for level, stride in zip(levels, strides):
+            if tuple(level.shape[-2:]) != (-(-image_size // stride),) * 2:
+                return f"a level of shape {tuple(level.shape)} does not match stride {stride}"
+        return None
+
+    def describe(self):
+        return f"{self.name}, {self.spec.head.type}"
 
     def build_head(self, vector_channels, pyramid_channels, strides, image_size):
-        from mtlspec.model.detection import DenseHeadAdapter
+        from mtlspec.tasks.dense_head import DenseHeadAdapter
 
         fields = self.spec.head.model_dump()
         self.head = DenseHeadAdapter(fields, self.num_classes, pyramid_channels, strides, image_size)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from mtlspec.tasks.base import Metric, TaskType, masked_mean
+import numpy as np
+
+from mtlspec.tasks.base import Form, ImageLabelTask, Metric, masked_mean
 from mtlspec.tasks.classification import VectorHead
 
 
@@ -19,8 +21,24 @@ def average_precision(scores: torch.Tensor, positives: torch.Tensor) -> float:
     return float((precision * hits).sum() / hits.sum())
 
 
-class Multilabel(TaskType):
+class Multilabel(ImageLabelTask):
     name = "multilabel"
+    form = Form.LABEL_PROBABILITIES
+
+    @classmethod
+    def dataset_classes(cls, spec, source):
+        return source.label_classes(spec.label)
+
+    def decode(self, value, file, sample):
+        vector = np.asarray(value, np.float32)
+        if vector.shape != (self.num_classes,):
+            raise self._fail(f"has {vector.size} entries, expected {self.num_classes}", file, sample)
+        if not np.isfinite(vector).all():
+            raise self._fail("holds a value that is not a finite number", file, sample)
+        return vector
+
+    def placeholder(self, image_size):
+        return np.zeros(self.num_classes, np.float32)
 
     def build_head(self, vector_channels, pyramid_channels, strides, image_size):
         return VectorHead(vector_channels, self.num_classes)

@@ -5,14 +5,32 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from mtlspec.tasks.base import Metric, TaskType, masked_mean
+import math
+
+from mtlspec.tasks.base import Form, ImageLabelTask, Metric, masked_mean
 from mtlspec.tasks.classification import VectorHead
 
 LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss, "smooth_l1": F.smooth_l1_loss}
 
 
-class Regression(TaskType):
+class Regression(ImageLabelTask):
     name = "regression"
+    form = Form.VALUES
+    replaceable_target = True
+
+    def decode(self, value, file, sample):
+        if not math.isfinite(float(value)):
+            raise self._fail(f"= {value!r} is not a finite number", file, sample)
+        return float(value)
+
+    def placeholder(self, image_size):
+        return 0.0
+
+    def collate(self, targets):
+        return torch.tensor(targets, dtype=torch.float32)
+
+    def output_shape(self, batch, image_size):
+        return (batch, 1)
 
     def build_head(self, vector_channels, pyramid_channels, strides, image_size):
         return VectorHead(vector_channels, 1)

@@ -6,12 +6,35 @@ import torch
 from torch.nn import functional as F
 
 from mtlspec.data.records import IGNORE_INDEX
-from mtlspec.tasks.base import Metric, TaskType, masked_mean
+import numpy as np
+
+from mtlspec.tasks.base import Form, Metric, TaskType, masked_mean
 from mtlspec.tasks.dense import PyramidDecoder
 
 
 class Segmentation(TaskType):
     name = "segmentation"
+    form = Form.CLASS_MAPS
+    reads = "mask"
+
+    @classmethod
+    def dataset_classes(cls, spec, source):
+        return source.mask_classes()
+
+    def target(self, record):
+        return (record["mask"], True) if "mask" in record else (None, False)
+
+    def placeholder(self, image_size):
+        return np.full((image_size, image_size), IGNORE_INDEX, np.int64)
+
+    def output_shape(self, batch, image_size):
+        return (batch, self.num_classes, image_size, image_size)
+
+    def member_prediction(self, output, image_size):
+        return output.softmax(dim=1)
+
+    def scored(self, combined):
+        return combined.argmax(dim=1)
 
     def build_head(self, vector_channels, pyramid_channels, strides, image_size):
         return PyramidDecoder(pyramid_channels, self.num_classes, image_size)

@@ -1,4 +1,6 @@
-"""The training loop: batches -> per-task losses -> weighting -> step; checkpoints; metrics.jsonl."""
+"""Training what `build` made: batches -> per-task losses -> the weighting method's backward ->
+step; checkpoints; metrics.jsonl; early stopping; the final evaluation. Observers (the progress
+bar, tests that stop a run) are callbacks, not parameters of the loop."""
 
 from __future__ import annotations
 
@@ -14,15 +16,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from mtlspec.data.build import build_dataset, describe, scan
+from mtlspec.build import Built, build
+from mtlspec.data.build import describe, scan
 from mtlspec.data.dataset import collate_fn
 from mtlspec.data.sampling import epoch_order
-from mtlspec.model.builder import build_model
 from mtlspec.train import checkpoint as ckpt
-from mtlspec.train.evaluate import to_device, evaluate, trivial_baselines
+from mtlspec.train.evaluate import evaluate, to_device, trivial_baselines
 from mtlspec.train.optim import build_optimizer, build_scheduler
-from mtlspec.train.jacobian import assign, task_jacobian
-from mtlspec.weighting import METHODS, GradientAggregator
+from mtlspec.weighting.base import gradient_step  # noqa: F401  (re-exported: ../shared/bench/libmtl_side_by_side.py imports it from here)
 
 
 class TrainingError(Exception):
@@ -43,6 +44,19 @@ class FitResult:
     wall_seconds: float
     split: str
     task_types: dict[str, str] = field(default_factory=dict)
+
+
+class Callback:
+    """What an observer of a run may implement; every hook is optional. A hook that raises stops
+    the run there (the run directory records the cause; its checkpoints stay resumable)."""
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None: ...
+
+    def step(self, row: dict[str, Any]) -> None: ...
+
+    def end_epoch(self, record: dict[str, Any]) -> None: ...
+
+    def checkpointed(self, epoch: int, path: Path) -> None: ...
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -68,6 +82,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def seeded_build(spec: Any, data_root: Path, sources: dict[str, Any] | None = None) -> Built:
+    """Seed every generator with the spec's seed, then build: the initial weights are a function of the seed."""
+    seed_everything(spec.seed)
+    return build(spec, data_root, sources)
+
+
 class BatchOrder(torch.utils.data.Sampler):
     """Batches of one epoch, in the order the sampling policy gives for (seed, epoch)."""
 
@@ -85,11 +105,12 @@ class BatchOrder(torch.utils.data.Sampler):
         return min(n, self.max_steps) if self.max_steps else n
 
 
-def make_loader(dataset: Any, binds: Any, batch_size: int, workers: int, sampler: Any = None) -> torch.utils.data.DataLoader:
+def make_loader(dataset: Any, batch_size: int, workers: int, sampler: Any = None) -> torch.utils.data.DataLoader:
     """Batches in the sampler's order (training) or in dataset order (evaluation)."""
+    collate = collate_fn(dataset.task_types)
     if sampler is not None:
-        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn(binds), num_workers=workers)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn(binds), num_workers=workers)
+        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=workers)
 
 
 def _stop_if_not_finite(losses: dict[str, torch.Tensor], step: int, epoch: int, last_good: Path | None) -> None:
@@ -102,67 +123,34 @@ def _stop_if_not_finite(losses: dict[str, torch.Tensor], step: int, epoch: int, 
 def train_step(model: Any, task_types: dict, weighting: Any, optimizer: torch.optim.Optimizer, batch: dict,
                autocast: Callable[[], Any], grad_clip: float | None = None,
                check: Callable[[dict[str, torch.Tensor]], None] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """One optimisation step: forward, per-task losses, the weighting method, backward, update."""
-    with autocast():
+    """One optimisation step: forward, per-task losses, the weighting method's backward, update."""
+
+    def task_losses() -> dict[str, torch.Tensor]:
         outputs = model(batch["image"])
-        losses = {t: tt.loss(outputs[t], batch["targets"][t], batch["has"][t], batch["weight"][t]) for t, tt in task_types.items()}
+        return {t: tt.loss(outputs[t], batch["targets"][t], batch["has"][t], batch["weight"][t]) for t, tt in task_types.items()}
+
+    def recompute() -> dict[str, torch.Tensor]:
+        with torch.no_grad(), autocast():
+            return task_losses()
+
+    with autocast():
+        losses = task_losses()
     if check is not None:
         check(losses)
     optimizer.zero_grad(set_to_none=True)
-    if isinstance(weighting, GradientAggregator):
-        weights: dict[str, Any] = gradient_step(model, weighting, losses)
-    else:
-        weights = weighting.weights(losses)
-        total = sum(weights[t] * losses[t].float() for t in losses) + weighting.extra_loss(losses)
-        if hasattr(model.topology, "regularizer"):  # soft sharing's pull between the task networks
-            total = total + model.topology.regularizer()
-        total.backward()
+    weights = weighting.backward(model, losses)
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
-    if isinstance(weighting, GradientAggregator):
-        weighting.after_step()
-    else:
-        after = None
-        if weighting.needs_post_step_losses:
-            with torch.no_grad(), autocast():
-                again = model(batch["image"])
-                after = {t: tt.loss(again[t], batch["targets"][t], batch["has"][t], batch["weight"][t]) for t, tt in task_types.items()}
-        weighting.after_step(after)
+    weighting.after_step(recompute)
     return losses, weights
 
 
-def gradient_step(model: Any, method: GradientAggregator, losses: dict[str, torch.Tensor]) -> dict[str, float | None]:
-    """Per-task gradients of the shared part -> the method's direction; task parameters get their own task's gradient."""
-    tasks = list(losses)
-    vector = torch.stack([losses[t].float() for t in tasks])
-    if method.space == "representation":
-        shared = [r for r in model.topology.representation if r.requires_grad]
-    else:
-        shared = [p for p in model.shared_parameters() if p.requires_grad]
-    G = task_jacobian(vector, shared)
-    direction = method.aggregate(G, vector.detach())
-    private = [p for t in tasks for p in model.task_parameters(t) if p.requires_grad]
-    if private:
-        for p, g in zip(private, torch.autograd.grad(vector.sum(), private, retain_graph=True, allow_unused=True)):
-            p.grad = g
-    if method.space == "representation":
-        chunks, offset = [], 0
-        for r in shared:
-            chunks.append(direction[offset : offset + r.numel()].view_as(r).to(r.dtype))
-            offset += r.numel()
-        torch.autograd.backward(shared, grad_tensors=chunks)
-    else:
-        assign(direction, shared)
-    w = method.last_weights
-    return {t: (None if w is None else float(w[i])) for i, t in enumerate(tasks)}
-
-
-def _monitor_value(monitor: str, val_metrics: dict, val_losses: dict, spec: Any = None,
-                   baseline_val: dict | None = None) -> tuple[float, bool]:
+def monitor_value(monitor: str, val_metrics: dict, val_losses: dict, spec: Any = None,
+                  baseline_val: dict | None = None) -> tuple[float, bool]:
     """(value, higher_is_better) of the early-stopping monitor."""
+    from mtlspec.language.tasks import HIGHER_IS_BETTER
     from mtlspec.report.delta_m import delta_m
-    from mtlspec.spec.tasks import HIGHER_IS_BETTER
 
     if monitor == "val.loss":
         return sum(val_losses.values()), False
@@ -174,136 +162,170 @@ def _monitor_value(monitor: str, val_metrics: dict, val_losses: dict, spec: Any 
     return val_metrics[task][metric], HIGHER_IS_BETTER[metric]
 
 
-def fit(spec: Any, spec_hash: str, run_dir: Path, resume: dict[str, Any] | None = None, log: Callable[[str], None] = print,
-        progress: Any = None, stop_after_epoch: int | None = None, data_root: Path = Path("."),
-        baseline_val: dict[str, dict[str, float]] | None = None) -> FitResult:
-    """Train the spec's model, checkpointing into run_dir (from a checkpoint's state when resuming);
-    evaluate on the spec's split at the end."""
-    started = time.perf_counter()
-    seed_everything(spec.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    device = resolve_device(spec.training.device)
-    autocast = autocast_for(device, spec.training.precision)
-    train_set, binds = build_dataset(spec, "train", train=True, base=data_root)
-    val_set, _ = build_dataset(spec, "val", train=False, base=data_root)
-    test_set, _ = build_dataset(spec, spec.evaluation.split, train=False, base=data_root) if spec.evaluation.split != "val" else (val_set, binds)
-    problems = scan({**train_set.sources, **{f"{n} ({split})": s for split, d in (("val", val_set), (spec.evaluation.split, test_set))
-                                             for n, s in d.sources.items()}}, binds=binds)
-    if problems:
-        shown = "\n  ".join(f"dataset '{name}': {error}" for name, error in problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise TrainingError(f"bad data found before training ({len(problems)} problem(s)):\n  {shown}{more}")
-    num_classes = {b.name: b.num_classes for b in binds}
-    model, task_types = build_model(spec, num_classes)
-    model.to(device)
-    weighting = METHODS[spec.weighting.type](list(spec.tasks), spec.weighting)
-    optimizer = build_optimizer(spec.training.optimizer, list(model.parameters()))
-    if weighting.parameters():  # the method's own learned weights, without weight decay
-        optimizer.add_param_group({"params": weighting.parameters(), "weight_decay": 0.0})
-    sampling = spec.data.sampling
-    order = BatchOrder(train_set.sizes, spec.data.batch_size, sampling.type, getattr(sampling, "t", 2.0), spec.seed, spec.training.max_steps_per_epoch)
-    steps_per_epoch = len(order)
-    if steps_per_epoch == 0:
-        raise TrainingError(f"data.batch_size {spec.data.batch_size} is larger than the training split ({len(train_set)} samples): "
-                            f"no training step would run (the last, partial batch of an epoch is dropped)")
-    scheduler = build_scheduler(spec.training.scheduler, optimizer, steps_per_epoch, spec.training.epochs)
-    # With a cyclic schedule, the model at the end of each cycle is kept: snapshot ensembles use them.
-    cycles = spec.training.scheduler.cycles if spec.training.scheduler.type == "cyclic" else 0
-    snapshot_every = max(steps_per_epoch * spec.training.epochs // cycles, 1) if cycles else 0
-    workers = spec.data.num_workers
-    train_loader = make_loader(train_set, binds, spec.data.batch_size, workers, order)
-    val_loader = make_loader(val_set, binds, spec.data.batch_size, workers)
-    ckpt_dir = run_dir / "checkpoints"
-    metrics_log = run_dir / "metrics.jsonl"
-    history: list[dict[str, Any]] = []
-    start_epoch, step, best, bad_epochs = 0, 0, None, 0
+class Trainer:
+    """One run's training state: the epochs, steps, best monitor value and history a checkpoint keeps."""
 
-    if resume is not None:
-        state = resume
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        weighting.load_state_dict(state["weighting"])
+    def __init__(self, built: Built, spec_hash: str, run_dir: Path, log: Callable[[str], None], callbacks: list[Callback],
+                 baseline_val: dict | None):
+        spec = built.spec
+        self.built, self.spec, self.spec_hash, self.run_dir, self.log = built, spec, spec_hash, run_dir, log
+        self.callbacks, self.baseline_val = callbacks, baseline_val
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        self.device = resolve_device(spec.training.device)
+        self.autocast = autocast_for(self.device, spec.training.precision)
+        self.train_set = built.dataset("train", train=True)
+        self.val_set = built.dataset("val")
+        self.test_set = built.dataset(spec.evaluation.split) if spec.evaluation.split != "val" else self.val_set
+        self._scan()
+        self.model, self.weighting, self.task_types = built.model, built.weighting, built.task_types
+        self.model.to(self.device)
+        self.optimizer = build_optimizer(spec.training.optimizer, list(self.model.parameters()))
+        if self.weighting.parameters():  # the method's own learned weights, without weight decay
+            self.optimizer.add_param_group({"params": self.weighting.parameters(), "weight_decay": 0.0})
+        sampling = spec.data.sampling
+        self.order = BatchOrder(self.train_set.sizes, spec.data.batch_size, sampling.type, getattr(sampling, "t", 2.0), spec.seed,
+                                spec.training.max_steps_per_epoch)
+        self.steps_per_epoch = len(self.order)
+        if self.steps_per_epoch == 0:
+            raise TrainingError(f"data.batch_size {spec.data.batch_size} is larger than the training split ({len(self.train_set)} samples): "
+                                f"no training step would run (the last, partial batch of an epoch is dropped)")
+        self.scheduler = build_scheduler(spec.training.scheduler, self.optimizer, self.steps_per_epoch, spec.training.epochs)
+        # With a cyclic schedule, the model at the end of each cycle is kept: snapshot ensembles use them.
+        cycles = spec.training.scheduler.cycles if spec.training.scheduler.type == "cyclic" else 0
+        self.snapshot_every = max(self.steps_per_epoch * spec.training.epochs // cycles, 1) if cycles else 0
+        workers = spec.data.num_workers
+        self.train_loader = make_loader(self.train_set, spec.data.batch_size, workers, self.order)
+        self.val_loader = make_loader(self.val_set, spec.data.batch_size, workers)
+        self.ckpt_dir = run_dir / "checkpoints"
+        self.history: list[dict[str, Any]] = []
+        self.epoch, self.step, self.best, self.bad_epochs, self.stopped_early = 0, 0, None, 0, False
+
+    def _scan(self) -> None:
+        """Every sample of every split checked before the first step (files, annotations, labels)."""
+        splits = (("val", self.val_set), (self.spec.evaluation.split, self.test_set))
+        problems = scan({**self.train_set.sources, **{f"{n} ({split})": s for split, d in splits for n, s in d.sources.items()}},
+                        task_types=self.built.task_types)
+        if problems:
+            shown = "\n  ".join(f"dataset '{name}': {error}" for name, error in problems[:20])
+            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+            raise TrainingError(f"bad data found before training ({len(problems)} problem(s)):\n  {shown}{more}")
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.weighting.load_state_dict(state["weighting"])
         ckpt.set_rng_state(state["rng"])
-        start_epoch, step, best, bad_epochs, history = state["epoch"], state["step"], state["best"], state["bad_epochs"], state["history"]
-        log(f"resumed after epoch {start_epoch}")
+        self.epoch, self.step, self.best, self.bad_epochs, self.history = state["epoch"], state["step"], state["best"], state["bad_epochs"], state["history"]
+        self.log(f"resumed after epoch {self.epoch}")
 
-    last_good = ckpt.latest(ckpt_dir)
-    stopped_early = False
-    epoch = start_epoch
-    model.train()
-    with open(metrics_log, "a") as sink:
-        for epoch in range(start_epoch, spec.training.epochs):
-            order.epoch = epoch
-            train_set.set_epoch(epoch)
-            if progress is not None:
-                progress.start_epoch(epoch, spec.training.epochs, steps_per_epoch)
-            epoch_sums, epoch_steps = {t: 0.0 for t in task_types}, 0
-            for batch in train_loader:
-                batch = to_device(batch, device)
-                check = functools.partial(_stop_if_not_finite, step=step + 1, epoch=epoch + 1, last_good=last_good)
-                losses, weights = train_step(model, task_types, weighting, optimizer, batch, autocast, spec.training.grad_clip, check)
-                scheduler.step()
-                if snapshot_every and (step + 1) % snapshot_every == 0:  # the end of a learning-rate cycle
-                    ckpt.save(ckpt_dir / f"snapshot-{(step + 1) // snapshot_every:03d}.pt", {"spec_hash": spec_hash, "step": step + 1, "model": model.state_dict()})
-                for t, v in losses.items():
-                    epoch_sums[t] += v.item()
-                epoch_steps += 1
-                step += 1
-                row = {"kind": "step", "epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"],
-                       "loss": {t: v.item() for t, v in losses.items()},
-                       "weight": {t: (float(w.detach()) if torch.is_tensor(w) else w) for t, w in weights.items()}}
-                sink.write(json.dumps(row) + "\n")
-                if progress is not None:
-                    progress.step(row)
-            if not isinstance(weighting, GradientAggregator):
-                weighting.end_epoch({t: v / max(epoch_steps, 1) for t, v in epoch_sums.items()})
-            record = {"kind": "epoch", "epoch": epoch + 1, "step": step}
-            if (epoch + 1) % spec.evaluation.every_epochs == 0 or epoch + 1 == spec.training.epochs:
-                val_metrics, val_losses = evaluate(model, task_types, val_loader, device, spec.data.image_size, autocast)
-                record.update(val=val_metrics, val_loss=val_losses)
-                stopping = spec.training.early_stopping
-                if stopping is not None:
-                    value, higher = _monitor_value(stopping.monitor, val_metrics, val_losses, spec, baseline_val)
-                    improved = best is None or (value > best + stopping.min_delta if higher else value < best - stopping.min_delta)
-                    best, bad_epochs = (value, 0) if improved else (best, bad_epochs + 1)
-                    stopped_early = bad_epochs >= stopping.patience
-            history.append(record)
-            sink.write(json.dumps(record) + "\n")
-            sink.flush()
-            if progress is not None:
-                progress.end_epoch(record)
-            if (epoch + 1) % spec.training.checkpoint.every_epochs == 0 or epoch + 1 == spec.training.epochs or stopped_early:
-                path = ckpt_dir / f"epoch-{epoch + 1:04d}.pt"
-                diverged = ckpt.unhealthy(model)
-                if diverged:  # a state no resume could continue from is never saved as one
-                    where = f"last good checkpoint: {last_good}" if last_good else "no checkpoint was written"
-                    raise TrainingError(f"training diverged by the end of epoch {epoch + 1}: {diverged}; stopped, {where} "
-                                        f"(lower training.optimizer.lr, or set training.grad_clip)")
-                ckpt.save(path, {
-                    "spec_hash": spec_hash, "epoch": epoch + 1, "step": step, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "weighting": weighting.state_dict(), "rng": ckpt.rng_state(), "best": best,
-                    "bad_epochs": bad_epochs, "history": history,
-                })
-                ckpt.prune(ckpt_dir, spec.training.checkpoint.keep)
-                last_good = path
-            if stopped_early:
-                log(f"early stopping after epoch {epoch + 1}: {spec.training.early_stopping.monitor} has not improved for {bad_epochs} evaluations")
-                break
-            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
-                raise TrainingError(f"stopped after epoch {epoch + 1} as asked; resume from {last_good}")
-    test_loader = make_loader(test_set, binds, spec.data.batch_size, workers)
-    final, _ = evaluate(model, task_types, test_loader, device, spec.data.image_size, autocast)
-    baselines = trivial_baselines(task_types, train_set, test_loader, spec.data.image_size)
-    fingerprints = {name: src.fingerprint() for name, src in train_set.sources.items()}
-    splits = {name: {"train": describe(src)} for name, src in train_set.sources.items()}
-    for split, dataset in (("val", val_set), (spec.evaluation.split, test_set)):
-        for name, src in dataset.sources.items():
-            splits[name][split] = describe(src)
-    return FitResult(
-        metrics=final, baselines=baselines, history=history, epochs_run=epoch + 1, stopped_early=stopped_early,
-        device=str(device), fingerprints=fingerprints, splits=splits, num_parameters=sum(p.numel() for p in model.parameters()),
-        wall_seconds=time.perf_counter() - started, split=spec.evaluation.split,
-        task_types={t: s.type for t, s in spec.tasks.items()},
-    )
+    def _each(self, hook: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook, lambda *a: None)(*args)
+
+    def train(self) -> None:
+        spec = self.spec
+        self.last_good = ckpt.latest(self.ckpt_dir)
+        self.model.train()
+        with open(self.run_dir / "metrics.jsonl", "a") as sink:
+            for epoch in range(self.epoch, spec.training.epochs):
+                self.epoch = epoch
+                self._train_epoch(epoch, sink)
+                record = self._end_epoch(epoch)
+                sink.write(json.dumps(record) + "\n")
+                sink.flush()
+                self._each("end_epoch", record)
+                if (epoch + 1) % spec.training.checkpoint.every_epochs == 0 or epoch + 1 == spec.training.epochs or self.stopped_early:
+                    self._checkpoint(epoch)
+                if self.stopped_early:
+                    self.log(f"early stopping after epoch {epoch + 1}: {spec.training.early_stopping.monitor} has not improved for {self.bad_epochs} evaluations")
+                    break
+
+    def _train_epoch(self, epoch: int, sink: Any) -> None:
+        spec = self.spec
+        self.order.epoch = epoch
+        self.train_set.set_epoch(epoch)
+        self._each("start_epoch", epoch, spec.training.epochs, self.steps_per_epoch)
+        sums, steps = {t: 0.0 for t in self.task_types}, 0
+        for batch in self.train_loader:
+            batch = to_device(batch, self.device)
+            check = functools.partial(_stop_if_not_finite, step=self.step + 1, epoch=epoch + 1, last_good=self.last_good)
+            losses, weights = train_step(self.model, self.task_types, self.weighting, self.optimizer, batch, self.autocast, spec.training.grad_clip, check)
+            self.scheduler.step()
+            if self.snapshot_every and (self.step + 1) % self.snapshot_every == 0:  # the end of a learning-rate cycle
+                ckpt.save(self.ckpt_dir / f"snapshot-{(self.step + 1) // self.snapshot_every:03d}.pt",
+                          {"spec_hash": self.spec_hash, "step": self.step + 1, "model": self.model.state_dict()})
+            for t, v in losses.items():
+                sums[t] += v.item()
+            steps += 1
+            self.step += 1
+            row = {"kind": "step", "epoch": epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
+                   "loss": {t: v.item() for t, v in losses.items()},
+                   "weight": {t: (float(w.detach()) if torch.is_tensor(w) else w) for t, w in weights.items()}}
+            sink.write(json.dumps(row) + "\n")
+            self._each("step", row)
+        self.weighting.end_epoch({t: v / max(steps, 1) for t, v in sums.items()})
+
+    def _end_epoch(self, epoch: int) -> dict[str, Any]:
+        """The epoch's record: the validation metrics and losses when it evaluates, and early stopping's verdict."""
+        spec = self.spec
+        record: dict[str, Any] = {"kind": "epoch", "epoch": epoch + 1, "step": self.step}
+        if (epoch + 1) % spec.evaluation.every_epochs == 0 or epoch + 1 == spec.training.epochs:
+            val_metrics, val_losses = evaluate(self.model, self.task_types, self.val_loader, self.device, spec.data.image_size, self.autocast)
+            record.update(val=val_metrics, val_loss=val_losses)
+            stopping = spec.training.early_stopping
+            if stopping is not None:
+                value, higher = monitor_value(stopping.monitor, val_metrics, val_losses, spec, self.baseline_val)
+                best = self.best
+                improved = best is None or (value > best + stopping.min_delta if higher else value < best - stopping.min_delta)
+                self.best, self.bad_epochs = (value, 0) if improved else (best, self.bad_epochs + 1)
+                self.stopped_early = self.bad_epochs >= stopping.patience
+        self.history.append(record)
+        return record
+
+    def _checkpoint(self, epoch: int) -> None:
+        path = self.ckpt_dir / f"epoch-{epoch + 1:04d}.pt"
+        diverged = ckpt.unhealthy(self.model)
+        if diverged:  # a state no resume could continue from is never saved as one
+            where = f"last good checkpoint: {self.last_good}" if self.last_good else "no checkpoint was written"
+            raise TrainingError(f"training diverged by the end of epoch {epoch + 1}: {diverged}; stopped, {where} "
+                                f"(lower training.optimizer.lr, or set training.grad_clip)")
+        ckpt.save(path, {
+            "spec_hash": self.spec_hash, "epoch": epoch + 1, "step": self.step, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "weighting": self.weighting.state_dict(), "rng": ckpt.rng_state(), "best": self.best,
+            "bad_epochs": self.bad_epochs, "history": self.history,
+        })
+        ckpt.prune(self.ckpt_dir, self.spec.training.checkpoint.keep)
+        self.last_good = path
+        self._each("checkpointed", epoch + 1, path)
+
+    def result(self, started: float) -> FitResult:
+        """The final evaluation on the spec's split, beside what trivial predictors score there."""
+        spec = self.spec
+        test_loader = make_loader(self.test_set, spec.data.batch_size, spec.data.num_workers)
+        final, _ = evaluate(self.model, self.task_types, test_loader, self.device, spec.data.image_size, self.autocast)
+        baselines = trivial_baselines(self.task_types, self.train_set, test_loader, spec.data.image_size)
+        splits = {name: {"train": describe(src)} for name, src in self.train_set.sources.items()}
+        for split, dataset in (("val", self.val_set), (spec.evaluation.split, self.test_set)):
+            for name, src in dataset.sources.items():
+                splits[name][split] = describe(src)
+        return FitResult(
+            metrics=final, baselines=baselines, history=self.history, epochs_run=self.epoch + 1, stopped_early=self.stopped_early,
+            device=str(self.device), fingerprints={name: src.fingerprint() for name, src in self.train_set.sources.items()},
+            splits=splits, num_parameters=sum(p.numel() for p in self.model.parameters()),
+            wall_seconds=time.perf_counter() - started, split=spec.evaluation.split,
+            task_types={t: s.type for t, s in spec.tasks.items()},
+        )
+
+
+def fit(built: Built, spec_hash: str, run_dir: Path, resume: dict[str, Any] | None = None, log: Callable[[str], None] = print,
+        callbacks: list[Callback] | tuple = (), baseline_val: dict[str, dict[str, float]] | None = None) -> FitResult:
+    """Train what `build` made (build it with `seeded_build`), checkpointing into run_dir (from a
+    checkpoint's state when resuming); evaluate on the spec's split at the end."""
+    started = time.perf_counter()
+    trainer = Trainer(built, spec_hash, run_dir, log, list(callbacks), baseline_val)
+    if resume is not None:
+        trainer.restore(resume)
+    trainer.train()
+    return trainer.result(started)

@@ -1,7 +1,7 @@
 """Loss weighting methods, one class per file, looked up in a plain dict by `weighting.type`."""
 
 from mtlspec.weighting.aligned_mtl import AlignedMTL
-from mtlspec.weighting.base import GradientAggregator, LossWeighting
+from mtlspec.weighting.base import GradientAggregator, LossWeighting, Weighting
 from mtlspec.weighting.cagrad import CAGrad
 from mtlspec.weighting.db_mtl import DBMTL
 from mtlspec.weighting.dwa import DynamicWeightAverage
@@ -21,7 +21,7 @@ from mtlspec.weighting.static import StaticWeighting
 from mtlspec.weighting.uncertainty import UncertaintyWeighting
 from mtlspec.weighting.upgrad import UPGrad
 
-METHODS: dict[str, type[LossWeighting] | type[GradientAggregator]] = {
+METHODS: dict[str, type[Weighting]] = {
     "static": StaticWeighting,
     "ew": EqualWeighting,
     "uw": UncertaintyWeighting,
@@ -43,4 +43,4 @@ METHODS: dict[str, type[LossWeighting] | type[GradientAggregator]] = {
     "upgrad": UPGrad,
 }
 
-__all__ = ["METHODS", "GradientAggregator", "LossWeighting"]
+__all__ = ["METHODS", "GradientAggregator", "LossWeighting", "Weighting"]

@@ -35,7 +35,7 @@ class FAMO(LossWeighting):
         w = z / (c * D)
         return {t: w[i].to(losses[t].device) for i, t in enumerate(self.tasks)}
 
-    def after_step(self, losses_after):
+    def after_update(self, losses_after):
         if losses_after is None or self.before is None:
             return
         delta = self.before.log() - (self._vector(losses_after) + EPS).log()

@@ -38,7 +38,7 @@ class GradNorm(GradientAggregator):
         self.last_weights = self.w.detach().clone()
         return self.w.detach().to(G.dtype).to(G.device) @ G
 
-    def after_step(self):
+    def after_update(self):
         with torch.no_grad():
             self.w.clamp_(min=1e-4)
             self.w.mul_(len(self.w) / self.w.sum())

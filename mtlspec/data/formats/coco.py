@@ -12,7 +12,7 @@ import numpy as np
 
 from mtlspec.data.formats.common import carve, file_stats, parse_number, read_csv_rows, read_image
 from mtlspec.data.records import DataError, Record, fingerprint
-from mtlspec.spec.paths import is_file
+from mtlspec.language.paths import is_file
 
 
 def _read_side_table(path: Path) -> dict[str, dict[str, float | int]]:
@@ -195,11 +195,17 @@ class CocoSource:
             return self.side.get(info.get("file_name"), {})
         return info.get("attributes", {})
 
-    def num_classes(self, label: str | None, task_type: str) -> int:
-        if task_type == "detection" or label == "categories":
+    def label_classes(self, label: str) -> int:
+        """Classes of an attribute (its largest value + 1), or labels of `categories` or of a list attribute."""
+        if label == "categories":
             return len(self.category_ids)
-        if task_type == "segmentation":
-            return len(self.category_ids) + 1
         values = [v for img in self.coco.imgs.values() for k, v in self._attributes(img).items() if k == label]
         first = values[0] if values else 0
         return len(first) if isinstance(first, list) else int(max(values, default=0)) + 1
+
+    def box_classes(self) -> int:
+        return len(self.category_ids)
+
+    def mask_classes(self) -> int:
+        """Background and one class per category."""
+        return len(self.category_ids) + 1

@@ -60,7 +60,7 @@ class ImageFolderSource:
         path, label = self.items[index]
         return {"image": read_image(path, path.name), "labels": {"class": label}, "meta": {"dataset": self.name, "index": index, "file": str(path)}}
 
-    def num_classes(self, label: str | None, task_type: str) -> int:
+    def label_classes(self, label: str) -> int:
         return len(self.classes)
 
 
@@ -138,7 +138,8 @@ class DenseFolderSource:
             out["depth"] = depth
         return out
 
-    def num_classes(self, label: str | None, task_type: str) -> int:
+    def mask_classes(self) -> int:
+        """The declared count, else the largest class in any mask + 1."""
         if self.declared_classes:
             return self.declared_classes
         top = 0

@@ -8,7 +8,7 @@ import numpy as np
 
 from mtlspec.data.formats.common import SPLIT_FRACTIONS, file_stats, parse_number, partition, read_csv_rows, read_image
 from mtlspec.data.records import DataError, Record, fingerprint
-from mtlspec.spec.paths import is_file
+from mtlspec.language.paths import is_file
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[str], list[list[str]], list[int]]:
@@ -123,7 +123,8 @@ class AttributeTableSource:
         return {"image": image, "labels": self.labels(index),
                 "meta": {"dataset": self.name, "index": index, "file": str(self.images / self.files[index])}}
 
-    def num_classes(self, label: str | None, task_type: str) -> int:
+    def label_classes(self, label: str) -> int:
+        """Classes of a column (its largest value + 1), or labels of `attributes` (every column)."""
         if label == "attributes":
             return len(self.columns)
         return int(max((row[self.columns.index(label)] for row in self.rows), default=0)) + 1

@@ -20,8 +20,8 @@ class Topology(nn.Module, ABC):
 
     `shared_parameters()` and `task_parameters(task)` split the trainable parameters; where
     the topology has one shared representation, `forward` stores it in `self.representation`
-    (for representation-space gradient methods). A topology with a `regularizer()` method
-    (soft sharing) has it added to the loss.
+    (for representation-space gradient methods). `extra_loss()` is a term the trainer adds to
+    the weighted task losses (soft sharing's pull between the task networks; 0 for most).
     """
 
     vector_channels: int
@@ -37,3 +37,6 @@ class Topology(nn.Module, ABC):
 
     @abstractmethod
     def task_parameters(self, task: str) -> list[nn.Parameter]: ...
+
+    def extra_loss(self) -> torch.Tensor | float:
+        return 0.0

@@ -1,11 +1,11 @@
 """The `tasks` section: one entry per task, each bound to a dataset, tagged by task type."""
 
 import typing
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import Field
 
-from mtlspec.spec.base import Name, PositiveInt, Section
+from mtlspec.language.base import Name, PositiveInt, Section
 
 # MMDetection dense heads the language accepts. The detection adapter fills their
 # num_classes, in_channels, strides (and FCOS's regress_ranges) from the model.
@@ -39,6 +39,7 @@ class TaskBase(Section):
 
 
 class Classification(TaskBase):
+    DIRECTIONS: ClassVar = {"accuracy": True, "top_k": True, "macro_f1": True}  # higher is better?
     type: Literal["classification"]
     label: Name
     num_classes: PositiveInt | None = None
@@ -48,6 +49,7 @@ class Classification(TaskBase):
 
 
 class Multilabel(TaskBase):
+    DIRECTIONS: ClassVar = {"map": True, "f1": True}
     type: Literal["multilabel"]
     label: Name
     num_labels: PositiveInt | None = None
@@ -56,6 +58,7 @@ class Multilabel(TaskBase):
 
 
 class Regression(TaskBase):
+    DIRECTIONS: ClassVar = {"mae": False, "rmse": False}
     type: Literal["regression"]
     label: Name
     loss: Literal["l1", "l2", "smooth_l1"] = "l1"
@@ -63,12 +66,14 @@ class Regression(TaskBase):
 
 
 class Detection(TaskBase):
+    DIRECTIONS: ClassVar = {"map": True, "map50": True, "map75": True}
     type: Literal["detection"]
     head: DenseHead
     metrics: list[Literal["map", "map50", "map75"]] = ["map", "map50", "map75"]
 
 
 class Segmentation(TaskBase):
+    DIRECTIONS: ClassVar = {"miou": True, "pixel_accuracy": True}
     type: Literal["segmentation"]
     num_classes: PositiveInt | None = None
     """Classes including background; the dataset's when absent."""
@@ -76,6 +81,7 @@ class Segmentation(TaskBase):
 
 
 class Depth(TaskBase):
+    DIRECTIONS: ClassVar = {"abs_err": False, "rel_err": False, "delta1": True}
     type: Literal["depth"]
     loss: Literal["l1", "l2", "scale_invariant"] = "l1"
     metrics: list[Literal["abs_err", "rel_err", "delta1"]] = ["abs_err", "rel_err", "delta1"]
@@ -105,20 +111,6 @@ def default_metrics(task_type: str) -> tuple[str, ...]:
     return tuple(task_sections()[task_type].model_fields["metrics"].default)
 
 
-# Whether a higher value of each metric is better; reports and Δm read this.
-HIGHER_IS_BETTER = {
-    "accuracy": True,
-    "top_k": True,
-    "macro_f1": True,
-    "map": True,
-    "f1": True,
-    "mae": False,
-    "rmse": False,
-    "map50": True,
-    "map75": True,
-    "miou": True,
-    "pixel_accuracy": True,
-    "abs_err": False,
-    "rel_err": False,
-    "delta1": True,
-}
+# Whether a higher value of each metric is better (each task type's section says it of its own
+# metrics); reports, early stopping and Δm read this.
+HIGHER_IS_BETTER = {metric: higher for section in task_sections().values() for metric, higher in section.DIRECTIONS.items()}

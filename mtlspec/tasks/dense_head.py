@@ -1,4 +1,5 @@
-"""The one place that talks to MMDetection's dense heads: build from the spec, compute losses, decode boxes.
+"""The detection task's head: the one place that talks to MMDetection's dense heads (built from the
+spec through the registry door, mtlspec/openmmlab.py), computes their losses and decodes boxes.
 
 The compiler fills `num_classes`, `in_channels`, `feat_channels` (when absent) and the strides
 (FCOS's `strides` and `regress_ranges`, or the anchor generator's `strides`) from the model;
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtlspec.model.openmmlab import build_module
+from mtlspec.openmmlab import build_module
 
 INF = 1e8
 FOCAL = dict(type="FocalLoss", use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0)

@@ -4,14 +4,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from mtlspec.spec.base import Name, Section
-from mtlspec.spec.data import Data
-from mtlspec.spec.ensemble import Ensemble
-from mtlspec.spec.evaluation import Evaluation, Report
-from mtlspec.spec.model import Model
-from mtlspec.spec.tasks import Task
-from mtlspec.spec.training import Training
-from mtlspec.spec.weighting import EqualWeighting, Weighting
+from mtlspec.language.base import Name, Section
+from mtlspec.language.data import Data
+from mtlspec.language.ensemble import Ensemble
+from mtlspec.language.evaluation import Evaluation, Report
+from mtlspec.language.model import Model
+from mtlspec.language.tasks import Task
+from mtlspec.language.training import Training
+from mtlspec.language.weighting import EqualWeighting, Weighting
 
 
 class Spec(Section):

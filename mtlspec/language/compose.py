@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 
 from mtlspec.errors import UsageError
-from mtlspec.spec.paths import Roots, is_file
-from mtlspec.spec.source import Document, Location, PathKey, parse_file
+from mtlspec.language.paths import Roots, is_file
+from mtlspec.language.source import Document, Location, PathKey, parse_file
 
 
 def _dotted(path: PathKey) -> str:

@@ -1,10 +1,10 @@
 """The `ensemble` section: which members, and how their predictions are combined per task."""
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
-from mtlspec.spec.base import Name, Probability, Section
+from mtlspec.language.base import Name, Probability, Section
 
 
 class SeedMembers(Section):
@@ -126,3 +126,7 @@ class Ensemble(Section):
     strategy: Strategy = Mean(type="mean")
     per_task: dict[Name, Strategy] = {}
     """Strategies for single tasks, overriding `strategy` (detection needs box_fusion)."""
+
+    def strategy_for(self, task: str) -> Any:
+        """How this task's predictions are combined: its per_task strategy, else the ensemble's."""
+        return self.per_task.get(task, self.strategy)

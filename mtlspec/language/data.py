@@ -4,7 +4,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from mtlspec.spec.base import Name, PositiveInt, Probability, Section
+from mtlspec.language.base import Name, PositiveInt, Probability, Section
 
 
 def most_digits(canvas: int) -> int:
@@ -31,6 +31,16 @@ class Splits(Section):
     test: SplitSize = 500
 
 
+DIGIT_CLASSES = 10
+
+
+def multidigits_classes(label: str | None, max_objects: int) -> int | None:
+    """How many classes (or labels) a multidigits label has, None for a label without classes;
+    `label` None: the segmentation masks (background and one class per digit)."""
+    return {"largest_digit": DIGIT_CLASSES, "smallest_digit": DIGIT_CLASSES, "num_digits": max_objects + 1,
+            "present": DIGIT_CLASSES, None: DIGIT_CLASSES + 1}.get(label)
+
+
 class MultiDigits(Section):
     """The embedded dataset: canvases of scikit-learn's bundled handwritten digits (no download)."""
 
@@ -41,6 +51,13 @@ class MultiDigits(Section):
     splits: Splits = Splits()
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
     """Generation seed; the spec's seed when absent."""
+
+    @classmethod
+    def provides(cls, raw: dict) -> dict[str, set[str] | None]:
+        """Task type -> the label names this dataset gives it (set() for labels without a name:
+        boxes, masks, depth; None: any name)."""
+        return {"classification": {"largest_digit", "smallest_digit", "num_digits"}, "multilabel": {"present"},
+                "regression": {"count", "mean_digit", "digit_sum"}, "detection": set(), "segmentation": set(), "depth": set()}
 
 
 class CocoAnnotations(Section):
@@ -62,6 +79,14 @@ class Coco(Section):
     attributes_table: str | None = None
     """A CSV side table (relative to root) with a `file_name` column and one column per attribute."""
 
+    @classmethod
+    def provides(cls, raw: dict) -> dict[str, set[str] | None]:
+        out: dict[str, set[str] | None] = {"detection": set(), "segmentation": set(), "multilabel": {"categories"}}
+        attributes = raw.get("attributes")
+        for name, task_type in (attributes.items() if isinstance(attributes, dict) else []):
+            out.setdefault(str(task_type), set()).add(name)  # type: ignore[union-attr]
+        return out
+
 
 class AttributeTable(Section):
     """Images with a table of attributes: CSV, or CelebA's list_attr_celeba.txt layout (+1/-1)."""
@@ -74,12 +99,22 @@ class AttributeTable(Section):
     columns: list[Name] | None = None
     """The label columns, when known; validate then checks that tasks name real columns."""
 
+    @classmethod
+    def provides(cls, raw: dict) -> dict[str, set[str] | None]:
+        columns = raw.get("columns")
+        known = set(columns) if isinstance(columns, list) else None
+        return {"classification": known, "regression": known, "multilabel": {"attributes"}}
+
 
 class ImageFolder(Section):
     """Images in one sub-folder per class."""
 
     type: Literal["image_folder"]
     root: str
+
+    @classmethod
+    def provides(cls, raw: dict) -> dict[str, set[str] | None]:
+        return {"classification": {"class"}}
 
 
 class DenseFolder(Section):
@@ -89,8 +124,13 @@ class DenseFolder(Section):
     root: str
     num_classes: PositiveInt | None = None
 
+    @classmethod
+    def provides(cls, raw: dict) -> dict[str, set[str] | None]:
+        return {"segmentation": set(), "depth": set()}
+
 
 Dataset = Annotated[Union[MultiDigits, Coco, AttributeTable, ImageFolder, DenseFolder], Field(discriminator="type")]
+DATASETS = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in (MultiDigits, Coco, AttributeTable, ImageFolder, DenseFolder)}
 
 
 class RoundRobin(Section):

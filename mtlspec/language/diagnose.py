@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from mtlspec.errors import Diagnostic
-from mtlspec.spec.schema_walk import keys_after_tags
-from mtlspec.spec.source import Document
+from mtlspec.language.schema_walk import keys_after_tags
+from mtlspec.language.source import Document
 
 _KINDS = {
     "int": "an integer",

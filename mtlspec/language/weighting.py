@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from mtlspec.spec.base import Name, PositiveFloat, PositiveInt, Section
+from mtlspec.language.base import Name, PositiveFloat, PositiveInt, Section
 
 Space = Literal["params", "representation"]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from mtlspec.spec.root import Spec
+from mtlspec.language.root import Spec
 
 SCHEMA_ID = "https://mtlspec.dev/schemas/mtlspec.schema.json"
 

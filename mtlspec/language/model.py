@@ -4,7 +4,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from mtlspec.spec.base import PositiveFloat, Section
+from mtlspec.language.base import PositiveFloat, Section
 
 
 class ResNet(Section):

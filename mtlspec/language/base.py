@@ -1,6 +1,6 @@
 """The base of every spec section: unknown keys are errors; field docstrings become schema text."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,3 +15,12 @@ class Section(BaseModel):
     """A part of the spec; every key must be one it declares."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
+def default(section: type[BaseModel], *path: str) -> Any:
+    """The default a section gives a (nested) field: what the spec means where the key is absent.
+    `default(Spec, "model", "sharing", "type")` is "hps"."""
+    value = section.model_fields[path[0]].default
+    for name in path[1:]:
+        value = getattr(value, name)
+    return value

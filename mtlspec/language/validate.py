@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtlspec.errors import Diagnostic, UsageError
-from mtlspec.spec.check import Finding, check, check_capabilities, check_matrix, entries, get_in
-from mtlspec.spec.compose import apply_overrides, expand_matrix, load_with_extends
-from mtlspec.spec.diagnose import structural
-from mtlspec.spec.paths import Roots, is_file
-from mtlspec.spec.root import Spec
-from mtlspec.spec.source import Document
+from mtlspec.language.checks import Finding, check, check_capabilities, check_matrix, entries, get_in
+from mtlspec.language.compose import apply_overrides, expand_matrix, load_with_extends
+from mtlspec.language.diagnose import structural
+from mtlspec.language.paths import Roots, is_file
+from mtlspec.language.root import Spec
+from mtlspec.language.source import Document
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 

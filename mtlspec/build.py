@@ -1,0 +1,52 @@
+"""From a spec to what runs, in one place: `build(spec) -> Built` (the training sources, a task
+type per task with its class count, the model, the weighting method), used alike by training,
+`validate --deep`, `run`'s preflight, `graph` and ensemble members."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mtlspec.data.build import build_dataset, build_sources
+from mtlspec.model.builder import MultiTaskModel, build_model
+from mtlspec.tasks import task_type_class
+from mtlspec.weighting import METHODS
+
+
+@dataclass
+class Built:
+    spec: Any
+    data_root: Path  # data paths in the spec are relative to it (the spec file's folder)
+    sources: dict[str, Any]  # the training split of every dataset a task uses
+    task_types: dict[str, Any]
+    model: MultiTaskModel
+    weighting: Any
+
+    @property
+    def num_classes(self) -> dict[str, int]:
+        return {name: tt.num_classes for name, tt in self.task_types.items()}
+
+    def dataset(self, split: str, train: bool = False) -> Any:
+        """The split as samples for these task types (`train`: as the spec trains on it: held-out
+        fold removed, bootstrapped, weighted, flipped)."""
+        return build_dataset(self.spec, split, train, self.data_root, self.task_types,
+                             sources=self.sources if split == "train" else None)
+
+
+def build_task_types(spec: Any, sources: dict[str, Any]) -> dict[str, Any]:
+    """A task type per task, its class count from the spec or else its dataset's training split."""
+    out = {}
+    for name, section in spec.tasks.items():
+        cls = task_type_class(section.type)
+        out[name] = cls(name, cls.classes(section, sources[section.dataset]), section)
+    return out
+
+
+def build(spec: Any, data_root: Path = Path("."), sources: dict[str, Any] | None = None) -> Built:
+    """Everything a spec compiles to; model.builder.BuildError names the parts that cannot be built."""
+    sources = sources if sources is not None else build_sources(spec, "train", data_root)
+    task_types = build_task_types(spec, sources)
+    model = build_model(spec, task_types)
+    weighting = METHODS[spec.weighting.type](list(spec.tasks), spec.weighting)
+    return Built(spec, data_root, sources, task_types, model, weighting)

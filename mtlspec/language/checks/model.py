@@ -1,0 +1,67 @@
+"""Rules on `model` and `weighting` together: gradient methods need shared parameters (and a shared
+representation for `space: representation`), static weights name tasks, and the sharing topology
+fits the backbone's stages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mtlspec.language.base import default
+from mtlspec.language.checks.common import Finding, entries, get_in, tag, tag_or_default
+from mtlspec.language.diagnose import did_you_mean
+from mtlspec.language.model import NO_SHARED_PARAMETERS, PLE, SINGLE_REPRESENTATION, ResNet, SmallCNN
+from mtlspec.language.root import Spec
+from mtlspec.language.weighting import GRADIENT_METHODS
+
+LOSS_BASED = "ew, uw, dwa, rlw, gls or famo"
+
+
+def num_stages(backbone: Any) -> int | None:
+    """How many stages the backbone has (None when the spec does not say it clearly)."""
+    kind = tag_or_default(backbone, default(Spec, "model", "backbone", "type"))
+    backbone = backbone if isinstance(backbone, dict) else {}
+    if kind == "ResNet":
+        n = backbone.get("num_stages", default(ResNet, "num_stages"))
+        return n if isinstance(n, int) else None
+    if kind == "SmallCNN":
+        channels = backbone.get("channels", default(SmallCNN, "channels"))
+        return len(channels) if isinstance(channels, list) else None
+    return None
+
+
+def check_weighting(data: dict) -> list[Finding]:
+    out: list[Finding] = []
+    weighting, sharing = data.get("weighting"), get_in(data, "model", "sharing")
+    method = tag_or_default(weighting, default(Spec, "weighting", "type"))
+    topology = tag_or_default(sharing, default(Spec, "model", "sharing", "type"))
+    tasks = entries(data.get("tasks"))
+    if method in GRADIENT_METHODS and topology in NO_SHARED_PARAMETERS:
+        out.append(Finding(("weighting", "type"), "incompatible",
+                           f"{method} combines per-task gradients of shared parameters, but sharing '{topology}' shares none; "
+                           f"use a loss-based method ({LOSS_BASED}) or a topology with shared parameters"))
+    if method in GRADIENT_METHODS and isinstance(data.get("tasks"), dict) and len(data["tasks"]) < 2:
+        out.append(Finding(("weighting", "type"), "incompatible", f"{method} balances the gradients of several tasks; this spec has one"))
+    if isinstance(weighting, dict) and weighting.get("space") == "representation" and topology not in SINGLE_REPRESENTATION and topology not in NO_SHARED_PARAMETERS:
+        out.append(Finding(("weighting", "space"), "incompatible",
+                           f"representation-space gradients need one shared representation that every task reads; "
+                           f"sharing '{topology}' has none (it has them in: {', '.join(SINGLE_REPRESENTATION)}); use space: params"))
+    if method == "static" and isinstance(weighting.get("weights"), dict):
+        for task in weighting["weights"]:
+            if tasks and task not in tasks:
+                out.append(Finding(("weighting", "weights", task), "unknown-task", f"no task '{task}'{did_you_mean(task, list(tasks))}", "key"))
+    out.extend(_stages(data, topology, sharing))
+    return out
+
+
+def _stages(data: dict, topology: str | None, sharing: Any) -> list[Finding]:
+    if not isinstance(sharing, dict):
+        return []
+    stages = num_stages(get_in(data, "model", "backbone"))
+    if topology == "ple" and isinstance(sharing.get("num_levels", default(PLE, "num_levels")), int):
+        levels = sharing.get("num_levels", default(PLE, "num_levels"))
+        if stages is not None and levels > stages:
+            where = ("model", "sharing", "num_levels") if "num_levels" in sharing else ("model", "sharing", "type")
+            return [Finding(where, "out-of-range", f"each PLE level takes at least one backbone stage; the backbone has {stages}, so num_levels must be at most {stages}")]
+    if topology == "hps" and isinstance(sharing.get("branch_at"), int) and stages is not None and sharing["branch_at"] > stages:
+        return [Finding(("model", "sharing", "branch_at"), "out-of-range", f"the backbone has {stages} stages; branch_at must be at most {stages}")]
+    return []
