@@ -118,7 +118,7 @@ def env() -> None:
     table.add_column("ok")
     for check in report.checks:
         table.add_row(check.name, check.detail, "[green]ok[/]" if check.ok else "[red]FAIL[/]")
-    Console().print(table)
+    Console(emoji=False).print(table)
     failure = report.first_failure
     if failure:
         typer.echo(f"error: {failure.name}: {failure.detail} (run `make install`, see docs/install.md)", err=True)
@@ -192,7 +192,7 @@ def run(
     results = _runnable(spec, set_ or [], allow or [])
     if resume is not None and len(results) > 1:
         _fail_usage("--resume continues one run; this spec has a matrix of several")
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, emoji=False)  # ":100:" in a message is a line number, not an emoji
     outcomes = [_execute(RunRequest.of(result), out, resume, console, quiet) for result in results]
     done = [outcome.run_dir for outcome, _ in outcomes if outcome is not None]
     if len(results) > 1 and done:
@@ -278,7 +278,7 @@ def graph(
         typer.echo(json.dumps(graphs if len(graphs) > 1 else graphs[0], indent=2))
     else:
         for g in graphs:
-            Console().print(render_tree(g))
+            Console(emoji=False).print(render_tree(g))
 
 
 class CompareFormat(str, Enum):
@@ -303,42 +303,29 @@ def compare(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """Compare runs: one table with each metric's direction, the best marked, Δm, and pass/fail gates."""
-    import json
-
     from mtlspec.io import write_text_atomic
-    from mtlspec.report.compare import apply_baseline, failures, load_rows, parse_gate, to_json, to_markdown
+    from mtlspec.report.compare import apply_baseline, failures, load_rows, parse_gate, parse_pareto
+    from mtlspec.report.formats import render
 
     try:
         rows = load_rows(runs)
         base = apply_baseline(rows, baseline)
         gates = [parse_gate(g, rows, baseline is not None) for g in fail_if or []]
-        pair = tuple(pareto.split(",")) if pareto else None
-        if pair is not None and len(pair) != 2:
-            raise UsageError("--pareto takes two metrics: task.metric,task.metric")
+        text = render(rows, format.value, baseline is not None, parse_pareto(pareto))
     except UsageError as exc:
         _fail_usage(str(exc))
-    with_delta = baseline is not None
-    if format is CompareFormat.json:
-        text = json.dumps(to_json(rows, with_delta), indent=2) + "\n"
-    elif format is CompareFormat.html:
-        from mtlspec.report.compare_html import to_html
-
-        text = to_html(rows, with_delta, pair)
-    else:
-        text = to_markdown(rows, with_delta)
     if output is not None:
         write_text_atomic(output, text)
     elif format is CompareFormat.text:
         from rich.console import Console
         from rich.markdown import Markdown
 
-        Console().print(Markdown(text))
+        Console(emoji=False).print(Markdown(text))
     else:
         typer.echo(text, nl=False)
-    failed = [line for gate in gates for line in failures(gate, rows, base)]
-    for gate in gates:
-        for line in failures(gate, rows, base):
-            typer.echo(f"FAIL {gate.text}: {line}", err=True)
+    failed = [f"FAIL {gate.text}: {line}" for gate in gates for line in failures(gate, rows, base)]
+    for line in failed:
+        typer.echo(line, err=True)
     if failed:
         raise typer.Exit(EXIT_INVALID)
 

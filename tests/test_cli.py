@@ -17,10 +17,18 @@ def test_version(cli):
 
 
 def test_help_lists_every_command_with_one_line(cli):
+    """Each command appears in the help on a line of its own, with the first line of its docstring."""
+    from mtlspec.cli import app
+
     result = cli("--help")
     assert result.exit_code == 0
-    for command in ("env", "validate", "schema"):
-        assert command in result.output
+    commands = {c.name or c.callback.__name__: c.callback for c in app.registered_commands}
+    assert set(commands) == {"env", "validate", "run", "graph", "compare", "reproduce", "schema"}
+    lines = result.output.splitlines()
+    for name, callback in commands.items():
+        first = callback.__doc__.strip().splitlines()[0]
+        (line,) = [line for line in lines if line.startswith(f"│ {name} ")]
+        assert line.strip("│ ")[len(name):].strip().split()[:3] == first.split()[:3], (name, line)
 
 
 @pytest.mark.stack

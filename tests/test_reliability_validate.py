@@ -176,3 +176,10 @@ class TestConfinement:
         assert outside == ["data.datasets.digits.root", "ensemble.members.paths.0", "ensemble.members.paths.1", "evaluation.baseline.path"]
         (allowed,) = validate_file(path, allow=["/etc", "/tmp", project / "outside"])
         assert [d for d in allowed.errors if d.code == "outside-project"] == []
+
+
+def test_a_diagnostic_on_line_100_keeps_its_line_number(cli, write):
+    """rich turns ":100:" into an emoji unless told not to (found by the property test)."""
+    path = write("long.yaml", "name: x\n" + "# a comment\n" * 98 + "seeds: 1\n")
+    result = cli("validate", str(path))
+    assert f"{path}:100:1: error[unknown-key] seeds:" in result.output

@@ -71,11 +71,51 @@ def test_stateful_methods_resume_exactly(name, spec_file, tmp_path):
     assert {t: v["metrics"] for t, v in resumed["tasks"].items()} == {t: v["metrics"] for t, v in whole["tasks"].items()}
 
 
+def test_representation_space_aggregates_gradients_of_the_shared_representation(spec_file, tmp_path):
+    """With space: representation the method sees one column per entry of the shared
+    representation (not per shared parameter), and its direction is back-propagated through it:
+    by the chain rule, the mean of the per-task representation gradients gives the shared
+    parameters the gradient of the mean task loss."""
+    from types import SimpleNamespace
+
+    from mtlspec.build import build
+    from mtlspec.data.dataset import collate
+    from mtlspec.weighting.base import GradientAggregator, gradient_step
+
+    class Mean(GradientAggregator):
+        def aggregate(self, G, losses):
+            self.seen = G.shape
+            return G.mean(dim=0)
+
+    (result,) = validate_file(spec_file, ["weighting.type=mgda", "weighting.space=representation"])
+    torch.manual_seed(0)
+    built = build(result.spec, spec_file.parent)
+    model, task_types = built.model, built.task_types
+    dataset = built.dataset("train")
+    batch = collate([dataset[i] for i in range(8)], task_types)
+
+    def losses():
+        outputs = model(batch["image"])
+        return {t: tt.loss(outputs[t], batch["targets"][t], batch["has"][t], batch["weight"][t]) for t, tt in task_types.items()}
+
+    method = Mean(list(task_types), SimpleNamespace(space="representation"))
+    gradient_step(model, method, losses())
+    width = sum(r.numel() for r in model.topology.representation)
+    assert method.seen == (3, width) and width != sum(p.numel() for p in model.shared_parameters())
+    through_representation = [p.grad.clone() for p in model.shared_parameters()]
+    model.zero_grad()
+    (sum(losses().values()) / 3).backward()
+    for ours, direct in zip(through_representation, [p.grad for p in model.shared_parameters()]):
+        assert torch.allclose(ours, direct, rtol=1e-4, atol=1e-7)  # float32, two summation orders
+
+
 def test_representation_space_trains(spec_file, tmp_path):
     for name in ("mgda", "graddrop", "upgrad"):
         (result,) = validate_file(spec_file, [f"weighting.type={name}", "weighting.space=representation"])
         assert result.errors == []
-        run_result(result, tmp_path / name, log=lambda m: None)
+        report = run_result(result, tmp_path / name, log=lambda m: None).report
+        steps = [json.loads(line) for line in next((tmp_path / name / "w").glob("*/metrics.jsonl")).read_text().splitlines()]
+        assert report["run"]["epochs_run"] == 2 and len([s for s in steps if s["kind"] == "step"]) == 4
 
 
 def test_batched_jacobian_equals_one_backward_per_task():

@@ -17,7 +17,7 @@ from mtlspec.ensemble.report import write_ensemble_reports
 from mtlspec.errors import UsageError
 from mtlspec.io import write_text_atomic
 from mtlspec.language.root import Spec
-from mtlspec.language.tasks import HIGHER_IS_BETTER
+from mtlspec.language.tasks import directions
 from mtlspec.language.validate import member_incompatibility
 from mtlspec.language.resolved import resolved_yaml
 from mtlspec.report.manifest import manifest, spec_hash
@@ -64,11 +64,11 @@ def _out_of_bag(spec: Spec, members: list[Member], data_root: Path) -> dict[str,
     return {t: _values(metric, spec.tasks[t].metrics) for t, metric in metrics.items()}
 
 
-def _gains(ensemble: dict[str, float], members: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+def _gains(ensemble: dict[str, float], members: list[dict[str, float]], higher: dict[str, bool]) -> dict[str, dict[str, float]]:
     out = {}
     for metric, value in ensemble.items():
         values = [m[metric] for m in members if metric in m]
-        sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+        sign = 1.0 if higher[metric] else -1.0
         best = max(values) if sign > 0 else min(values)
         out[metric] = {"over_best_member": sign * (value - best), "over_mean_member": sign * (value - sum(values) / len(values))}
     return out
@@ -183,8 +183,8 @@ def run_ensemble(request: Any, out_root: Path, log: Log, train_or_reuse: TrainOr
         tasks[task] = {"type": spec.tasks[task].type, "strategy": spec.ensemble.strategy_for(task).type,
                        "combined_by": _combined_by(spec, task, task_types[task], boosters, stackers),
                        "fitted_weights": fitted.get(task), "out_of_bag": oob.get(task),
-                       "metrics": values, "members": member_values, "gain": _gains(values, member_values),
-                       "higher_is_better": {m: HIGHER_IS_BETTER[m] for m in values}}
+                       "metrics": values, "members": member_values, "gain": _gains(values, member_values, directions(spec)[task]),
+                       "higher_is_better": {m: directions(spec)[task][m] for m in values}}
         if task in boosters:
             booster = boosters[task]
             tasks[task]["boosting"] = {"staged": [_values(s, values) for s in staged[task]], "stopped": booster.stopped,

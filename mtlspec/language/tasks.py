@@ -1,7 +1,7 @@
 """The `tasks` section: one entry per task, each bound to a dataset, tagged by task type."""
 
 import typing
-from typing import Annotated, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field
 
@@ -111,6 +111,11 @@ def default_metrics(task_type: str) -> tuple[str, ...]:
     return tuple(task_sections()[task_type].model_fields["metrics"].default)
 
 
+def directions(spec: Any) -> dict[str, dict[str, bool]]:
+    """Per task of a spec, whether a higher value of each of its type's metrics is better."""
+    return {task: dict(type(section).DIRECTIONS) for task, section in spec.tasks.items()}
+
+
 # Whether a higher value of each metric is better (each task type's section says it of its own
-# metrics); reports, early stopping and Δm read this.
+# metrics), for readers without a spec (compare reads report.json's own directions first).
 HIGHER_IS_BETTER = {metric: higher for section in task_sections().values() for metric, higher in section.DIRECTIONS.items()}

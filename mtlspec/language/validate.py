@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from mtlspec.errors import Diagnostic, UsageError
 from mtlspec.language.checks import Finding, check, check_capabilities, check_matrix, entries, get_in
@@ -58,20 +59,27 @@ def member_incompatibility(member: Spec, model: Spec, what: str) -> str | None:
     return None
 
 
+def _confined_members(paths: list, base: Path, roots: Roots, what: str, findings: list[Finding]) -> Iterator[tuple[tuple, str, Path]]:
+    """(where in the spec, the path as written, the path resolved) of each member path inside the
+    allowed roots; every other path becomes a finding."""
+    for i, name in enumerate(paths):
+        where = ("ensemble", "members", "paths", i)
+        if not isinstance(name, str):
+            continue
+        target, problem = roots.check(name, base)
+        if target is None:
+            findings.append(_path_problem(where, f"{what} {name!r}", problem))
+            continue
+        yield where, name, target
+
+
 def _member_runs(paths: list, model: Spec | None, base: Path, roots: Roots) -> list[Finding]:
     """`ensemble.members: {type: runs}`: each run directory's resolved spec fits this spec. A run
     that does not exist yet is a warning (it may be trained before this spec runs)."""
     import yaml
 
-    findings = []
-    for i, name in enumerate(paths):
-        where = ("ensemble", "members", "paths", i)
-        if not isinstance(name, str):
-            continue
-        folder, problem = roots.check(name, base)
-        if folder is None:
-            findings.append(_path_problem(where, f"run directory {name!r}", problem))
-            continue
+    findings: list[Finding] = []
+    for where, name, folder in _confined_members(paths, base, roots, "run directory", findings):
         resolved = folder / "spec.resolved.yaml"
         if not is_file(resolved):
             findings.append(Finding(where, "missing-file", f"run directory '{name}' has no spec.resolved.yaml (yet): `run` needs a finished run there", severity="warning"))
@@ -100,14 +108,7 @@ def _member_specs(data: dict, model: Spec | None, base: Path, shown: str, seen: 
         return [], []
     findings: list[Finding] = []
     diagnostics: list[Diagnostic] = []
-    for i, name in enumerate(members["paths"]):
-        where = ("ensemble", "members", "paths", i)
-        if not isinstance(name, str):
-            continue
-        target, problem = roots.check(name, base)
-        if target is None:
-            findings.append(_path_problem(where, f"member spec {name!r}", problem))
-            continue
+    for where, name, target in _confined_members(members["paths"], base, roots, "member spec", findings):
         if not is_file(target):
             findings.append(Finding(where, "missing-file", f"member spec '{name}' not found (looked for {target})"))
             continue

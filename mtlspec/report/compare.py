@@ -114,11 +114,11 @@ def apply_baseline(rows: list[Row], baseline: str | None) -> dict[str, dict[str,
         if missing:
             raise UsageError(f"--baseline single_task needs runs made with evaluation.baseline: single_task; these were not: {', '.join(missing)}")
         for row in rows:
-            row.delta_m = delta_m(row.metrics, row.own_baseline)["value"]
+            row.delta_m = delta_m(row.metrics, row.own_baseline, _directions(row))["value"]
         return None
     base = load_rows([Path(baseline)])[0]
     for row in rows:
-        row.delta_m = delta_m(row.metrics, base.metrics)["value"]
+        row.delta_m = delta_m(row.metrics, base.metrics, _directions(row))["value"]
     return base.metrics
 
 
@@ -248,6 +248,15 @@ def to_json(rows: list[Row], with_delta: bool) -> dict[str, Any]:
     }
 
 
+def _directions(row: Row) -> dict[str, dict[str, bool]]:
+    """The row's own directions (from its report.json), per task."""
+    out: dict[str, dict[str, bool]] = {}
+    for key, higher in row.higher.items():
+        task, _, metric = key.partition(".")
+        out.setdefault(task, {})[metric] = higher
+    return out
+
+
 def write_comparison(folder: Path, run_dirs: list[Path]) -> Path:
     """comparison.md and comparison.json of these runs in `folder` (a matrix's runs); returns the .md."""
     from mtlspec.io import write_text_atomic
@@ -256,3 +265,14 @@ def write_comparison(folder: Path, run_dirs: list[Path]) -> Path:
     write_text_atomic(folder / "comparison.md", to_markdown(rows, False))
     write_text_atomic(folder / "comparison.json", json.dumps(to_json(rows, False), indent=2) + "\n")
     return folder / "comparison.md"
+
+
+def parse_pareto(text: str | None) -> tuple[str, str] | None:
+    """--pareto task.metric,task.metric"""
+    if not text:
+        return None
+    pair = tuple(text.split(","))
+    if len(pair) != 2:
+        raise UsageError("--pareto takes two metrics: task.metric,task.metric")
+    return pair  # type: ignore[return-value]
+

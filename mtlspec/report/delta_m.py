@@ -15,8 +15,11 @@ DEFINITION = ("Δm = 100 · (1/T) Σ_t (1/M_t) Σ_m (−1)^{w_tm} (M_tm − B_tm
               "per task first, then across tasks (LibMTL's Δp); higher is better")
 
 
-def delta_m(metrics: dict[str, dict[str, float]], baseline: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """{"value": float | None, "per_task": {task: float}, "skipped": ["task.metric", ...]}."""
+def delta_m(metrics: dict[str, dict[str, float]], baseline: dict[str, dict[str, float]],
+            higher: dict[str, dict[str, bool]] | None = None) -> dict[str, Any]:
+    """{"value": float | None, "per_task": {task: float}, "skipped": ["task.metric", ...]}; `higher`:
+    per task, whether a higher value of each metric is better (language.tasks.directions of the spec;
+    the metric names' usual directions when not given)."""
     per_task: dict[str, float] = {}
     skipped: list[str] = []
     for task, values in metrics.items():
@@ -26,7 +29,7 @@ def delta_m(metrics: dict[str, dict[str, float]], baseline: dict[str, dict[str, 
             if base is None or base == 0:
                 skipped.append(f"{task}.{metric}")
                 continue
-            sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+            sign = 1.0 if (higher[task][metric] if higher and task in higher else HIGHER_IS_BETTER[metric]) else -1.0
             changes.append(sign * (value - base) / abs(base))
         if changes:
             per_task[task] = 100.0 * sum(changes) / len(changes)

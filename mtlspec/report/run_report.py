@@ -8,7 +8,7 @@ from typing import Any
 
 from mtlspec.io import write_text_atomic
 from mtlspec.report.plots import write_plots
-from mtlspec.language.tasks import HIGHER_IS_BETTER
+from mtlspec.language.tasks import directions
 
 REPORT_SCHEMA_VERSION = 1
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data: found in a wheel install too
@@ -22,7 +22,7 @@ def build_report(spec: Any, manifest: dict[str, Any], result: Any, plots: list[s
         tasks[task] = {
             "type": result.task_types[task],
             "metrics": values,
-            "higher_is_better": {m: HIGHER_IS_BETTER[m] for m in values},
+            "higher_is_better": {m: directions(spec)[task][m] for m in values},
             "baseline": {m: float(v) for m, v in result.baselines.get(task, {}).items() if m in values},
         }
     last_val = next((e["val"] for e in reversed(result.history) if "val" in e), {})
@@ -31,7 +31,7 @@ def build_report(spec: Any, manifest: dict[str, Any], result: Any, plots: list[s
     if baseline is not None:
         from mtlspec.report.delta_m import delta_m
 
-        delta = delta_m({t: v["metrics"] for t, v in tasks.items()}, baseline["test"])
+        delta = delta_m({t: v["metrics"] for t, v in tasks.items()}, baseline["test"], directions(spec))
         delta["baseline_runs"] = baseline["runs"]
         delta["baseline"] = baseline["test"]
     return {

@@ -42,7 +42,7 @@ def render_validation(results: list[Result], fmt: str, strict: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True, emoji=False)  # "x.yaml:100:3" must not become "x.yaml💯3"
     for d in _unique(results):
         style = "red" if d.severity == "error" else "yellow"
         console.print(d.format(), style=style, markup=False)

@@ -42,7 +42,7 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 if not any(isinstance(finder, _Alias) for finder in sys.meta_path):
-    sys.meta_path.append(_Alias())
+    sys.meta_path.insert(0, _Alias())  # before the path finder, which would load a second copy of a subpackage's module
 
 
 def __getattr__(name: str):

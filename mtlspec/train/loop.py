@@ -149,17 +149,17 @@ def train_step(model: Any, task_types: dict, weighting: Any, optimizer: torch.op
 def monitor_value(monitor: str, val_metrics: dict, val_losses: dict, spec: Any = None,
                   baseline_val: dict | None = None) -> tuple[float, bool]:
     """(value, higher_is_better) of the early-stopping monitor."""
-    from mtlspec.language.tasks import HIGHER_IS_BETTER
+    from mtlspec.language.tasks import directions
     from mtlspec.report.delta_m import delta_m
 
     if monitor == "val.loss":
         return sum(val_losses.values()), False
     if monitor == "val.delta_m":
         chosen = {t: {m: v for m, v in val_metrics[t].items() if m in spec.tasks[t].metrics} for t in val_metrics}
-        value = delta_m(chosen, baseline_val or {})["value"]
+        value = delta_m(chosen, baseline_val or {}, directions(spec))["value"]
         return (value if value is not None else float("-inf")), True
     _, task, metric = monitor.split(".")
-    return val_metrics[task][metric], HIGHER_IS_BETTER[metric]
+    return val_metrics[task][metric], directions(spec)[task][metric]
 
 
 class Trainer:
