@@ -44,6 +44,10 @@ class Detection(TaskType):
     def describe(self):
         return f"{self.name}, {self.spec.head.type}"
 
+    def __getstate__(self):
+        """Data-loader workers need the data side only: the head (and its weights) stays behind."""
+        return {k: v for k, v in self.__dict__.items() if k != "head"}
+
     def build_head(self, vector_channels, pyramid_channels, strides, image_size):
         from mtlspec.tasks.dense_head import DenseHeadAdapter
 
