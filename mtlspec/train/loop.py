@@ -138,7 +138,8 @@ def train_step(model: Any, task_types: dict, weighting: Any, optimizer: torch.op
     if check is not None:
         check(losses)
     optimizer.zero_grad(set_to_none=True)
-    weights = weighting.backward(model, losses)
+    present = {t: bool(batch["has"][t].any()) for t in task_types}
+    weights = weighting.backward(model, losses, present)
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
@@ -246,7 +247,7 @@ class Trainer:
         self.order.epoch = epoch
         self.train_set.set_epoch(epoch)
         self._each("start_epoch", epoch, spec.training.epochs, self.steps_per_epoch)
-        sums, steps = {t: 0.0 for t in self.task_types}, 0
+        sums, counts = {t: 0.0 for t in self.task_types}, {t: 0 for t in self.task_types}
         for batch in self.train_loader:
             batch = to_device(batch, self.device)
             check = functools.partial(_stop_if_not_finite, step=self.step + 1, epoch=epoch + 1, last_good=self.last_good)
@@ -255,16 +256,20 @@ class Trainer:
             if self.snapshot_every and (self.step + 1) % self.snapshot_every == 0:  # the end of a learning-rate cycle
                 ckpt.save(self.ckpt_dir / f"snapshot-{(self.step + 1) // self.snapshot_every:03d}.pt",
                           {"spec_hash": self.spec_hash, "step": self.step + 1, "model": self.model.state_dict()})
+            absent = [t for t in self.task_types if not bool(batch["has"][t].any())]
             for t, v in losses.items():
-                sums[t] += v.item()
-            steps += 1
+                if t not in absent:  # an epoch's mean loss is over the batches that had the task
+                    sums[t] += v.item()
+                    counts[t] += 1
             self.step += 1
             row = {"kind": "step", "epoch": epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
                    "loss": {t: v.item() for t, v in losses.items()},
-                   "weight": {t: (float(w.detach()) if torch.is_tensor(w) else w) for t, w in weights.items()}}
+                   "weight": {t: None if t in absent else (float(w.detach()) if torch.is_tensor(w) else w) for t, w in weights.items()}}
+            if absent:  # no labelled sample in this batch: the task took no part in the update, weight None
+                row["absent"] = absent
             sink.write(json.dumps(row) + "\n")
             self._each("step", row)
-        self.weighting.end_epoch({t: v / max(steps, 1) for t, v in sums.items()})
+        self.weighting.end_epoch({t: v / max(counts[t], 1) for t, v in sums.items()})
 
     def _end_epoch(self, epoch: int) -> dict[str, Any]:
         """The epoch's record: the validation metrics and losses when it evaluates, and early stopping's verdict."""

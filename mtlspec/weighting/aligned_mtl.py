@@ -7,20 +7,18 @@ and the update is G^T B w with w the uniform task weights.
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 
-from mtlspec.weighting.base import GradientAggregator, weighted
+from mtlspec.weighting.base import GradientAggregator
 
 
 class AlignedMTL(GradientAggregator):
-    def aggregate(self, G, losses):
-        K = G.double() @ G.double().T
-        values, vectors = torch.linalg.eigh(K)
-        tol = values.max() * len(K) * torch.finfo(torch.float64).eps
-        keep = values > tol
-        w = torch.full((len(G),), 1.0 / len(G), dtype=torch.float64, device=G.device)
+    def weights(self, K, losses, active):
+        values, vectors = np.linalg.eigh(K)
+        w = np.full(len(K), 1.0 / len(K))
+        keep = values > values.max() * len(K) * np.finfo(np.float64).eps
         if not keep.any():
-            return weighted(G, w.to(G.dtype), self)
+            return w
         values, vectors = values[keep], vectors[:, keep]
-        B = values.min().sqrt() * vectors @ torch.diag(values.rsqrt()) @ vectors.T
-        return weighted(G, (B @ w).to(G.dtype), self)
+        B = np.sqrt(values.min()) * vectors @ np.diag(1.0 / np.sqrt(values)) @ vectors.T
+        return B @ w

@@ -18,9 +18,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
-from mtlspec.weighting.jacobian import assign, task_jacobian
+from mtlspec.weighting.jacobian import assign, task_gradients
 
 Losses = dict[str, torch.Tensor]
 
@@ -32,9 +33,10 @@ class Weighting(ABC):
         self.tasks, self.spec = tasks, spec
 
     @abstractmethod
-    def backward(self, model: Any, losses: Losses) -> dict[str, Any]:
+    def backward(self, model: Any, losses: Losses, present: dict[str, bool] | None = None) -> dict[str, Any]:
         """Set every parameter's .grad for this step; return each task's weight (None where a
-        method has none) for metrics.jsonl."""
+        method has none, or the task was absent: `present[task]` False, no labelled sample in
+        the batch) for metrics.jsonl."""
 
     def after_step(self, recompute: Callable[[], Losses]) -> None:
         """After the optimizer step; `recompute()` gives the batch's losses under the new weights."""
@@ -66,7 +68,7 @@ class LossWeighting(Weighting):
         """A term added to the weighted sum (UW's regulariser); 0 for most methods."""
         return 0.0
 
-    def backward(self, model, losses):
+    def backward(self, model, losses, present=None):
         weights = self.weights(losses)
         total = sum(weights[t] * losses[t].float() for t in losses) + self.extra_loss(losses) + model.extra_loss()
         total.backward()
@@ -80,19 +82,31 @@ class LossWeighting(Weighting):
 
 
 class GradientAggregator(Weighting):
-    """Combines per-task gradients of the shared part into one direction."""
+    """Combines per-task gradients of the shared part into one direction, from the gradients of
+    the tasks present in the batch (`active`: a task without a labelled sample takes no part).
+
+    Most methods are a function of the Gramian alone: `weights(K, losses, active)` -> w, and the
+    direction is G^T w (K = G G^T of the active rows, in float64). Methods that need the rows
+    themselves (per coordinate, or a history of gradients) override `aggregate`."""
 
     def __init__(self, tasks: list[str], spec: Any):
         super().__init__(tasks, spec)
         self.space = getattr(spec, "space", "params")
-        self.last_weights: torch.Tensor | None = None  # g = G^T w, where the method has such a w
+        self.last_weights: torch.Tensor | None = None  # w of g = G^T w, for the active tasks
 
-    @abstractmethod
-    def aggregate(self, G: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
-        """G: (T, P) per-task gradients; losses: (T,) detached. Returns the (P,) direction."""
+    def weights(self, K: np.ndarray, losses: np.ndarray, active: list[int]) -> np.ndarray:
+        """The weights of the active tasks' gradients. K: their Gramian (float64); losses: theirs;
+        active: their indices among all the spec's tasks (for methods with per-task state)."""
+        raise NotImplementedError(f"{type(self).__name__} aggregates the gradient rows themselves")
 
-    def backward(self, model, losses):
-        return gradient_step(model, self, losses)
+    def aggregate(self, G: torch.Tensor, losses: torch.Tensor, active: list[int] | None = None) -> torch.Tensor:
+        """G: (T', P) gradients of the active tasks; losses: (T',) detached. Returns the (P,) direction."""
+        active = list(range(len(G))) if active is None else active
+        w = self.weights(gramian(G), losses.detach().double().cpu().numpy(), active)
+        return weighted(G, torch.as_tensor(w), self)
+
+    def backward(self, model, losses, present=None):
+        return gradient_step(model, self, losses, present)
 
     def after_step(self, recompute):
         self.after_update()
@@ -101,33 +115,59 @@ class GradientAggregator(Weighting):
         """Called after each optimizer step (GradNorm renormalises its weights)."""
 
 
-def gradient_step(model: Any, method: GradientAggregator, losses: Losses) -> dict[str, float | None]:
-    """Per-task gradients of the shared part -> the method's direction; task parameters get their own task's gradient."""
+def gramian(G: torch.Tensor, chunk: int = 1 << 16) -> np.ndarray:
+    """K = G G^T, as float64: products over blocks of 65,536 columns in G's own precision, summed in
+    float64. For float32 gradients of a ResNet-18 (40 x 11.2M) that is 0.49 s against 2.2 s for a
+    float64 product, and off by at most 7e-8 |g_i| |g_j| (the rounding of the gradients themselves
+    is 6e-8); one float32 product over all columns would be off by 1.4e-5."""
+    K = torch.zeros(len(G), len(G), dtype=torch.float64, device=G.device)
+    for start in range(0, G.shape[1], chunk):
+        block = G[:, start : start + chunk]
+        K += (block @ block.T).double()
+    return K.cpu().numpy()
+
+
+def gradient_step(model: Any, method: GradientAggregator, losses: Losses, present: dict[str, bool] | None = None) -> dict[str, float | None]:
+    """Per-task gradients of the shared part (one backward pass per task present, which also gives
+    its own parameters their gradient) -> the method's direction. A task absent from the batch
+    (no labelled sample) takes no part: weight None, its own parameters a zero gradient."""
     tasks = list(losses)
-    vector = torch.stack([losses[t].float() for t in tasks])
+    active = [i for i, t in enumerate(tasks) if present is None or present[t]]
     if method.space == "representation":
         shared = [r for r in model.topology.representation if r.requires_grad]
     else:
         shared = [p for p in model.shared_parameters() if p.requires_grad]
-    G = task_jacobian(vector, shared)
-    direction = method.aggregate(G, vector.detach())
-    private = [p for t in tasks for p in model.task_parameters(t) if p.requires_grad]
-    if private:
-        for p, g in zip(private, torch.autograd.grad(vector.sum(), private, retain_graph=True, allow_unused=True)):
-            p.grad = g
+    own = {t: [p for p in model.task_parameters(t) if p.requires_grad] for t in tasks}
+    for i, t in enumerate(tasks):
+        if i not in active:
+            for p in own[t]:
+                p.grad = torch.zeros_like(p)
+    if not active:
+        zero = torch.zeros(sum(x.numel() for x in shared), dtype=shared[0].dtype if shared else torch.float32,
+                           device=shared[0].device if shared else None)
+        direction, weights = zero, []
+    else:
+        keep = method.space == "representation"  # the direction is back-propagated through the representation afterwards
+        G = task_gradients([losses[tasks[i]] for i in active], shared, [own[tasks[i]] for i in active], keep_graph=keep)
+        vector = torch.stack([losses[tasks[i]].detach().float() for i in active])
+        direction = method.aggregate(G, vector, active)
+        weights = None if method.last_weights is None else [float(v) for v in method.last_weights]
     if method.space == "representation":
         chunks, offset = [], 0
         for r in shared:
             chunks.append(direction[offset : offset + r.numel()].view_as(r).to(r.dtype))
             offset += r.numel()
-        torch.autograd.backward(shared, grad_tensors=chunks)
+        if active:
+            torch.autograd.backward(shared, grad_tensors=chunks)
     else:
         assign(direction, shared)
-    w = method.last_weights
-    return {t: (None if w is None else float(w[i])) for i, t in enumerate(tasks)}
+    out: dict[str, float | None] = {t: None for t in tasks}
+    if weights is not None:
+        out.update({tasks[i]: w for i, w in zip(active, weights)})
+    return out
 
 
 def weighted(G: torch.Tensor, w: torch.Tensor, method: GradientAggregator) -> torch.Tensor:
     """g = G^T w, remembering w for the report."""
     method.last_weights = w.detach().clone()
-    return w.to(G.dtype) @ G
+    return w.to(device=G.device, dtype=G.dtype) @ G

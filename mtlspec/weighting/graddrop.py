@@ -14,7 +14,7 @@ from mtlspec.weighting.base import GradientAggregator
 
 
 class GradDrop(GradientAggregator):
-    def aggregate(self, G, losses):
+    def aggregate(self, G, losses, active=None):
         P = 0.5 * (1.0 + G.sum(dim=0) / G.abs().sum(dim=0).clamp(min=1e-20))
         U = torch.rand(P.shape, dtype=G.dtype, device=G.device)
         keep = ((P > U) & (G > 0)) | ((P < U) & (G < 0))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+import numpy as np
+
 from mtlspec.weighting.base import GradientAggregator
 
 
@@ -23,20 +25,24 @@ class GradNorm(GradientAggregator):
     def parameters(self):
         return [self.w]
 
-    def aggregate(self, G, losses):
-        losses = losses.detach().to(torch.float64).cpu()
-        if self.initial is None:
-            self.initial = losses.clone()
-        norms = G.detach().double().norm(dim=1).cpu()
-        w = self.w.detach().double()
+    def weights(self, K, losses, active):
+        if self.initial is None:  # each task's first loss, taken the first time it is present
+            self.initial = torch.full((len(self.tasks),), float("nan"), dtype=torch.float64)
+        index = torch.as_tensor(active)
+        losses = torch.from_numpy(losses)
+        first = torch.isnan(self.initial[index])
+        self.initial[index[first]] = losses[first]
+        norms = torch.from_numpy(np.sqrt(np.clip(np.diag(K), 0.0, None)))
+        w = self.w.detach().double()[index]
         weighted_norms = w.abs() * norms
-        ratio = losses / self.initial.clamp(min=1e-12)
+        ratio = losses / self.initial[index].clamp(min=1e-12)
         r = ratio / ratio.mean()
         target = weighted_norms.mean() * r**self.spec.alpha
-        # d/dw_t sum_k |w_k n_k - target_k| = sign(w_t n_t - target_t) n_t (target held constant)
-        self.w.grad = (torch.sign(weighted_norms - target) * norms).to(self.w.dtype)
-        self.last_weights = self.w.detach().clone()
-        return self.w.detach().to(G.dtype).to(G.device) @ G
+        # d/dw_t sum_k |w_k n_k - target_k| = sign(w_t n_t - target_t) n_t (target held constant); absent tasks: 0
+        grad = torch.zeros(len(self.tasks), dtype=torch.float64)
+        grad[index] = torch.sign(weighted_norms - target) * norms
+        self.w.grad = grad.to(self.w.dtype)
+        return w.numpy()
 
     def after_update(self):
         with torch.no_grad():
@@ -49,4 +55,5 @@ class GradNorm(GradientAggregator):
     def load_state_dict(self, state):
         with torch.no_grad():
             self.w.copy_(state["w"])
-        self.initial = state["initial"]
+        initial = state["initial"]
+        self.initial = None if initial is None else initial.double()

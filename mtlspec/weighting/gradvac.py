@@ -4,10 +4,13 @@ Massively Multilingual Models", ICLR 2021).
 For each task i and, in random order, each other task j: when the cosine similarity of the
 (already adjusted) g_i with g_j falls below its EMA target phi_ij, g_i gains the multiple of g_j
 that lifts the similarity to the target; phi_ij <- (1 - beta) phi_ij + beta cos. Summed.
+Adjusted gradients stay combinations of the task gradients, so norms and cosines are read from
+the Gramian; only the targets of the tasks present in the batch move.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from mtlspec.weighting.base import GradientAggregator
@@ -20,27 +23,25 @@ class GradVac(GradientAggregator):
         super().__init__(tasks, spec)
         self.phi = torch.zeros(len(tasks), len(tasks), dtype=torch.float64)
 
-    def aggregate(self, G, losses):
-        beta, T = self.spec.beta, len(G)
-        Gd = G.double()
-        coeffs = torch.eye(T, dtype=torch.float64)
+    def weights(self, K, losses, active):
+        beta, T = self.spec.beta, len(K)
+        phi = self.phi[np.ix_(active, active)].numpy().copy()
+        norms = np.sqrt(np.clip(np.diag(K), 0.0, None))
+        coeffs = np.eye(T)
         for i in range(T):
-            g = Gd[i].clone()
+            c = coeffs[i]
             others = [j for j in range(T) if j != i]
             for idx in torch.randperm(len(others)).tolist():
                 j = others[idx]
-                norm_i, norm_j = g.norm(), Gd[j].norm()
-                cos = (g @ Gd[j]) / (norm_i * norm_j + EPS)
-                target = self.phi[i, j]
+                norm_i, norm_j = np.sqrt(max(c @ K @ c, 0.0)), norms[j]
+                cos = (c @ K[:, j]) / (norm_i * norm_j + EPS)
+                target = phi[i, j]
                 if cos < target:
-                    w = norm_i * (target * (1 - cos**2).clamp(min=0).sqrt() - cos * (1 - target**2).clamp(min=0).sqrt())
-                    w = w / (norm_j * (1 - target**2).clamp(min=0).sqrt() + EPS)
-                    g = g + w * Gd[j]
-                    coeffs[i, j] += w
-                self.phi[i, j] = (1 - beta) * target + beta * cos
-        weights = coeffs.sum(dim=0)
-        self.last_weights = weights.to(G.dtype)
-        return (weights @ Gd).to(G.dtype)
+                    w = norm_i * (target * np.sqrt(max(1 - cos**2, 0.0)) - cos * np.sqrt(max(1 - target**2, 0.0)))
+                    c[j] += w / (norm_j * np.sqrt(max(1 - target**2, 0.0)) + EPS)
+                phi[i, j] = (1 - beta) * target + beta * cos
+        self.phi[np.ix_(active, active)] = torch.from_numpy(phi)
+        return coeffs.sum(axis=0)
 
     def state_dict(self):
         return {"phi": self.phi.clone()}

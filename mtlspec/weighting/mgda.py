@@ -4,26 +4,24 @@ The common descent direction is the min-norm point of the convex hull of the (no
 task gradients; the update is sum_t a_t g_t with those coefficients. With `space:
 representation` the gradients are taken at the shared representation: the paper's MGDA-UB.
 Normalisations as in the paper's code: none, l2 (g/|g|), loss (g/L), loss+ (g/(L |g|)).
-The min-norm problem is solved exactly (qp.simplex_min_norm), not by Frank-Wolfe iterations.
+The min-norm problem is solved exactly on the Gramian (Wolfe's algorithm, qp.min_norm_point),
+not by Frank-Wolfe iterations.
 """
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 
-from mtlspec.weighting.base import GradientAggregator, weighted
-from mtlspec.weighting.qp import simplex_min_norm
+from mtlspec.weighting.base import GradientAggregator
+from mtlspec.weighting.qp import min_norm_point
 
 
 class MGDA(GradientAggregator):
-    def aggregate(self, G, losses):
+    def weights(self, K, losses, active):
         norm = self.spec.normalization
-        scale = torch.ones(len(G), dtype=G.dtype, device=G.device)
+        scale = np.ones(len(K))
         if norm in ("l2", "loss+"):
-            scale = scale / G.norm(dim=1).clamp(min=1e-12)
+            scale = scale / np.sqrt(np.clip(np.diag(K), 1e-300, None))
         if norm in ("loss", "loss+"):
-            scale = scale / losses.to(G.dtype).clamp(min=1e-12)
-        Gn = G * scale[:, None]
-        K = (Gn @ Gn.T).double().cpu().numpy()
-        alpha = torch.as_tensor(simplex_min_norm(K), dtype=G.dtype, device=G.device)
-        return weighted(G, alpha, self)
+            scale = scale / np.clip(losses, 1e-12, None)
+        return min_norm_point(scale[:, None] * K * scale[None, :])
