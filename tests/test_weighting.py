@@ -136,10 +136,11 @@ def test_gradvac_matches_torchjd_over_a_sequence():
         assert close(ours.aggregate(J, torch.ones(4)), expected, 1e-9), step
 
 
-def test_graddrop_matches_torchjd_with_the_same_draws():
-    reference = torchjd.GradDrop()
-    ours = method("graddrop", leak=0.0)
+@pytest.mark.parametrize("leak", [0.0, 0.3])
+def test_graddrop_matches_torchjd_with_the_same_draws(leak):
+    ours = method("graddrop", leak=leak)
     for seed, J in jacobians(4):
+        reference = torchjd.GradDrop(leak=torch.full((len(J),), leak, dtype=J.dtype)) if leak else torchjd.GradDrop()
         torch.manual_seed(seed)
         expected = reference(J)
         torch.manual_seed(seed)
@@ -304,6 +305,26 @@ def test_db_mtl_balances_log_gradient_magnitudes():
     scaled = log_grads * (log_grads.norm(dim=1).max() / log_grads.norm(dim=1))[:, None]
     assert torch.allclose(g, scaled.sum(0), rtol=1e-6)
     assert torch.allclose(scaled.norm(dim=1), scaled.norm(dim=1)[0].expand(2), rtol=1e-6)
+
+
+def test_db_mtl_keeps_its_moving_average_over_steps_and_absent_tasks():
+    """The EMA of g_t / L_t with decay beta / step^sigma, by its definition: a task absent from a
+    step (its row not passed) keeps its average unchanged and takes no part in that update."""
+    beta, sigma = 0.9, 0.5
+    db = method("db_mtl", beta=beta, beta_sigma=sigma)
+    rng = np.random.default_rng(4)
+    steps = [(rng.normal(size=(2, 5)), rng.uniform(0.5, 2, 2), [0, 1]), (rng.normal(size=(1, 5)), rng.uniform(0.5, 2, 1), [0]),
+             (rng.normal(size=(2, 5)), rng.uniform(0.5, 2, 2), [0, 1])]
+    average = {}
+    for n, (G, L, active) in enumerate(steps, start=1):
+        g = db.aggregate(torch.tensor(G), torch.tensor(L), active).numpy()
+        decay = beta / n**sigma
+        for k, t in enumerate(active):
+            fresh = G[k] / (L[k] + 1e-8)
+            average[t] = fresh if t not in average else decay * average[t] + (1 - decay) * fresh
+        rows = np.stack([average[t] for t in active])
+        norms = np.linalg.norm(rows, axis=1)
+        np.testing.assert_allclose(g, ((norms.max() / (norms + 1e-8))[:, None] * rows).sum(0), rtol=1e-12)
 
 
 def test_zero_gradients_do_not_break_the_solvers():

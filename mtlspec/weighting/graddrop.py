@@ -15,9 +15,14 @@ from mtlspec.weighting.base import GradientAggregator
 
 class GradDrop(GradientAggregator):
     def aggregate(self, G, losses, active=None):
-        P = 0.5 * (1.0 + G.sum(dim=0) / G.abs().sum(dim=0).clamp(min=1e-20))
+        """The mask is the same for every task at a coordinate, so the kept sum is the mask times
+        the column sums of the positive (or negative) parts: two passes over G, no (T x P) masks."""
+        positive = G.clamp(min=0).sum(dim=0)
+        total = G.sum(dim=0)
+        negative = total - positive
+        P = 0.5 * (1.0 + total / (positive - negative).clamp(min=1e-20))
         U = torch.rand(P.shape, dtype=G.dtype, device=G.device)
-        keep = ((P > U) & (G > 0)) | ((P < U) & (G < 0))
+        kept = torch.where(P > U, positive, torch.zeros_like(positive)) + torch.where(P < U, negative, torch.zeros_like(negative))
         leak = self.spec.leak
         self.last_weights = None
-        return (G * (leak + (1.0 - leak) * keep.to(G.dtype))).sum(dim=0)
+        return leak * total + (1.0 - leak) * kept if leak else kept
