@@ -47,6 +47,6 @@ def build(spec: Any, data_root: Path = Path("."), sources: dict[str, Any] | None
     """Everything a spec compiles to; model.builder.BuildError names the parts that cannot be built."""
     sources = sources if sources is not None else build_sources(spec, "train", data_root)
     task_types = build_task_types(spec, sources)
-    model = build_model(spec, task_types)
+    model = build_model(spec, task_types, data_root)
     weighting = METHODS[spec.weighting.type](list(spec.tasks), spec.weighting)
     return Built(spec, data_root, sources, task_types, model, weighting)

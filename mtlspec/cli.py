@@ -355,6 +355,70 @@ def reproduce(
         raise typer.Exit(EXIT_INVALID)
 
 
+@app.command()
+@guarded
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (made by `mtlspec run`).")],
+    inputs: Annotated[list[str], typer.Argument(help="Images, folders of images, or one split of the run's data: train, val or test.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the predictions.")] = Path("predictions"),
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 16,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "cpu",
+    overlays: Annotated[bool, typer.Option("--overlays/--no-overlays", help="An annotated copy of each image under overlays/.")] = True,
+    score_threshold: Annotated[float, typer.Option("--score-threshold", help="Boxes drawn on overlays from this score (all are written).")] = 0.3,
+) -> None:
+    """Predict every task of a run on new images or a split: CSV, COCO results JSON, PNG maps, overlays."""
+    from rich.progress import Progress
+
+    from mtlspec.data.records import DataError
+    from mtlspec.inference.predict import predict as run_predict
+    from mtlspec.train.checkpoint import CheckpointError
+    from mtlspec.train.loop import TrainingError, resolve_device
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("predicting", total=None)
+        try:
+            summary = run_predict(run_dir, inputs, out, batch_size, str(resolve_device(device)), overlays, score_threshold,
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
+        except UsageError as exc:
+            _fail_usage(str(exc))
+        except (DataError, CheckpointError, TrainingError) as exc:  # an unreadable image, a damaged model file
+            typer.echo(f"error: {printable(str(exc))}", err=True)
+            raise typer.Exit(EXIT_FAILED) from None
+    typer.echo(f"{summary['images']} image(s) from {summary['inputs']}; model: {summary['model']['selected']}")
+    for name, info in summary["tasks"].items():
+        typer.echo(f"  {name:<12} {out / (info.get('file') or info.get('folder', ''))}  ({info.get('format', '')})")
+    if summary["overlays"]:
+        typer.echo(f"  overlays     {out / 'overlays'}")
+
+
+class ExportFormat(str, Enum):
+    torchscript = "torchscript"
+    onnx = "onnx"
+
+
+@app.command()
+@guarded
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (made by `mtlspec run`).")],
+    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="torchscript or onnx.")] = ExportFormat.torchscript,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="The file to write (default: RUN_DIR/model.ts or model.onnx).")] = None,
+) -> None:
+    """Export a run's model (raw head outputs) to TorchScript or ONNX, checked against eager on the same images."""
+    from mtlspec.inference.export import export as run_export
+    from mtlspec.train.checkpoint import CheckpointError
+
+    try:
+        info = run_export(run_dir, format.value, out)
+    except UsageError as exc:
+        _fail_usage(str(exc))
+    except CheckpointError as exc:
+        typer.echo(f"error: {printable(str(exc))}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    checked = info["checked"]
+    typer.echo(f"{info['file']}: {len(info['outputs'])} output(s); on {checked['images']} images the largest difference from eager "
+               f"is {checked['max_relative_difference']:.1e} (relative); inputs and outputs in {info['file']}.json")
+
+
 class SchemaFormat(str, Enum):
     json = "json"
     md = "md"

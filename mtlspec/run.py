@@ -145,8 +145,15 @@ def run_one(request: RunRequest, root: Path, resume_dir: Path | None = None, log
     try:
         baseline = baseline_metrics(spec, request.file, root, log, train_or_reuse)
         built = seeded_build(spec, data_root, sources)
+        init = getattr(built.model.topology, "init_report", None)
+        if init is not None:
+            info["backbone_init"] = init
+            log(f"backbone: {init['loaded']} of {init['of']} tensors from {init['checkpoint']}"
+                + (f"; not in it: {len(init['missing'])}" if init["missing"] else "")
+                + (f"; unused: {len(init['unused'])} ({', '.join(init['unused'][:3])}{', ...' if len(init['unused']) > 3 else ''})" if init["unused"] else "")
+                + (f"; other shapes: {len(init['mismatched'])}" if init["mismatched"] else ""))
         outcome = fit(built, digest, run_dir, resume=state, log=log, callbacks=callbacks, baseline_val=baseline["val"] if baseline else None)
-        info.update(status="finished", device=outcome.device, dataset_fingerprints=outcome.fingerprints, data=outcome.splits,
+        info.update(status="finished", device=outcome.device, threads=outcome.threads, dataset_fingerprints=outcome.fingerprints, data=outcome.splits,
                     wall_seconds=round(outcome.wall_seconds, 3), epochs_run=outcome.epochs_run, ended=now())
         report = write_reports(run_dir, spec, info, outcome, baseline)
         write_manifest(run_dir, info)

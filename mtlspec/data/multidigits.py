@@ -213,5 +213,15 @@ class MultiDigitsSource:
     def box_classes(self) -> int:
         return DIGIT_CLASSES
 
+    def box_names(self) -> list[str]:
+        return [str(d) for d in range(DIGIT_CLASSES)]
+
+    def mask_names(self) -> list[str]:
+        return ["background", *self.box_names()]
+
+    def label_names(self, label: str) -> list[str] | None:
+        count = multidigits_classes(label, self.params.max_objects)
+        return [str(v) for v in range(count)] if count else None
+
     def mask_classes(self) -> int:
         return multidigits_classes(None, self.params.max_objects)

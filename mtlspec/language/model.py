@@ -7,6 +7,15 @@ from pydantic import Field
 from mtlspec.language.base import PositiveFloat, Section
 
 
+class BackboneInit(Section):
+    """Weights the backbone starts from, read from a local file before training (nothing is downloaded)."""
+
+    checkpoint: str
+    """A torchvision ResNet state dict (`torch.save(model.state_dict())`), an MMDetection or
+    MMPretrain checkpoint (its `backbone.` part), or an mtlspec run: its directory, model.pt or a
+    checkpoint (its shared trunk). Relative to the spec file; read weights-only."""
+
+
 class ResNet(Section):
     """MMDetection's ResNet, with a configurable depth and base width."""
 
@@ -14,6 +23,13 @@ class ResNet(Section):
     depth: Literal[18, 34, 50, 101, 152] = 18
     base_channels: Annotated[int, Field(ge=4, le=256)] = 64
     num_stages: Annotated[int, Field(ge=1, le=4)] = 4
+    init: BackboneInit | None = None
+    frozen_stages: Annotated[int, Field(ge=-1, le=4)] = -1
+    """As in MMDetection: -1 trains everything; 0 freezes the stem; k the stem and the first k
+    stages (no gradient, normalisation statistics fixed)."""
+    norm_eval: bool = False
+    """Keep every BatchNorm layer's statistics fixed while training (as for a pretrained backbone
+    fine-tuned on small batches)."""
 
 
 class SmallCNN(Section):
@@ -21,6 +37,11 @@ class SmallCNN(Section):
 
     type: Literal["SmallCNN"]
     channels: Annotated[list[Annotated[int, Field(ge=1, le=1024)]], Field(min_length=1, max_length=6)] = [16, 32, 64]
+    init: BackboneInit | None = None
+    frozen_stages: Annotated[int, Field(ge=-1, le=6)] = -1
+    """-1 trains everything; 0 freezes the stem; k the stem and the first k stages."""
+    norm_eval: bool = False
+    """Keep every BatchNorm layer's statistics fixed while training."""
 
 
 Backbone = Annotated[Union[ResNet, SmallCNN], Field(discriminator="type")]

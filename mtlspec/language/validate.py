@@ -10,7 +10,7 @@ from mtlspec.errors import Diagnostic, UsageError
 from mtlspec.language.checks import Finding, check, check_capabilities, check_matrix, entries, get_in
 from mtlspec.language.compose import apply_overrides, expand_matrix, load_with_extends
 from mtlspec.language.diagnose import structural
-from mtlspec.language.paths import Roots, is_file
+from mtlspec.language.paths import Roots, is_dir, is_file
 from mtlspec.language.root import Spec
 from mtlspec.language.source import Document
 
@@ -145,6 +145,9 @@ def _named_paths(data: dict) -> list[tuple[tuple, str, tuple]]:
             for split, value in (annotations.items() if isinstance(annotations, dict) else []):
                 out.append((at + ("annotations", split), value, relative))
     out.append((("data", "sample_overrides"), get_in(data, "data", "sample_overrides"), ()))
+    init = get_in(data, "model", "backbone", "init")
+    if isinstance(init, dict):
+        out.append((("model", "backbone", "init", "checkpoint"), init.get("checkpoint"), ()))
     baseline = get_in(data, "evaluation", "baseline")
     if isinstance(baseline, dict) and baseline.get("type") == "run":
         out.append((("evaluation", "baseline", "path"), baseline.get("path"), ()))
@@ -164,6 +167,8 @@ def _path_findings(data: dict, base: Path, roots: Roots) -> list[Finding]:
             findings.append(_path_problem(where, f"{where[-1]} {raw!r}", problem))
         elif where[0] == "evaluation" and not is_file(target / "report.json"):
             findings.append(Finding(where, "missing-file", f"baseline run '{raw}' has no report.json (yet): `run` needs a finished run there", severity="warning"))
+        elif where[-1] == "checkpoint" and not (is_file(target) or is_dir(target)):
+            findings.append(Finding(where, "missing-file", f"checkpoint '{raw}' not found (looked for {target}): `run` needs it", severity="warning"))
     return findings
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -53,10 +54,18 @@ def mmdet_resnet(depth: int, base_channels: int, num_stages: int) -> StagedBackb
     return StagedBackbone(stem, stages, channels, [4 * 2**i for i in range(num_stages)])
 
 
-def build_backbone(spec: Any) -> StagedBackbone:
-    if spec.type == "SmallCNN":
-        return small_cnn(list(spec.channels))
-    return mmdet_resnet(spec.depth, spec.base_channels, spec.num_stages)
+def build_backbone(spec: Any, base: Path | None = None) -> StagedBackbone:
+    """The backbone; started from `init.checkpoint` (relative to `base`, the spec file's folder)
+    when the spec names one and `base` is given, then frozen as the spec says. `init_report` says
+    what was loaded."""
+    from mtlspec.model.init import freeze, load_init
+
+    backbone = small_cnn(list(spec.channels)) if spec.type == "SmallCNN" else mmdet_resnet(spec.depth, spec.base_channels, spec.num_stages)
+    backbone.init_report = None
+    if getattr(spec, "init", None) is not None and base is not None:
+        backbone.init_report = load_init(backbone, (base / spec.init.checkpoint).resolve())
+    freeze(backbone, getattr(spec, "frozen_stages", -1), getattr(spec, "norm_eval", False))
+    return backbone
 
 
 class Projection(nn.Module):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,9 +43,14 @@ class MultiTaskModel(nn.Module):
         return self.topology.extra_loss()
 
 
-def build_topology(spec: Any) -> nn.Module:
+def build_topology(spec: Any, base: Path | None = None) -> nn.Module:
+    """The sharing topology around the spec's backbone (started from its init checkpoint when `base`,
+    the spec file's folder, is given); `init_report` says what the checkpoint gave."""
     sharing = spec.model.sharing
-    return TOPOLOGIES[sharing.type](build_backbone(spec.model.backbone), spec.model.neck, list(spec.tasks), sharing)
+    backbone = build_backbone(spec.model.backbone, base)
+    topology = TOPOLOGIES[sharing.type](backbone, spec.model.neck, list(spec.tasks), sharing)
+    topology.init_report = backbone.init_report
+    return topology
 
 
 def head_path(task: str, section: Any) -> tuple:
@@ -52,10 +58,14 @@ def head_path(task: str, section: Any) -> tuple:
     return ("tasks", task, "head") if "head" in type(section).model_fields else ("tasks", task)
 
 
-def build_model(spec: Any, task_types: dict[str, Any]) -> MultiTaskModel:
+def build_model(spec: Any, task_types: dict[str, Any], base: Path | None = None) -> MultiTaskModel:
     """The model; BuildError naming every part that cannot be built (every head is tried)."""
+    from mtlspec.model.init import InitError
+
     try:
-        topology = build_topology(spec)
+        topology = build_topology(spec, base)
+    except InitError as exc:
+        raise BuildError([(("model", "backbone", "init", "checkpoint"), str(exc))]) from exc
     except Exception as exc:
         raise BuildError([(("model",), f"the backbone and neck cannot be built: {type(exc).__name__}: {exc}")]) from exc
     heads, problems = {}, []

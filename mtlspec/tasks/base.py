@@ -71,6 +71,18 @@ class TaskType(ABC):
     def dataset_classes(cls, spec: Any, source: Any) -> int:
         return 0
 
+    @classmethod
+    def class_names(cls, spec: Any, source: Any) -> list[str] | None:
+        """The names of its classes (or labels) where the dataset has them, for predictions people
+        read; None where it has none."""
+        return None
+
+    @classmethod
+    def category_ids(cls, spec: Any, source: Any) -> list[int] | None:
+        """The dataset's own ids of its classes where they are not 0..K-1 (COCO category ids), so
+        predictions go back in the dataset's terms; None otherwise."""
+        return None
+
     @property
     def image_level(self) -> bool:
         """Whether its targets are image labels, which a source can give without decoding the image."""
@@ -155,6 +167,11 @@ class ImageLabelTask(TaskType):
     @abstractmethod
     def decode(self, value: Any, file: str | None, sample: Any) -> Any:
         """The target from the label's value; DataError naming the file and sample when it is not one."""
+
+    @classmethod
+    def class_names(cls, spec, source):
+        names = getattr(source, "label_names", None)
+        return names(spec.label) if names is not None else None
 
     def _fail(self, message: str, file: str | None, sample: Any) -> DataError:
         return DataError(f"label '{self.spec.label}' {message}", file, sample)

@@ -20,6 +20,14 @@ class Detection(TaskType):
     def dataset_classes(cls, spec, source):
         return source.box_classes()
 
+    @classmethod
+    def class_names(cls, spec, source):
+        return source.box_names() if hasattr(source, "box_names") else None
+
+    @classmethod
+    def category_ids(cls, spec, source):
+        return source.box_category_ids() if hasattr(source, "box_category_ids") else None
+
     def target(self, record):
         if "boxes" not in record:
             return None, False

@@ -21,6 +21,10 @@ class Segmentation(TaskType):
     def dataset_classes(cls, spec, source):
         return source.mask_classes()
 
+    @classmethod
+    def class_names(cls, spec, source):
+        return source.mask_names() if hasattr(source, "mask_names") else None
+
     def target(self, record):
         return (record["mask"], True) if "mask" in record else (None, False)
 

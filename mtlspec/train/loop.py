@@ -20,6 +20,7 @@ from mtlspec.build import Built, build
 from mtlspec.data.build import describe, scan
 from mtlspec.data.dataset import collate_fn
 from mtlspec.data.sampling import epoch_order
+from mtlspec.inference.model_file import FILE as MODEL_FILE, save_model, vocabulary
 from mtlspec.train import checkpoint as ckpt
 from mtlspec.train.evaluate import evaluate, to_device, trivial_baselines
 from mtlspec.train.optim import build_optimizer, build_scheduler
@@ -44,6 +45,7 @@ class FitResult:
     wall_seconds: float
     split: str
     task_types: dict[str, str] = field(default_factory=dict)
+    threads: int = 0
 
 
 class Callback:
@@ -82,6 +84,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+TORCH_DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice (physical cores), before any run sets it
+
+
+def thread_count(spec: Any) -> int:
+    """The CPU threads a run uses: `training.threads`, or for `auto` torch's default less one per
+    data-loader worker, at least 1."""
+    import os
+
+    chosen = spec.training.threads
+    if chosen != "auto":
+        return int(chosen)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(TORCH_DEFAULT_THREADS, cores - spec.data.num_workers))
+
+
+def one_thread_per_worker(_: int) -> None:
+    """Data-loader workers decode and transform; each keeps to one thread so the trainer's threads keep their cores."""
+    torch.set_num_threads(1)
+
+
 def seeded_build(spec: Any, data_root: Path, sources: dict[str, Any] | None = None) -> Built:
     """Seed every generator with the spec's seed, then build: the initial weights are a function of the seed."""
     seed_everything(spec.seed)
@@ -109,8 +131,10 @@ def make_loader(dataset: Any, batch_size: int, workers: int, sampler: Any = None
     """Batches in the sampler's order (training) or in dataset order (evaluation)."""
     collate = collate_fn(dataset.task_types)
     if sampler is not None:
-        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=workers)
+        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+                                           worker_init_fn=one_thread_per_worker if workers else None)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=workers,
+                                       worker_init_fn=one_thread_per_worker if workers else None)
 
 
 def _stop_if_not_finite(losses: dict[str, torch.Tensor], step: int, epoch: int, last_good: Path | None) -> None:
@@ -198,6 +222,7 @@ class Trainer:
         self.train_loader = make_loader(self.train_set, spec.data.batch_size, workers, self.order)
         self.val_loader = make_loader(self.val_set, spec.data.batch_size, workers)
         self.ckpt_dir = run_dir / "checkpoints"
+        self.vocabulary = vocabulary(built.task_types, built.sources)  # class names and ids for model.pt
         self.history: list[dict[str, Any]] = []
         self.epoch, self.step, self.best, self.bad_epochs, self.stopped_early = 0, 0, None, 0, False
 
@@ -241,6 +266,8 @@ class Trainer:
                 if self.stopped_early:
                     self.log(f"early stopping after epoch {epoch + 1}: {spec.training.early_stopping.monitor} has not improved for {self.bad_epochs} evaluations")
                     break
+        if spec.training.early_stopping is None or not (self.run_dir / MODEL_FILE).is_file():
+            self._save_model(self.epoch, f"the last epoch ({self.epoch + 1})")
 
     def _train_epoch(self, epoch: int, sink: Any) -> None:
         spec = self.spec
@@ -285,8 +312,15 @@ class Trainer:
                 improved = best is None or (value > best + stopping.min_delta if higher else value < best - stopping.min_delta)
                 self.best, self.bad_epochs = (value, 0) if improved else (best, self.bad_epochs + 1)
                 self.stopped_early = self.bad_epochs >= stopping.patience
+                if improved:
+                    self._save_model(epoch, f"the best by {stopping.monitor} ({value:.6g} at epoch {epoch + 1})")
         self.history.append(record)
         return record
+
+    def _save_model(self, epoch: int, selected: str) -> None:
+        """model.pt: the weights prediction uses, from a healthy state only."""
+        if ckpt.unhealthy(self.model) is None:
+            save_model(self.run_dir, self.model, self.spec_hash, epoch + 1, selected, self.vocabulary, self.spec.data.image_size)
 
     def _checkpoint(self, epoch: int) -> None:
         path = self.ckpt_dir / f"epoch-{epoch + 1:04d}.pt"
@@ -329,8 +363,15 @@ def fit(built: Built, spec_hash: str, run_dir: Path, resume: dict[str, Any] | No
     """Train what `build` made (build it with `seeded_build`), checkpointing into run_dir (from a
     checkpoint's state when resuming); evaluate on the spec's split at the end."""
     started = time.perf_counter()
-    trainer = Trainer(built, spec_hash, run_dir, log, list(callbacks), baseline_val)
-    if resume is not None:
-        trainer.restore(resume)
-    trainer.train()
-    return trainer.result(started)
+    previous, threads = torch.get_num_threads(), thread_count(built.spec)
+    torch.set_num_threads(threads)
+    try:
+        trainer = Trainer(built, spec_hash, run_dir, log, list(callbacks), baseline_val)
+        if resume is not None:
+            trainer.restore(resume)
+        trainer.train()
+        result = trainer.result(started)
+    finally:
+        torch.set_num_threads(previous)  # a process that runs several specs starts each from the same count
+    result.threads = threads
+    return result

@@ -206,6 +206,22 @@ class CocoSource:
     def box_classes(self) -> int:
         return len(self.category_ids)
 
+    def box_names(self) -> list[str]:
+        return [str(self.coco.cats[c].get("name", c)) for c in self.category_ids]
+
+    def box_category_ids(self) -> list[int]:
+        return list(self.category_ids)
+
+    def mask_names(self) -> list[str]:
+        return ["background", *self.box_names()]
+
+    def label_names(self, label: str) -> list[str] | None:
+        return self.box_names() if label == "categories" else None
+
+    def image_id(self, index: int) -> int:
+        """The file's own id of a sample's image."""
+        return int(self.image_ids[index])
+
     def mask_classes(self) -> int:
         """Background and one class per category."""
         return len(self.category_ids) + 1

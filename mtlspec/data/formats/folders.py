@@ -63,6 +63,9 @@ class ImageFolderSource:
     def label_classes(self, label: str) -> int:
         return len(self.classes)
 
+    def label_names(self, label: str) -> list[str]:
+        return list(self.classes)
+
 
 def _read_mask(path: Path, sample: str) -> np.ndarray | None:
     """A PNG of class indices (255: ignore), or None where the sample has none."""

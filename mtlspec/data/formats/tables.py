@@ -123,6 +123,9 @@ class AttributeTableSource:
         return {"image": image, "labels": self.labels(index),
                 "meta": {"dataset": self.name, "index": index, "file": str(self.images / self.files[index])}}
 
+    def label_names(self, label: str) -> list[str] | None:
+        return list(self.columns) if label == "attributes" else None
+
     def label_classes(self, label: str) -> int:
         """Classes of a column (its largest value + 1), or labels of `attributes` (every column)."""
         if label == "attributes":

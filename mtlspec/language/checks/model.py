@@ -53,15 +53,28 @@ def check_weighting(data: dict) -> list[Finding]:
     return out
 
 
+def _frozen(data: dict) -> list[Finding]:
+    """frozen_stages names stages the backbone has; freezing all of a trunk that every task shares
+    leaves the gradient methods nothing shared to combine."""
+    backbone = get_in(data, "model", "backbone")
+    frozen = backbone.get("frozen_stages") if isinstance(backbone, dict) else None
+    stages = num_stages(backbone)
+    if isinstance(frozen, int) and stages is not None and frozen > stages:
+        return [Finding(("model", "backbone", "frozen_stages"), "out-of-range",
+                        f"frozen_stages {frozen} is more than the backbone's {stages} stages (0: the stem; k: the stem and k stages)")]
+    return []
+
+
 def _stages(data: dict, topology: str | None, sharing: Any) -> list[Finding]:
+    out = _frozen(data)
     if not isinstance(sharing, dict):
-        return []
+        return out
     stages = num_stages(get_in(data, "model", "backbone"))
     if topology == "ple" and isinstance(sharing.get("num_levels", default(PLE, "num_levels")), int):
         levels = sharing.get("num_levels", default(PLE, "num_levels"))
         if stages is not None and levels > stages:
             where = ("model", "sharing", "num_levels") if "num_levels" in sharing else ("model", "sharing", "type")
-            return [Finding(where, "out-of-range", f"each PLE level takes at least one backbone stage; the backbone has {stages}, so num_levels must be at most {stages}")]
+            return out + [Finding(where, "out-of-range", f"each PLE level takes at least one backbone stage; the backbone has {stages}, so num_levels must be at most {stages}")]
     if topology == "hps" and isinstance(sharing.get("branch_at"), int) and stages is not None and sharing["branch_at"] > stages:
-        return [Finding(("model", "sharing", "branch_at"), "out-of-range", f"the backbone has {stages} stages; branch_at must be at most {stages}")]
-    return []
+        return out + [Finding(("model", "sharing", "branch_at"), "out-of-range", f"the backbone has {stages} stages; branch_at must be at most {stages}")]
+    return out

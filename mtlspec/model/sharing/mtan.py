@@ -24,8 +24,17 @@ class Attention(nn.Module):
                                  nn.Conv2d(channels, channels, 1), nn.Sigmoid())
 
     def forward(self, shared: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
-        inputs = shared if previous is None else torch.cat([shared, F.adaptive_avg_pool2d(previous, shared.shape[-2:])], dim=1)
+        inputs = shared if previous is None else torch.cat([shared, pool_to(previous, shared.shape[-2:])], dim=1)
         return self.net(inputs) * shared
+
+
+def pool_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Average-pool x to `size`: a fixed window where the sizes divide (the same values as adaptive
+    pooling, and a graph ONNX can export), adaptive pooling otherwise."""
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    if h % int(size[0]) == 0 and w % int(size[1]) == 0:
+        return F.avg_pool2d(x, (h // int(size[0]), w // int(size[1])))
+    return F.adaptive_avg_pool2d(x, size)
 
 
 class MTAN(Topology):

@@ -1,0 +1,147 @@
+"""`model.backbone.init`, `frozen_stages`, `norm_eval` (issue 19).
+
+The reference for the torchvision layout is MMDetection's own ResNet class, built from its
+registry outside mtlspec: it names its parameters as torchvision's ResNet does (`conv1`, `bn1`,
+`layer1.0.conv1`, ..., so that it loads torchvision's checkpoints), and its forward is the
+reference the loaded backbone's features are compared with. (torchvision itself cannot be
+installed beside the CPU build of torch here: its registry wheel needs the CUDA build.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import run_result
+from mtlspec.language import validate_file
+
+pytestmark = pytest.mark.stack
+
+SPEC = """\
+name: init
+seed: 1
+data:
+  datasets:
+    digits: {{type: multidigits, canvas: 32, objects: {{max: 2}}, splits: {{train: 32, val: 8, test: 8}}}}
+  batch_size: 8
+  image_size: 32
+tasks:
+  largest: {{type: classification, dataset: digits, label: largest_digit}}
+  seg: {{type: segmentation, dataset: digits}}
+model: {{backbone: {backbone}, neck: {{type: FPN, out_channels: 16}}}}
+weighting: {{type: {weighting}}}
+training: {{epochs: 1, device: cpu, optimizer: {{type: sgd, lr: 0.05}}}}
+report: {{formats: [json], plots: false}}
+"""
+
+
+def spec_file(tmp_path, backbone: str, weighting: str = "ew", name: str = "s.yaml"):
+    path = tmp_path / name
+    path.write_text(SPEC.format(backbone=backbone, weighting=weighting))
+    return path
+
+
+def reference_resnet(seed: int = 0):
+    """MMDetection's ResNet-18 from its registry, with random weights and statistics."""
+    from mtlspec.openmmlab import build_module
+
+    torch.manual_seed(seed)
+    net = build_module(dict(type="ResNet", depth=18, out_indices=(0, 1, 2, 3)))
+    with torch.no_grad():
+        for name, tensor in net.state_dict().items():
+            if tensor.is_floating_point():
+                tensor.copy_(torch.rand_like(tensor) + 0.5 if "running_var" in name else torch.randn_like(tensor) * 0.1)
+    net.eval()  # MMDetection's ResNet.train returns None
+    return net
+
+
+def test_a_torchvision_layout_resnet_gives_the_reference_features(tmp_path):
+    from mtlspec.language.root import Spec
+    from mtlspec.model.backbones import build_backbone
+
+    net = reference_resnet()
+    state = dict(net.state_dict())
+    state["fc.weight"], state["fc.bias"] = torch.randn(1000, 512), torch.randn(1000)  # torchvision's classifier
+    torch.save(state, tmp_path / "resnet18.pth")
+    spec = Spec.model_validate({"name": "x", "data": {"datasets": {"d": {"type": "multidigits"}}},
+                                "tasks": {"t": {"type": "depth", "dataset": "d"}},
+                                "model": {"backbone": {"type": "ResNet", "depth": 18, "init": {"checkpoint": "resnet18.pth"}}}})
+    backbone = build_backbone(spec.model.backbone, tmp_path).eval()
+    report = backbone.init_report
+    assert report["loaded"] == report["of"] == 120 and report["missing"] == [] and report["unused"] == ["fc.bias", "fc.weight"]
+    image = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        for ours, theirs in zip(backbone(image), net(image), strict=True):
+            torch.testing.assert_close(ours, theirs, rtol=0, atol=0)  # the same modules, the same weights: the same bits
+
+
+def test_mmdetection_checkpoints_and_mtlspec_runs_start_the_backbone(tmp_path, monkeypatch):
+    from mtlspec.build import build
+
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    net = reference_resnet(seed=5)
+    torch.save({"meta": {"epoch": 12, "mmdet_version": "3.3.0"},
+                "state_dict": {**{f"backbone.{k}": v for k, v in net.state_dict().items()},
+                               "neck.lateral_convs.0.conv.weight": torch.randn(16, 64, 1, 1), "bbox_head.x": torch.randn(3)}},
+               tmp_path / "retinanet.pth")
+    (first,) = validate_file(spec_file(tmp_path, "{type: ResNet, depth: 18, init: {checkpoint: retinanet.pth}}"), [])
+    assert first.errors == [], first.errors
+    model = build(first.spec, tmp_path).model
+    assert model.topology.init_report["loaded"] == 120 and model.topology.init_report["unused"] == []
+    torch.testing.assert_close(model.topology.stem[0].weight, net.conv1.weight, rtol=0, atol=0)
+    torch.testing.assert_close(model.topology.trunk[3][1].conv2.weight, net.layer4[1].conv2.weight, rtol=0, atol=0)
+
+    # an mtlspec run (SmallCNN) starts a new spec's backbone: its trunk, by the run directory's name
+    (source,) = validate_file(spec_file(tmp_path, "{type: SmallCNN, channels: [8, 16]}", name="source.yaml"), [])
+    trained = run_result(source, tmp_path / "runs").run_dir
+    relative = trained.relative_to(tmp_path)
+    (again,) = validate_file(spec_file(tmp_path, f"{{type: SmallCNN, channels: [8, 16], init: {{checkpoint: {relative}}}}}", name="again.yaml"), [])
+    assert again.errors == [], again.errors
+    outcome = run_result(again, tmp_path / "runs2")
+    manifest = json.loads((outcome.run_dir / "manifest.json").read_text())
+    assert manifest["backbone_init"]["loaded"] == manifest["backbone_init"]["of"] > 0
+    start = build(again.spec, tmp_path).model.topology
+    saved = torch.load(trained / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(v, saved[f"topology.{k}"]) for k, v in start.state_dict().items() if k.startswith(("stem.", "trunk.")))
+
+
+def test_what_cannot_start_the_backbone_is_refused_before_training(tmp_path, cli):
+    torch.save({"head.weight": torch.randn(3, 3)}, tmp_path / "other.pth")
+    result = cli("run", str(spec_file(tmp_path, "{type: SmallCNN, channels: [8, 16], init: {checkpoint: other.pth}}")), "--out", str(tmp_path / "r"))
+    assert result.exit_code == 1 and "nothing in" in result.output and "model.backbone.init.checkpoint" in result.output
+    assert not (tmp_path / "r").exists()  # nothing written
+
+    result = cli("validate", str(spec_file(tmp_path, "{type: SmallCNN, init: {checkpoint: missing.pth}}", name="m.yaml")))
+    assert "missing-file" in result.output and "missing.pth" in result.output
+    result = cli("run", str(tmp_path / "m.yaml"), "--out", str(tmp_path / "r"))
+    assert result.exit_code == 1
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this ran",))
+
+    torch.save({"conv1.weight": Payload()}, tmp_path / "planted.pth")
+    result = cli("run", str(spec_file(tmp_path, "{type: SmallCNN, init: {checkpoint: planted.pth}}", name="p.yaml")), "--out", str(tmp_path / "r"))
+    assert result.exit_code == 1 and "could run code" in result.output and "this ran" not in result.output
+
+    result = cli("validate", str(spec_file(tmp_path, "{type: SmallCNN, channels: [8, 16], frozen_stages: 3}", name="f.yaml")))
+    assert result.exit_code == 1 and "frozen_stages 3 is more than the backbone's 2 stages" in result.output
+
+
+@pytest.mark.parametrize("weighting", ["ew", "mgda"])
+def test_frozen_stages_and_norm_eval_keep_what_they_freeze(weighting, tmp_path, monkeypatch):
+    """frozen_stages 1: the stem and stage 1 keep their weights and statistics through training,
+    stage 2 learns; norm_eval: no BatchNorm statistic of the backbone moves (gradient methods see
+    only the trainable shared parameters)."""
+    from mtlspec.train.loop import seeded_build
+
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    (result,) = validate_file(spec_file(tmp_path, "{type: SmallCNN, channels: [8, 16], frozen_stages: 1, norm_eval: true}", weighting), [])
+    assert result.errors == [], result.errors
+    before = {k: v.clone() for k, v in seeded_build(result.spec, tmp_path).model.state_dict().items()}
+    outcome = run_result(result, tmp_path / "runs")
+    after = torch.load(outcome.run_dir / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(after[k], before[k]) for k in before if k.startswith(("topology.stem.", "topology.trunk.0.")))
+    assert all(torch.equal(after[k], before[k]) for k in before if "running_" in k and k.startswith("topology."))  # the backbone's; heads keep theirs
+    assert not torch.equal(after["topology.trunk.1.0.0.weight"], before["topology.trunk.1.0.0.weight"])
