@@ -203,7 +203,8 @@ def build_dataset(spec: Any, split: str, train: bool, base: Path, task_types: di
         sources = viewed
     weights = sample_weights(spec.data.sample_weights, spec.tasks, sources) if train else {}
     return MultiTaskDataset(sources, task_types, spec.data.image_size, weights=weights, task_weights=task_weights,
-                            task_targets=task_targets, hflip_p=spec.data.hflip if train else 0.0, seed=spec.seed)
+                            task_targets=task_targets, hflip_p=spec.data.hflip if train else 0.0, seed=spec.seed,
+                            augment={name: spec.data.datasets[name].augment for name in sources} if train else None)
 
 
 def _view(source: Any, values: Any) -> Any:

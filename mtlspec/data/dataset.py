@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from mtlspec.data.augment import augment
 from mtlspec.data.transforms import hflip, normalize, resize_pad
 
 
@@ -26,7 +27,7 @@ class MultiTaskDataset(torch.utils.data.Dataset):
     def __init__(self, sources: dict[str, Any], task_types: dict[str, Any], image_size: int,
                  weights: dict[str, np.ndarray] | None = None, hflip_p: float = 0.0, seed: int = 0,
                  task_weights: dict[str, dict[str, np.ndarray]] | None = None,
-                 task_targets: dict[str, dict[str, np.ndarray]] | None = None):
+                 task_targets: dict[str, dict[str, np.ndarray]] | None = None, augment: dict[str, Any] | None = None):
         self.sources, self.task_types, self.image_size = sources, task_types, image_size
         self.names = list(sources)
         self.sizes = [len(sources[n]) for n in self.names]
@@ -34,6 +35,7 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         self.weights = weights or {}
         self.task_weights, self.task_targets = task_weights or {}, task_targets or {}
         self.hflip_p, self.seed, self.epoch = hflip_p, seed, 0
+        self.augment = {name: spec for name, spec in (augment or {}).items() if spec is not None}
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -47,7 +49,10 @@ class MultiTaskDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         name, local = self.locate(index)
-        record = resize_pad(self.sources[name].record(local), self.image_size)
+        record = self.sources[name].record(local)
+        if name in self.augment:  # decided by (seed, epoch, index), like the flip
+            record = augment(record, self.augment[name], np.random.default_rng([self.seed, self.epoch, index, 1]))
+        record = resize_pad(record, self.image_size)
         if self.hflip_p > 0:
             # decided by (seed, epoch, index): the same flips whatever the worker or order
             if np.random.default_rng([self.seed, self.epoch, index]).random() < self.hflip_p:

@@ -41,6 +41,50 @@ def multidigits_classes(label: str | None, max_objects: int) -> int | None:
             "present": DIGIT_CLASSES, None: DIGIT_CLASSES + 1}.get(label)
 
 
+class ResizedCrop(Section):
+    """A random part of the image, of `scale` of its area and `ratio` width/height, which is then
+    resized to the model's input as usual. Masks and depth are cropped with it; boxes are clipped
+    to it and dropped where less than `min_visible` of their area is left. Image-level labels are
+    kept as they are (as for classification crops): keep `scale` high for labels that count
+    objects."""
+
+    p: Probability = 0.5
+    scale: Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(min_length=2, max_length=2)] = [0.3, 1.0]
+    ratio: Annotated[list[Annotated[float, Field(gt=0, le=10)]], Field(min_length=2, max_length=2)] = [0.75, 1.3333]
+    min_visible: Probability = 0.3
+
+
+class Photometric(Section):
+    """Brightness, contrast and saturation scaled by a factor in [1 - x, 1 + x], hue shifted by up
+    to `hue` of the colour circle; no label moves."""
+
+    p: Probability = 0.5
+    brightness: Annotated[float, Field(ge=0, le=1)] = 0.2
+    contrast: Annotated[float, Field(ge=0, le=1)] = 0.2
+    saturation: Annotated[float, Field(ge=0, le=1)] = 0.2
+    hue: Annotated[float, Field(ge=0, le=0.5)] = 0.02
+
+
+class RandAugment(Section):
+    """`n` operations drawn per image from RandAugment's photometric ones (auto-contrast,
+    equalize, posterize, solarize, colour, contrast, brightness, sharpness) at `magnitude` of 10
+    (Cubuk et al., 2020); the geometric ones (rotate, shear, translate) are left out, since boxes
+    and masks would have to follow them."""
+
+    n: Annotated[int, Field(ge=1, le=8)] = 2
+    magnitude: Annotated[int, Field(ge=0, le=10)] = 9
+
+
+class Augment(Section):
+    """Training-time transforms of one dataset's images, drawn from (seed, epoch, sample): the same
+    on every machine and worker; evaluation never sees them. Applied before the resize, with the
+    spec-wide `data.hflip` after it."""
+
+    crop: ResizedCrop | None = None
+    photometric: Photometric | None = None
+    randaugment: RandAugment | None = None
+
+
 class MultiDigits(Section):
     """The embedded dataset: canvases of scikit-learn's bundled handwritten digits (no download)."""
 
@@ -51,6 +95,7 @@ class MultiDigits(Section):
     splits: Splits = Splits()
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
     """Generation seed; the spec's seed when absent."""
+    augment: Augment | None = None
 
     @classmethod
     def provides(cls, raw: dict) -> dict[str, set[str] | None]:
@@ -78,6 +123,7 @@ class Coco(Section):
     or from `attributes_table` when given."""
     attributes_table: str | None = None
     """A CSV side table (relative to root) with a `file_name` column and one column per attribute."""
+    augment: Augment | None = None
 
     @classmethod
     def provides(cls, raw: dict) -> dict[str, set[str] | None]:
@@ -98,6 +144,7 @@ class AttributeTable(Section):
     format: Literal["csv", "celeba"] = "csv"
     columns: list[Name] | None = None
     """The label columns, when known; validate then checks that tasks name real columns."""
+    augment: Augment | None = None
 
     @classmethod
     def provides(cls, raw: dict) -> dict[str, set[str] | None]:
@@ -111,6 +158,7 @@ class ImageFolder(Section):
 
     type: Literal["image_folder"]
     root: str
+    augment: Augment | None = None
 
     @classmethod
     def provides(cls, raw: dict) -> dict[str, set[str] | None]:
@@ -123,6 +171,7 @@ class DenseFolder(Section):
     type: Literal["dense_folder"]
     root: str
     num_classes: PositiveInt | None = None
+    augment: Augment | None = None
 
     @classmethod
     def provides(cls, raw: dict) -> dict[str, set[str] | None]:
