@@ -12,7 +12,7 @@ from mtlspec.tasks import TASK_TYPES
 IMPLEMENTED: dict[str, frozenset[str]] = {
     "dataset": frozenset({"multidigits", "coco", "attribute_table", "image_folder", "dense_folder"}),
     "task": frozenset(TASK_TYPES),
-    "backbone": frozenset({"SmallCNN", "ResNet"}),
+    "backbone": frozenset({"SmallCNN", "ResNet", "ResNeXt", "RegNet"}),
     "neck": frozenset({"FPN", "none"}),
     "sharing": frozenset({"separate", "hps", "cross_stitch", "mtan", "mmoe", "cgc", "ple", "soft"}),
     "weighting": frozenset({

@@ -145,3 +145,35 @@ def test_frozen_stages_and_norm_eval_keep_what_they_freeze(weighting, tmp_path, 
     assert all(torch.equal(after[k], before[k]) for k in before if k.startswith(("topology.stem.", "topology.trunk.0.")))
     assert all(torch.equal(after[k], before[k]) for k in before if "running_" in k and k.startswith("topology."))  # the backbone's; heads keep theirs
     assert not torch.equal(after["topology.trunk.1.0.0.weight"], before["topology.trunk.1.0.0.weight"])
+
+
+@pytest.mark.parametrize("backbone, config", [
+    ({"type": "RegNet", "arch": "regnetx_400mf"}, dict(type="RegNet", arch="regnetx_400mf", out_indices=(0, 1, 2, 3))),
+    ({"type": "ResNeXt", "depth": 50, "groups": 8, "base_width": 4}, dict(type="ResNeXt", depth=50, groups=8, base_width=4, out_indices=(0, 1, 2, 3))),
+])
+def test_other_resnet_family_backbones_load_mmdetection_checkpoints_and_give_its_features(backbone, config, tmp_path):
+    """RegNet has no max-pool after its stem and channels no formula gives; ResNeXt groups its
+    convolutions: the staged backbone must still compute what MMDetection's class computes."""
+    from mtlspec.language.root import Spec
+    from mtlspec.model.backbones import build_backbone
+    from mtlspec.openmmlab import build_module
+
+    torch.manual_seed(2)
+    net = build_module(config)
+    with torch.no_grad():
+        for name, tensor in net.state_dict().items():
+            if tensor.is_floating_point():
+                tensor.copy_(torch.rand_like(tensor) + 0.5 if "running_var" in name else torch.randn_like(tensor) * 0.05)
+    net.eval()
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in net.state_dict().items()}}, tmp_path / "c.pth")
+    spec = Spec.model_validate({"name": "x", "data": {"datasets": {"d": {"type": "multidigits"}}}, "tasks": {"t": {"type": "depth", "dataset": "d"}},
+                                "model": {"backbone": {**backbone, "init": {"checkpoint": "c.pth"}}}})
+    ours = build_backbone(spec.model.backbone, tmp_path).eval()
+    assert ours.init_report["loaded"] == ours.init_report["of"] and ours.init_report["unused"] == []
+    image = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = net(image)
+        got = ours(image)
+    assert ours.channels == [int(e.shape[1]) for e in expected] and ours.strides == [4, 8, 16, 32]
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=0, atol=0)

@@ -16,15 +16,11 @@ class BackboneInit(Section):
     checkpoint (its shared trunk). Relative to the spec file; read weights-only."""
 
 
-class ResNet(Section):
-    """MMDetection's ResNet, with a configurable depth and base width."""
+class Pretrainable(Section):
+    """What every backbone offers: a start from a local checkpoint, and parts kept fixed."""
 
-    type: Literal["ResNet"]
-    depth: Literal[18, 34, 50, 101, 152] = 18
-    base_channels: Annotated[int, Field(ge=4, le=256)] = 64
-    num_stages: Annotated[int, Field(ge=1, le=4)] = 4
     init: BackboneInit | None = None
-    frozen_stages: Annotated[int, Field(ge=-1, le=4)] = -1
+    frozen_stages: Annotated[int, Field(ge=-1, le=6)] = -1
     """As in MMDetection: -1 trains everything; 0 freezes the stem; k the stem and the first k
     stages (no gradient, normalisation statistics fixed)."""
     norm_eval: bool = False
@@ -32,19 +28,43 @@ class ResNet(Section):
     fine-tuned on small batches)."""
 
 
-class SmallCNN(Section):
+class ResNet(Pretrainable):
+    """MMDetection's ResNet, with a configurable depth and base width."""
+
+    type: Literal["ResNet"]
+    depth: Literal[18, 34, 50, 101, 152] = 18
+    base_channels: Annotated[int, Field(ge=4, le=256)] = 64
+    num_stages: Annotated[int, Field(ge=1, le=4)] = 4
+
+
+class ResNeXt(Pretrainable):
+    """MMDetection's ResNeXt (Xie et al., CVPR 2017): bottlenecks of `groups` grouped convolutions
+    of `base_width` channels each."""
+
+    type: Literal["ResNeXt"]
+    depth: Literal[50, 101, 152] = 50
+    groups: Annotated[int, Field(ge=1, le=128)] = 32
+    base_width: Annotated[int, Field(ge=1, le=128)] = 4
+    num_stages: Annotated[int, Field(ge=1, le=4)] = 4
+
+
+class RegNet(Pretrainable):
+    """MMDetection's RegNetX (Radosavovic et al., CVPR 2020), by its named design; the compiler
+    reads the channels of each stage from the built network."""
+
+    type: Literal["RegNet"]
+    arch: Literal["regnetx_400mf", "regnetx_800mf", "regnetx_1.6gf", "regnetx_3.2gf", "regnetx_4.0gf",
+                  "regnetx_6.4gf", "regnetx_8.0gf", "regnetx_12gf"] = "regnetx_400mf"
+
+
+class SmallCNN(Pretrainable):
     """A small built-in CNN for fast CPU runs: one stride-2 stage per entry of `channels`."""
 
     type: Literal["SmallCNN"]
     channels: Annotated[list[Annotated[int, Field(ge=1, le=1024)]], Field(min_length=1, max_length=6)] = [16, 32, 64]
-    init: BackboneInit | None = None
-    frozen_stages: Annotated[int, Field(ge=-1, le=6)] = -1
-    """-1 trains everything; 0 freezes the stem; k the stem and the first k stages."""
-    norm_eval: bool = False
-    """Keep every BatchNorm layer's statistics fixed while training."""
 
 
-Backbone = Annotated[Union[ResNet, SmallCNN], Field(discriminator="type")]
+Backbone = Annotated[Union[ResNet, ResNeXt, RegNet, SmallCNN], Field(discriminator="type")]
 
 
 class FPN(Section):

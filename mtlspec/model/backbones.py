@@ -44,14 +44,23 @@ def small_cnn(channels: list[int]) -> StagedBackbone:
 
 def mmdet_resnet(depth: int, base_channels: int, num_stages: int) -> StagedBackbone:
     """MMDetection's ResNet from its registry, split into stem and stages."""
-    net = build_module(dict(type="ResNet", depth=depth, base_channels=base_channels, num_stages=num_stages,
-                            strides=(1, 2, 2, 2)[:num_stages], dilations=(1,) * num_stages,
-                            out_indices=tuple(range(num_stages)), norm_eval=False, frozen_stages=-1))
-    stem = nn.Sequential(net.conv1, net.norm1, net.relu, net.maxpool)
+    return mmdet_staged(dict(type="ResNet", depth=depth, base_channels=base_channels, num_stages=num_stages,
+                             strides=(1, 2, 2, 2)[:num_stages], dilations=(1,) * num_stages))
+
+
+def mmdet_staged(config: dict[str, Any]) -> StagedBackbone:
+    """A network of MMDetection's ResNet family (ResNet, ResNeXt, RegNet) from its registry, split
+    into its stem (conv1, norm, ReLU, and the max-pool where the network has one) and its stages;
+    each stage's channels and stride read from a forward pass of a 64 x 64 input (on the device
+    the network was built on, the meta device included)."""
+    net = build_module({**config, "out_indices": tuple(range(config.get("num_stages", 4))), "norm_eval": False, "frozen_stages": -1})
+    stem = nn.Sequential(net.conv1, net.norm1, net.relu, *([net.maxpool] if hasattr(net, "maxpool") else []))
     stages = [getattr(net, name) for name in net.res_layers]
-    expansion = net.block.expansion
-    channels = [base_channels * 2**i * expansion for i in range(num_stages)]
-    return StagedBackbone(stem, stages, channels, [4 * 2**i for i in range(num_stages)])
+    probe = torch.zeros(1, 3, 64, 64, device=next(net.parameters()).device)
+    with torch.no_grad():
+        outs = StagedBackbone(stem, stages, [], []).eval()(probe)
+    net.train()
+    return StagedBackbone(stem, stages, [int(o.shape[1]) for o in outs], [64 // int(o.shape[-1]) for o in outs])
 
 
 def build_backbone(spec: Any, base: Path | None = None) -> StagedBackbone:
@@ -60,7 +69,15 @@ def build_backbone(spec: Any, base: Path | None = None) -> StagedBackbone:
     what was loaded."""
     from mtlspec.model.init import freeze, load_init
 
-    backbone = small_cnn(list(spec.channels)) if spec.type == "SmallCNN" else mmdet_resnet(spec.depth, spec.base_channels, spec.num_stages)
+    if spec.type == "SmallCNN":
+        backbone = small_cnn(list(spec.channels))
+    elif spec.type == "ResNet":
+        backbone = mmdet_resnet(spec.depth, spec.base_channels, spec.num_stages)
+    elif spec.type == "ResNeXt":
+        backbone = mmdet_staged(dict(type="ResNeXt", depth=spec.depth, groups=spec.groups, base_width=spec.base_width,
+                                     num_stages=spec.num_stages, strides=(1, 2, 2, 2)[: spec.num_stages], dilations=(1,) * spec.num_stages))
+    else:
+        backbone = mmdet_staged(dict(type="RegNet", arch=spec.arch))
     backbone.init_report = None
     if getattr(spec, "init", None) is not None and base is not None:
         backbone.init_report = load_init(backbone, (base / spec.init.checkpoint).resolve())

@@ -20,9 +20,11 @@ def num_stages(backbone: Any) -> int | None:
     """How many stages the backbone has (None when the spec does not say it clearly)."""
     kind = tag_or_default(backbone, default(Spec, "model", "backbone", "type"))
     backbone = backbone if isinstance(backbone, dict) else {}
-    if kind == "ResNet":
+    if kind in ("ResNet", "ResNeXt"):
         n = backbone.get("num_stages", default(ResNet, "num_stages"))
         return n if isinstance(n, int) else None
+    if kind == "RegNet":
+        return 4
     if kind == "SmallCNN":
         channels = backbone.get("channels", default(SmallCNN, "channels"))
         return len(channels) if isinstance(channels, list) else None
