@@ -363,7 +363,7 @@ def predict(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the predictions.")] = Path("predictions"),
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 16,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "cpu",
-    overlays: Annotated[bool, typer.Option("--overlays/--no-overlays", help="An annotated copy of each image under overlays/.")] = True,
+    overlays: Annotated[bool, typer.Option("--overlays/--no-overlays", help="An annotated copy of each image under _overlays/.")] = True,
     score_threshold: Annotated[float, typer.Option("--score-threshold", help="Boxes drawn on overlays from this score (all are written).")] = 0.3,
 ) -> None:
     """Predict every task of a run on new images or a split: CSV, COCO results JSON, PNG maps, overlays."""
@@ -388,7 +388,7 @@ def predict(
     for name, info in summary["tasks"].items():
         typer.echo(f"  {name:<12} {out / (info.get('file') or info.get('folder', ''))}  ({info.get('format', '')})")
     if summary["overlays"]:
-        typer.echo(f"  overlays     {out / 'overlays'}")
+        typer.echo(f"  overlays     {out / '_overlays'}")
 
 
 class ExportFormat(str, Enum):

@@ -75,8 +75,15 @@ def test_photometric_operations_touch_the_image_only():
     for key in ("mask", "depth", "boxes", "box_labels"):
         np.testing.assert_array_equal(out[key], record[key])
     np.testing.assert_array_equal(record["image"], image)  # the source's record is not changed in place
-    same = randaugment(image, 2, 0, np.random.default_rng(3))  # magnitude 0: only auto-contrast and equalize change pixels
-    assert same.shape == image.shape
+    from PIL import Image as PILImage
+
+    from mtlspec.data.augment import RANDAUGMENT
+
+    narrow = rng.integers(60, 140, (30, 40, 3), dtype=np.uint8)  # a range auto-contrast and equalize stretch
+    picture = PILImage.fromarray(narrow)
+    for name, operation in RANDAUGMENT.items():  # magnitude 0 leaves the image as it is, but for the two without a magnitude
+        unchanged = np.array_equal(np.asarray(operation(picture, 0.0, 1.0)), narrow)
+        assert unchanged == (name not in ("autocontrast", "equalize")), name
     assert np.array_equal(photometric(image, Photometric(brightness=0, contrast=0, saturation=0, hue=0), np.random.default_rng(0)), image)
 
 

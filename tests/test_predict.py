@@ -66,7 +66,7 @@ def trained(tmp_path_factory):
 def predicted(cli, run_dir: Path, out: Path, *inputs: str) -> dict:
     result = cli("predict", str(run_dir), *inputs, "--out", str(out))
     assert result.exit_code == 0, result.output
-    return json.loads((out / "predictions.json").read_text())
+    return json.loads((out / "_predictions.json").read_text())
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -102,7 +102,7 @@ def test_predictions_on_the_test_split_score_what_the_run_reported(trained, cli)
     import contextlib
     import io
 
-    images = json.loads((out / "images.json").read_text())["images"]
+    images = json.loads((out / "_images.json").read_text())["images"]
     assert [(im["width"], im["height"]) for im in images] == [(40, 40)] * 24
     annotations = []
     for im, record in zip(images, records):
@@ -132,7 +132,7 @@ def test_predictions_on_the_test_split_score_what_the_run_reported(trained, cli)
     present = list(csv.DictReader((out / "present.csv").open()))
     assert all(0.0 <= float(row["p_3"]) <= 1.0 for row in present)
     assert all(set(row["labels"].split(";")) <= {str(d) for d in range(10)} | {""} for row in present)
-    assert (out / "overlays" / "digits" / "000000.png").is_file()
+    assert (out / "_overlays" / "digits" / "000000.png").is_file()
 
 
 def test_images_of_any_size_and_mode_come_back_in_their_own_coordinates(trained, cli, tmp_path):
@@ -152,8 +152,8 @@ def test_images_of_any_size_and_mode_come_back_in_their_own_coordinates(trained,
         assert np.asarray(Image.open(out / "seg" / f"{key}.png")).shape == shape
         assert np.asarray(Image.open(out / "depth" / f"{key}.png")).shape == shape
         zoom = -(-256 // min(shape))  # small images are drawn enlarged by a whole factor, so their labels stay readable
-        assert Image.open(out / "overlays" / f"{key}.png").size == (shape[1] * zoom, shape[0] * zoom)
-    images = {im["key"]: im for im in json.loads((out / "images.json").read_text())["images"]}
+        assert Image.open(out / "_overlays" / f"{key}.png").size == (shape[1] * zoom, shape[0] * zoom)
+    images = {im["key"]: im for im in json.loads((out / "_images.json").read_text())["images"]}
     for det in json.loads((out / "boxes.json").read_text()):
         key = next(k for k, im in images.items() if im["id"] == det["image_id"])
         h, w = sizes[key]
@@ -260,3 +260,53 @@ def test_exports_give_eager_outputs_on_a_batch_size_they_were_not_traced_with(sh
         for name, g, e in zip(info["outputs"], got, expected):
             # ONNX Runtime's kernels sum in another order than torch's: float32 rounding, relative to the output's scale
             torch.testing.assert_close(g, e, rtol=0, atol=1e-5 * max(float(e.abs().max()), 1.0), msg=name)
+
+
+def test_task_names_never_collide_with_predicts_own_files(tmp_path, cli, monkeypatch):
+    """Task names are [a-z][a-z0-9_]*: a detection task called `images` and a segmentation task
+    called `overlays` keep their files; predict's own start with an underscore."""
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    spec = SPEC.format(sharing="hps", epochs=1, stopping="").replace("  boxes: {", "  images: {").replace("  seg: {", "  overlays: {")
+    (tmp_path / "names.yaml").write_text(spec)
+    (result,) = validate_file(tmp_path / "names.yaml", [])
+    assert result.errors == [], result.errors
+    run_dir = run_result(result, tmp_path / "runs").run_dir
+    out = tmp_path / "pred"
+    predicted(cli, run_dir, out, "val")
+    assert isinstance(json.loads((out / "images.json").read_text()), list)  # the detection task's COCO results
+    assert np.asarray(Image.open(out / "overlays" / "digits" / "000000.png")).shape == (40, 40)  # the segmentation maps
+    assert len(json.loads((out / "_images.json").read_text())["images"]) == 16
+    assert Image.open(out / "_overlays" / "digits" / "000000.png").mode == "RGB"
+
+
+def test_data_paths_are_found_from_any_working_directory(trained, tmp_path, monkeypatch):
+    from mtlspec.inference.predict import _data_root
+
+    root, run_dir = trained
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert Path(manifest["spec_file"]).is_absolute()
+    monkeypatch.chdir(tmp_path)
+    assert _data_root(run_dir) == root.resolve()
+
+
+def test_resuming_a_run_stopped_after_its_last_epoch_keeps_model_pt_and_the_epoch_count(tmp_path, monkeypatch):
+    from conftest import StopAfter
+    from mtlspec.train.loop import TrainingError
+
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    for stopping, stop_at in (("", 2), (", early_stopping: {monitor: val.largest.accuracy, patience: 1, min_delta: 2.0}", 2)):
+        path = tmp_path / f"r{len(stopping)}.yaml"
+        path.write_text(SPEC.format(sharing="hps", epochs=2 if not stopping else 6, stopping=stopping))
+        (result,) = validate_file(path, [])
+        runs = tmp_path / f"runs-{path.stem}"
+        with pytest.raises(TrainingError):  # killed after the checkpoint of its final epoch (early stopping: after stopping)
+            run_result(result, runs, callbacks=[StopAfter(stop_at)])
+        (run_dir,) = (runs / "after").iterdir()
+        outcome = run_result(result, runs, resume_dir=run_dir)
+        epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"kind": "epoch"' in line]
+        assert epochs == [1, 2], epochs  # nothing trained again
+        assert json.loads((outcome.run_dir / "manifest.json").read_text())["epochs_run"] == 2
+        state = torch.load(run_dir / "model.pt", weights_only=True)
+        assert state["epoch"] == (2 if not stopping else 1), state["selected"]

@@ -11,6 +11,7 @@ stack into a batch, is each task type's own business (tasks/).
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any, Callable
 
@@ -42,6 +43,12 @@ class MultiTaskDataset(torch.utils.data.Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def unaugmented(self) -> "MultiTaskDataset":
+        """The same samples without flips or augmentation (what trivial baselines are fitted on)."""
+        view = copy.copy(self)
+        view.hflip_p, view.augment = 0.0, {}
+        return view
 
     def locate(self, index: int) -> tuple[str, int]:
         d = int(np.searchsorted(self.offsets, index, side="right") - 1)

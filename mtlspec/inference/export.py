@@ -90,6 +90,7 @@ def export(run_dir: Path, format: str, out: Path | None = None, check_images: in
                         "max_relative_difference": worst, "per_output": errors}}
     write_text_atomic(out.with_suffix(out.suffix + ".json"), json.dumps(info, indent=2))
     if not worst <= 1e-4:
+        out.unlink(missing_ok=True)  # a file that does not compute what the model does is not left behind
         raise UsageError(f"the exported model differs from eager by {worst:.2e} (relative) on {check_input.shape[0]} images; "
                          f"see {out.with_suffix(out.suffix + '.json')}")
     return info

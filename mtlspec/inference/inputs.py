@@ -22,6 +22,7 @@ class Item:
     file: str  # the image file, or "" for a generated sample
     image: np.ndarray  # (H, W, 3) uint8, original size
     image_id: int  # the dataset's own image id where it has one (COCO), else a running number from 1
+    dataset: str | None = None  # the dataset of a split's sample: only its tasks are predicted for it
 
 
 def image_files(paths: list[Path]) -> list[tuple[Path, str]]:
@@ -56,17 +57,18 @@ def from_files(paths: list[Path]) -> tuple[int, Iterator[Item]]:
 
 
 def from_split(spec: Any, split: str, data_root: Path) -> tuple[int, Iterator[Item]]:
-    """Every sample of the split, from every dataset a task uses (original images, not resized)."""
+    """Every sample of the split, from every dataset a task uses (original images, not resized).
+    Image ids are the dataset's own (COCO) or the sample's number in its dataset from 1: unique
+    within a dataset, and each task is predicted on its own dataset's images only."""
     from mtlspec.data.build import build_sources
 
     sources = build_sources(spec, split, data_root)
     total = sum(len(s) for s in sources.values())
 
     def items() -> Iterator[Item]:
-        number, seen = 0, set()
+        seen = set()
         for name, source in sources.items():
             for index in range(len(source)):
-                number += 1
                 record = source.record(index)
                 file = str(record.get("meta", {}).get("file") or "")
                 file = file if file and Path(file).is_file() else ""  # generated samples name no file
@@ -74,7 +76,7 @@ def from_split(spec: Any, split: str, data_root: Path) -> tuple[int, Iterator[It
                 if key in seen:  # two images of one stem in different folders
                     key = f"{key}_{index:06d}"
                 seen.add(key)
-                image_id = source.image_id(index) if hasattr(source, "image_id") else number
-                yield Item(key, file, record["image"], image_id)
+                image_id = source.image_id(index) if hasattr(source, "image_id") else index + 1
+                yield Item(key, file, record["image"], image_id, name)
 
     return total, items()

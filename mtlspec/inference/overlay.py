@@ -11,7 +11,8 @@ from PIL import Image, ImageDraw
 
 from mtlspec.tasks.base import Form
 
-MIN_SIDE = 256  # overlays of smaller images are drawn enlarged by a whole factor
+MIN_SIDE = 256  # overlays of smaller images are drawn enlarged by a whole factor,
+MAX_SIDE = 4096  # as long as the longer side stays within this
 
 
 def palette(count: int) -> np.ndarray:
@@ -23,8 +24,9 @@ def palette(count: int) -> np.ndarray:
 def draw(image: np.ndarray, predictions: dict[str, tuple[Form, Any, list[str]]], score_threshold: float,
          label_threshold: float = 0.5) -> Image.Image:
     """predictions: task -> (form, this image's prediction in original coordinates, class names).
-    Images smaller than MIN_SIDE are drawn enlarged (whole pixels), so labels stay readable."""
-    zoom = max(1, -(-MIN_SIDE // max(1, min(image.shape[:2]))))
+    Images smaller than MIN_SIDE are drawn enlarged (whole pixels, the longer side at most
+    MAX_SIDE), so labels stay readable."""
+    zoom = max(1, min(-(-MIN_SIDE // max(1, min(image.shape[:2]))), MAX_SIDE // max(image.shape[:2])))
     canvas = np.kron(image, np.ones((zoom, zoom, 1), image.dtype)).astype(np.float32) if zoom > 1 else image.astype(np.float32)
     for task, (form, prediction, names) in predictions.items():
         if form is Form.CLASS_MAPS:

@@ -24,6 +24,9 @@ from mtlspec.inference.writers import TaskWriter
 from mtlspec.io import write_bytes_atomic, write_text_atomic
 from mtlspec.tasks.base import Form
 
+# predict's own files: names no task can have (task names are [a-z][a-z0-9_]*), so no task's output is overwritten
+IMAGES, SUMMARY, OVERLAYS = "_images.json", "_predictions.json", "_overlays"
+
 
 @dataclass
 class Letterbox:
@@ -92,6 +95,8 @@ def predict(run_dir: Path, inputs: list[str], out: Path, batch_size: int = 16, d
         for task, tt in loaded.task_types.items():
             predicted = tt.predict(outputs[task], loaded.image_size)
             for i, (item, box) in enumerate(zip(batch, boxes)):
+                if item.dataset is not None and item.dataset != tt.spec.dataset:
+                    continue  # a split's sample gets the predictions of its own dataset's tasks
                 one = predicted[i]
                 if torch.is_tensor(one):
                     one = one.detach().float().cpu() if one.is_floating_point() else one.detach().cpu()
@@ -101,9 +106,10 @@ def predict(run_dir: Path, inputs: list[str], out: Path, batch_size: int = 16, d
                 writers[task].add(tt.form, item.key, item.image_id, mine)
                 per_image[i][task] = (tt.form, mine, writers[task].names)
         for item, box, predictions in zip(batch, boxes, per_image):
-            images.append({"id": item.image_id, "file_name": item.file or item.key, "key": item.key, "width": box.width, "height": box.height})
+            images.append({"id": item.image_id, "file_name": item.file or item.key, "key": item.key, "width": box.width, "height": box.height,
+                           **({"dataset": item.dataset} if item.dataset is not None else {})})
             if overlays:
-                path = out / "overlays" / f"{item.key}.png"
+                path = out / OVERLAYS / f"{item.key}.png"
                 buffer = io.BytesIO()
                 draw(item.image, predictions, score_threshold).save(buffer, format="PNG")
                 write_bytes_atomic(path, buffer.getvalue())
@@ -113,9 +119,9 @@ def predict(run_dir: Path, inputs: list[str], out: Path, batch_size: int = 16, d
     summary = {"run_dir": str(run_dir), "model": {"epoch": loaded.epoch, "selected": loaded.selected}, "inputs": what,
                "images": len(images), "image_size": loaded.image_size,
                "tasks": {t: {"type": loaded.tasks[t]["type"], **w.close()} for t, w in writers.items()},
-               "overlays": "overlays/" if overlays else None}
-    write_text_atomic(out / "images.json", json.dumps({"images": images}, indent=1))
-    write_text_atomic(out / "predictions.json", json.dumps(summary, indent=2))
+               "overlays": f"{OVERLAYS}/" if overlays else None}
+    write_text_atomic(out / IMAGES, json.dumps({"images": images}, indent=1))
+    write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2))
     return summary | {"count": count}
 
 

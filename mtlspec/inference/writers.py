@@ -71,7 +71,7 @@ class TaskWriter:
             raise ValueError(f"no writer for predictions of the form {form}")
 
     def close(self) -> dict[str, Any]:
-        """Write the task's files; what was written, for predictions.json."""
+        """Write the task's files; what was written, for _predictions.json."""
         if self.form in (Form.CLASS_PROBABILITIES, Form.LABEL_PROBABILITIES, Form.VALUES):
             head = {Form.CLASS_PROBABILITIES: ["image", "class", "name", "score", *(f"p_{n}" for n in self.names)],
                     Form.LABEL_PROBABILITIES: ["image", "labels", *(f"p_{n}" for n in self.names)],

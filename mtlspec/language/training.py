@@ -83,6 +83,7 @@ class Training(Section):
     checkpoint: Checkpoint = Checkpoint()
     early_stopping: EarlyStopping | None = None
     threads: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = "auto"
-    """CPU threads for torch's operators. `auto`: torch's own default, less one per data worker,
-    at least 1 (threads and workers on the same cores slow each other down: 12x measured on a
-    shared 2-core machine). Results depend on it on CPU; the manifest records the count used."""
+    """CPU threads for torch's operators. `auto`: torch's own default (the physical cores), at most
+    the cores available less one per data worker, at least 1 (threads and workers on the same
+    cores slow each other down: 12x measured on a shared 2-core machine). Results depend on it on
+    CPU; the manifest records the count used."""

@@ -40,7 +40,7 @@ def versions() -> dict[str, str | None]:
 def manifest(spec: Any, source: str, variant: str, digest: str, **extra: Any) -> dict[str, Any]:
     return {
         "schema_version": 1,
-        "spec_file": source,
+        "spec_file": str(Path(source).resolve()) if source else source,  # absolute: data paths are relative to its folder, wherever a later command runs
         "variant": variant,
         "spec_hash": digest,
         "seed": spec.seed,

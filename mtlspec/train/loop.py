@@ -88,8 +88,8 @@ TORCH_DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice (physical 
 
 
 def thread_count(spec: Any) -> int:
-    """The CPU threads a run uses: `training.threads`, or for `auto` torch's default less one per
-    data-loader worker, at least 1."""
+    """The CPU threads a run uses: `training.threads`, or for `auto` torch's default (physical
+    cores) capped at the cores available less one per data-loader worker, at least 1."""
     import os
 
     chosen = spec.training.threads
@@ -225,6 +225,7 @@ class Trainer:
         self.vocabulary = vocabulary(built.task_types, built.sources)  # class names and ids for model.pt
         self.history: list[dict[str, Any]] = []
         self.epoch, self.step, self.best, self.bad_epochs, self.stopped_early = 0, 0, None, 0, False
+        self.completed = 0  # epochs finished (a resumed run starts from its checkpoint's)
 
     def _scan(self) -> None:
         """Every sample of every split checked before the first step (files, annotations, labels)."""
@@ -243,6 +244,7 @@ class Trainer:
         self.weighting.load_state_dict(state["weighting"])
         ckpt.set_rng_state(state["rng"])
         self.epoch, self.step, self.best, self.bad_epochs, self.history = state["epoch"], state["step"], state["best"], state["bad_epochs"], state["history"]
+        self.completed, self.stopped_early = state["epoch"], bool(state.get("stopped_early", False))
         self.log(f"resumed after epoch {self.epoch}")
 
     def _each(self, hook: str, *args: Any) -> None:
@@ -254,10 +256,11 @@ class Trainer:
         self.last_good = ckpt.latest(self.ckpt_dir)
         self.model.train()
         with open(self.run_dir / "metrics.jsonl", "a") as sink:
-            for epoch in range(self.epoch, spec.training.epochs):
+            for epoch in range(self.epoch, spec.training.epochs if not self.stopped_early else self.epoch):
                 self.epoch = epoch
                 self._train_epoch(epoch, sink)
                 record = self._end_epoch(epoch)
+                self.completed = epoch + 1
                 sink.write(json.dumps(record) + "\n")
                 sink.flush()
                 self._each("end_epoch", record)
@@ -267,7 +270,7 @@ class Trainer:
                     self.log(f"early stopping after epoch {epoch + 1}: {spec.training.early_stopping.monitor} has not improved for {self.bad_epochs} evaluations")
                     break
         if spec.training.early_stopping is None or not (self.run_dir / MODEL_FILE).is_file():
-            self._save_model(self.epoch, f"the last epoch ({self.epoch + 1})")
+            self._save_model(self.completed - 1, f"the last epoch ({self.completed})")
 
     def _train_epoch(self, epoch: int, sink: Any) -> None:
         spec = self.spec
@@ -333,7 +336,7 @@ class Trainer:
             "spec_hash": self.spec_hash, "epoch": epoch + 1, "step": self.step, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "weighting": self.weighting.state_dict(), "rng": ckpt.rng_state(), "best": self.best,
-            "bad_epochs": self.bad_epochs, "history": self.history,
+            "bad_epochs": self.bad_epochs, "history": self.history, "stopped_early": self.stopped_early,
         })
         ckpt.prune(self.ckpt_dir, self.spec.training.checkpoint.keep)
         self.last_good = path
@@ -344,13 +347,13 @@ class Trainer:
         spec = self.spec
         test_loader = make_loader(self.test_set, spec.data.batch_size, spec.data.num_workers)
         final, _ = evaluate(self.model, self.task_types, test_loader, self.device, spec.data.image_size, self.autocast)
-        baselines = trivial_baselines(self.task_types, self.train_set, test_loader, spec.data.image_size)
+        baselines = trivial_baselines(self.task_types, self.train_set.unaugmented(), test_loader, spec.data.image_size)
         splits = {name: {"train": describe(src)} for name, src in self.train_set.sources.items()}
         for split, dataset in (("val", self.val_set), (spec.evaluation.split, self.test_set)):
             for name, src in dataset.sources.items():
                 splits[name][split] = describe(src)
         return FitResult(
-            metrics=final, baselines=baselines, history=self.history, epochs_run=self.epoch + 1, stopped_early=self.stopped_early,
+            metrics=final, baselines=baselines, history=self.history, epochs_run=self.completed, stopped_early=self.stopped_early,
             device=str(self.device), fingerprints={name: src.fingerprint() for name, src in self.train_set.sources.items()},
             splits=splits, num_parameters=sum(p.numel() for p in self.model.parameters()),
             wall_seconds=time.perf_counter() - started, split=spec.evaluation.split,
