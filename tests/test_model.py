@@ -22,8 +22,13 @@ def _targets():
     ]
 
 
-@pytest.mark.parametrize("head", ["FCOSHead", "RetinaHead", "ATSSHead", "GFLHead"])
+@pytest.mark.parametrize("head", ["FCOSHead", "RetinaHead", "ATSSHead", "GFLHead", "FSAFHead", "FoveaHead", "PAAHead",
+                                  "AutoAssignHead", "FreeAnchorRetinaHead"])
 def test_every_supported_head_trains_and_predicts_through_the_adapter(head):
+    from mtlspec.capabilities import IMPLEMENTED
+    from mtlspec.language.tasks import DENSE_HEADS
+
+    assert set(DENSE_HEADS) == set(IMPLEMENTED["detection head"])  # every head the language names runs (this list covers them)
     torch.manual_seed(0)
     adapter = DenseHeadAdapter({"type": head, "stacked_convs": 1}, num_classes=4, in_channels=32, strides=STRIDES, image_size=64)
     assert adapter.config["num_classes"] == 4 and adapter.config["in_channels"] == 32

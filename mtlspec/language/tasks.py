@@ -8,7 +8,8 @@ from pydantic import Field
 from mtlspec.language.base import Name, PositiveInt, Section
 
 # MMDetection dense heads the language accepts. The detection adapter fills their
-# num_classes, in_channels, strides (and FCOS's regress_ranges) from the model.
+# num_classes, in_channels, strides (and FCOS's regress_ranges, FoveaBox's edges and scale ranges) from the model;
+# each has MMDetection's standard settings for it (tasks/dense_head.py HEAD_DEFAULTS).
 DENSE_HEADS = (
     "FCOSHead",
     "RetinaHead",
@@ -17,8 +18,6 @@ DENSE_HEADS = (
     "FSAFHead",
     "FoveaHead",
     "PAAHead",
-    "VFNetHead",
-    "TOODHead",
     "AutoAssignHead",
     "FreeAnchorRetinaHead",
 )

@@ -45,6 +45,33 @@ HEAD_DEFAULTS: dict[str, dict[str, Any]] = {
         loss_dfl=dict(type="DistributionFocalLoss", loss_weight=0.25), reg_max=16,
         loss_bbox=dict(type="GIoULoss", loss_weight=2.0), train_cfg=ATSS_TRAIN,
     ),
+    "FSAFHead": dict(
+        reg_decoded_bbox=True,
+        anchor_generator=dict(type="AnchorGenerator", octave_base_scale=1, scales_per_octave=1, ratios=[1.0]),
+        bbox_coder=dict(type="TBLRBBoxCoder", normalizer=4.0),
+        loss_cls=dict(FOCAL, reduction="none"), loss_bbox=dict(type="IoULoss", eps=1e-6, loss_weight=1.0, reduction="none"),
+        train_cfg=dict(assigner=dict(type="CenterRegionAssigner", pos_scale=0.2, neg_scale=0.2, min_pos_iof=0.01),
+                       sampler=dict(type="PseudoSampler"), allowed_border=-1, pos_weight=-1, debug=False),
+    ),
+    "FoveaHead": dict(sigma=0.4, with_deform=False, loss_cls=dict(type="FocalLoss", use_sigmoid=True, gamma=1.5, alpha=0.4, loss_weight=1.0),
+                      loss_bbox=dict(type="SmoothL1Loss", beta=0.11, loss_weight=1.0), train_cfg=dict()),
+    "PAAHead": dict(
+        reg_decoded_bbox=True, score_voting=True, topk=9,
+        anchor_generator=dict(type="AnchorGenerator", ratios=[1.0], octave_base_scale=8, scales_per_octave=1),
+        bbox_coder=dict(type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[0.1, 0.1, 0.2, 0.2]),
+        loss_cls=FOCAL, loss_bbox=dict(type="GIoULoss", loss_weight=1.3),
+        loss_centerness=dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=0.5),
+        train_cfg=dict(assigner=dict(type="MaxIoUAssigner", pos_iou_thr=0.1, neg_iou_thr=0.1, min_pos_iou=0, ignore_iof_thr=-1),
+                       sampler=dict(type="PseudoSampler"), allowed_border=-1, pos_weight=-1, debug=False),
+    ),
+    "AutoAssignHead": dict(loss_bbox=dict(type="GIoULoss", loss_weight=5.0)),
+    "FreeAnchorRetinaHead": dict(
+        anchor_generator=dict(type="AnchorGenerator", octave_base_scale=4, scales_per_octave=3, ratios=[0.5, 1.0, 2.0]),
+        bbox_coder=dict(type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[0.1, 0.1, 0.2, 0.2]),
+        loss_cls=FOCAL, loss_bbox=dict(type="SmoothL1Loss", beta=0.11, loss_weight=0.75),
+        train_cfg=dict(assigner=dict(type="MaxIoUAssigner", pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0, ignore_iof_thr=-1),
+                       sampler=dict(type="PseudoSampler"), allowed_border=-1, pos_weight=-1, debug=False),
+    ),
 }
 
 
@@ -62,13 +89,18 @@ def head_config(head_fields: dict[str, Any], num_classes: int, in_channels: int,
     cfg.update(num_classes=num_classes, in_channels=in_channels)
     cfg.setdefault("feat_channels", in_channels)
     cfg["test_cfg"] = _merge(TEST_CFG, cfg.get("test_cfg") or {})
+    from mtlspec.language.dense_head_args import HEAD_ARGUMENTS
+
     if "anchor_generator" in cfg:
         cfg["anchor_generator"]["strides"] = list(strides)
-    else:
+    if "strides" in HEAD_ARGUMENTS.get(kind, ()) or "anchor_generator" not in cfg:
         cfg["strides"] = list(strides)
-        if kind == "FCOSHead":
-            bounds = [-1] + [8 * s for s in strides[:-1]] + [INF]
-            cfg["regress_ranges"] = tuple((bounds[i], bounds[i + 1]) for i in range(len(strides)))
+    if kind == "FCOSHead":
+        bounds = [-1] + [8 * s for s in strides[:-1]] + [INF]
+        cfg["regress_ranges"] = tuple((bounds[i], bounds[i + 1]) for i in range(len(strides)))
+    if kind == "FoveaHead":  # MMDetection's values for strides 8..128, in units of each level's stride
+        cfg.setdefault("base_edge_list", [2 * s for s in strides])
+        cfg.setdefault("scale_ranges", tuple((1 if i == 0 else 2 * s, 8 * s if i < len(strides) - 1 else 16 * s) for i, s in enumerate(strides)))
     from mmengine.config import ConfigDict  # the heads read train_cfg and test_cfg by attribute
 
     for key in ("train_cfg", "test_cfg"):
