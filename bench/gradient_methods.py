@@ -3,6 +3,7 @@ share of a step grows with the number of tasks.
 
     .venv/bin/python bench/gradient_methods.py --libmtl DIR [--tasks 4 8] [--methods PCGrad IMTL ...]
     .venv/bin/python bench/gradient_methods.py --scaling [--counts 2 4 8 16 40] [--methods mgda upgrad ...]
+    .venv/bin/python bench/gradient_methods.py --backward [--tasks 4 8]
 
 Side by side (--libmtl DIR: a folder holding LibMTL's package, e.g. `pip install --no-deps --target
 DIR LibMTL==1.1.5`, or a source checkout of its repository for the newer methods; LibMTL is not a
@@ -11,6 +12,12 @@ hard-sharing network (four conv layers; classification, multilabel, segmentation
 repeated for 8 tasks), the same batch (16 at 64x64), one thread count; each side drives its own
 implementation of the method; rounds alternate between the sides so both share the machine's
 noise. Prints ms per step (medians) and the ratio mtlspec / LibMTL (target: at most 0.7).
+
+Backward (--backward): the per-task gradients of one step on the plain network, three ways, rounds
+interleaved: a loop of one backward pass per task (what the trainer does; each pass also gives
+the task's head its gradient), one batched pass (`is_grads_batched`, vmap over the T unit
+vectors), and torchjd's autogram engine (the Gramian without the Jacobian, then one weighted
+backward pass), where torchjd is installed. Prints ms per step and the ratio to the loop.
 
 Scaling (--scaling): a ResNet-18 (MMDetection's) shared by T binary classification heads on pooled
 features (CelebA's layout: 40 binary attributes), batch 16 at 64x64. For each method and T, the
@@ -21,6 +28,7 @@ passes), as a share of the step (target: under 10% at 40 tasks).
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import os
 import statistics
@@ -226,6 +234,45 @@ def scaling(counts: list[int], methods: list[str], steps: int) -> None:
             assert isinstance(method, GradientAggregator)
 
 
+def backward_ways(counts: list[int], rounds: int) -> None:
+    from mtlspec.weighting.jacobian import batched_task_jacobian, task_gradients
+
+    print("tasks  loop ms  batched ms (ratio)  autogram ms (ratio)")
+    for count in counts:
+        tasks = [f"{KINDS[i % 4]}{i}" for i in range(count)]
+        torch.manual_seed(0)
+        model, (x, y) = Plain(tasks), plain_batch()
+        shared = model.shared_parameters()
+        own = [model.task_parameters(t) for t in tasks]
+
+        def loop():
+            task_gradients(plain_losses(model(x), y), shared, own)
+
+        def batched():
+            losses = torch.stack(plain_losses(model(x), y))
+            batched_task_jacobian(losses, shared + [p for ps in own for p in ps])
+
+        ways = {"loop": loop, "batched": batched}
+        try:
+            from torchjd.autogram import Engine
+
+            hooked = copy.deepcopy(model)  # the engine hooks every forward pass of the modules it is given
+            engine = Engine(hooked.encoder, batch_dim=None)
+
+            def autogram():
+                losses = torch.stack(plain_losses(hooked(x), y))
+                K = engine.compute_gramian(losses)
+                w = torch.ones(len(K)) / len(K)  # the weights a method would take from K
+                (w @ losses).backward()
+
+            ways["autogram"] = autogram
+        except ImportError:
+            pass
+        t = medians(ways, rounds)
+        auto = f"{t['autogram']:8.1f} ({t['autogram'] / t['loop']:.2f})" if "autogram" in t else "   (torchjd not installed)"
+        print(f"{count:5d}  {t['loop']:7.1f}  {t['batched']:10.1f} ({t['batched'] / t['loop']:.2f})  {auto}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--libmtl", type=Path, default=os.environ.get("LIBMTL_ROOT"), help="a folder holding LibMTL's package")
@@ -233,6 +280,7 @@ def main() -> int:
     parser.add_argument("--methods", nargs="+", default=None)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--scaling", action="store_true")
+    parser.add_argument("--backward", action="store_true", help="time the per-task backward passes: loop, batched, autogram")
     parser.add_argument("--counts", type=int, nargs="+", default=[2, 4, 8, 16, 40])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
@@ -240,6 +288,9 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     if args.scaling:
         scaling(args.counts, args.methods or sorted(GRADIENT_METHODS), args.steps)
+        return 0
+    if args.backward:
+        backward_ways(args.tasks, args.rounds)
         return 0
     if args.libmtl is None or not (Path(args.libmtl) / "LibMTL").is_dir():
         print("LibMTL not given (--libmtl DIR, or LIBMTL_ROOT): nothing to compare with; see the docstring")

@@ -3,7 +3,7 @@
 One backward pass per task (`torch.autograd.grad` of that task's loss), which also gives the
 task's own parameters their gradient, so no pass over the heads is spent twice. On this project's
 CPUs a loop of passes is faster than one batched pass (`is_grads_batched`, vmap over T unit
-vectors): 51 ms against 82 ms for 4 tasks, 121 against 182 for 8 (bench/gradient_methods.py);
+vectors): 51 ms against 82 ms for 4 tasks, 121 against 182 for 8 (`bench/gradient_methods.py --backward`);
 `batched_task_jacobian` is kept for the measurement.
 """
 
