@@ -22,7 +22,7 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
     "ensemble": frozenset({"mean", "weighted_mean", "vote", "box_fusion", "snapshot", "bagging", "boosting", "stacking"}),
     "ensemble members": frozenset({"seeds", "specs", "runs"}),
     "detection head": frozenset({"FCOSHead", "RetinaHead", "ATSSHead", "GFLHead", "FSAFHead", "FoveaHead", "PAAHead",
-                                  "AutoAssignHead", "FreeAnchorRetinaHead"}),
+                                  "AutoAssignHead", "FreeAnchorRetinaHead", "FasterRCNN"}),
     "sample weights": frozenset({"none", "inverse_dataset_size", "inverse_frequency", "effective_number", "column"}),
     "baseline": frozenset({"none", "single_task", "run"}),
 }

@@ -28,7 +28,7 @@ def test_every_supported_head_trains_and_predicts_through_the_adapter(head):
     from mtlspec.capabilities import IMPLEMENTED
     from mtlspec.language.tasks import DENSE_HEADS
 
-    assert set(DENSE_HEADS) == set(IMPLEMENTED["detection head"])  # every head the language names runs (this list covers them)
+    assert set(DENSE_HEADS) | {"FasterRCNN"} == set(IMPLEMENTED["detection head"])  # every head the language names runs (these tests cover them)
     torch.manual_seed(0)
     adapter = DenseHeadAdapter({"type": head, "stacked_convs": 1}, num_classes=4, in_channels=32, strides=STRIDES, image_size=64)
     assert adapter.config["num_classes"] == 4 and adapter.config["in_channels"] == 32
@@ -87,3 +87,35 @@ def test_hard_sharing_branches_where_asked(branch_at):
         assert all(p.grad is None for p in topology.branches["b"].parameters())
         assert any(p.grad is not None for p in topology.branches["a"].parameters())
         assert any(p.grad is not None for p in topology.shared_parameters())
+
+
+def test_the_two_stage_head_trains_both_stages_and_predicts():
+    """Faster R-CNN through MMDetection's RPN and RoI heads: the loss (both stages, labelled images
+    only) falls over a few steps, unlabelled images add nothing, and both stages predict."""
+    from mtlspec.language.tasks import TwoStageHead
+    from mtlspec.tasks.two_stage_head import TwoStageAdapter
+
+    torch.manual_seed(0)
+    adapter = TwoStageAdapter(TwoStageHead(type="FasterRCNN", proposals=100, roi_samples=64, fc_channels=64), num_classes=4,
+                              in_channels=32, strides=STRIDES, image_size=64)
+    pyramid = [torch.randn(3, 32, 64 // s, 64 // s, requires_grad=True) for s in STRIDES]
+    optimizer = torch.optim.SGD(adapter.parameters(), lr=0.01)
+    losses = []
+    for _ in range(6):
+        loss = adapter.loss(adapter({"pyramid": pyramid}), _targets(), torch.tensor([True, True, False]))
+        assert torch.isfinite(loss) and loss > 0
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0], losses
+    assert adapter.rpn.rpn_conv.weight.grad.abs().sum() > 0 and adapter.roi.bbox_head.fc_cls.weight.grad.abs().sum() > 0
+    none = adapter.loss(adapter({"pyramid": pyramid}), _targets(), torch.tensor([False, False, False]))
+    assert float(none) == 0.0
+    adapter.eval()
+    with torch.no_grad():
+        predictions = adapter.predict(adapter({"pyramid": pyramid}))
+    assert len(predictions) == 3
+    for p in predictions:
+        assert p["boxes"].shape[1] == 4 and p["scores"].shape == p["labels"].shape == (len(p["boxes"]),)
+        assert (p["labels"] < 4).all()

@@ -310,3 +310,21 @@ def test_resuming_a_run_stopped_after_its_last_epoch_keeps_model_pt_and_the_epoc
         assert json.loads((outcome.run_dir / "manifest.json").read_text())["epochs_run"] == 2
         state = torch.load(run_dir / "model.pt", weights_only=True)
         assert state["epoch"] == (2 if not stopping else 1), state["selected"]
+
+
+def test_a_faster_rcnn_run_trains_evaluates_and_predicts(tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    spec = SPEC.format(sharing="hps", epochs=1, stopping="").replace(
+        "head: {type: FCOSHead, stacked_convs: 1, feat_channels: 32}", "head: {type: FasterRCNN, proposals: 100, roi_samples: 64, fc_channels: 64}")
+    assert "FasterRCNN" in spec
+    (tmp_path / "frcnn.yaml").write_text(spec)
+    (result,) = validate_file(tmp_path / "frcnn.yaml", [])
+    assert result.errors == [], result.errors
+    run_dir = run_result(result, tmp_path / "runs").run_dir
+    report = json.loads((run_dir / "report.json").read_text())["tasks"]["boxes"]["metrics"]
+    assert set(report) == {"map", "map50", "map75"} and all(0 <= v <= 1 for v in report.values())
+    out = tmp_path / "pred"
+    predicted(cli, run_dir, out, "val")
+    detections = json.loads((out / "boxes.json").read_text())
+    assert all(d["category_id"] in range(1, 11) and len(d["bbox"]) == 4 for d in detections)

@@ -32,6 +32,24 @@ class DenseHead(Section):
     type: Literal[DENSE_HEADS]  # type: ignore[valid-type]
 
 
+class TwoStageHead(Section):
+    """Faster R-CNN's two stages on the shared pyramid (Ren et al., NeurIPS 2015): MMDetection's RPN
+    head proposes boxes, its standard RoI head (RoIAlign, two shared fully connected layers)
+    classifies and refines them; the settings are those of MMDetection's faster-rcnn_r50_fpn config."""
+
+    type: Literal["FasterRCNN"]
+    proposals: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    """Proposals per image the RPN passes to the second stage (MMDetection: 2000 while training,
+    1000 at test; here the same number for both)."""
+    roi_samples: Annotated[int, Field(ge=1, le=4096)] = 512
+    """Proposals per image sampled to train the second stage (a quarter positive at most)."""
+    fc_channels: Annotated[int, Field(ge=1, le=4096)] = 1024
+    """Width of the second stage's two fully connected layers."""
+
+
+Head = Annotated[Union[DenseHead, TwoStageHead], Field(discriminator="type")]
+
+
 class TaskBase(Section):
     dataset: Name
     """The dataset (a key of data.datasets) whose samples carry this task's labels."""
@@ -67,7 +85,7 @@ class Regression(TaskBase):
 class Detection(TaskBase):
     DIRECTIONS: ClassVar = {"map": True, "map50": True, "map75": True}
     type: Literal["detection"]
-    head: DenseHead
+    head: Head
     metrics: list[Literal["map", "map50", "map75"]] = ["map", "map50", "map75"]
 
 

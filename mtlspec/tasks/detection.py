@@ -59,6 +59,11 @@ class Detection(TaskType):
     def build_head(self, vector_channels, pyramid_channels, strides, image_size):
         from mtlspec.tasks.dense_head import DenseHeadAdapter
 
+        if self.spec.head.type == "FasterRCNN":  # the two-stage head: RPN and RoI heads
+            from mtlspec.tasks.two_stage_head import TwoStageAdapter
+
+            self.head = TwoStageAdapter(self.spec.head, self.num_classes, pyramid_channels, strides, image_size)
+            return self.head
         fields = self.spec.head.model_dump()
         self.head = DenseHeadAdapter(fields, self.num_classes, pyramid_channels, strides, image_size)
         return self.head
