@@ -78,7 +78,7 @@ def test_an_absent_task_leaves_the_others_update_as_the_method_gives_it_on_them_
     weights = gradient_step(model, method, losses(), {t: bool(batch["has"][t].any()) for t in types})
     step = torch.cat([p.grad.flatten() for p in shared])
     assert weights["count"] is None
-    assert all(float(p.grad.abs().max()) == 0.0 for p in model.task_parameters("count"))
+    assert all(p.grad is None for p in model.task_parameters("count"))  # the optimizer skips them: no momentum, no weight decay
     if name == "graddrop":  # sign dropout of one gradient keeps it or zeroes it, coordinate by coordinate
         kept = step != 0
         assert kept.any() and torch.allclose(step[kept], alone[kept], rtol=1e-5, atol=1e-8)

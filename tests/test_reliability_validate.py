@@ -104,7 +104,7 @@ def test_a_matrix_value_becomes_a_short_file_name_safe_label(write):
 
 
 def test_an_unknown_type_is_not_called_part_of_the_language(write):
-    for replace in (("type: ew", "type: gradnrom"), ("type: hps", "type: hpss"), ("type: FCOSHead", "type: FasterRCNN")):
+    for replace in (("type: ew", "type: gradnrom"), ("type: hps", "type: hpss"), ("type: FCOSHead", "type: MaskRCNN")):
         results = validate_file(write("u.yaml", QUICKSTART.replace(*replace)))
         assert [d.code for r in results for d in r.diagnostics] == ["unknown-type"], replace
 

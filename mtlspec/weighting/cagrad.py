@@ -79,7 +79,10 @@ def _exact(Kn: np.ndarray, b: np.ndarray, root_phi: float, g0: float, support: n
 
 
 def cagrad_weights(K: np.ndarray, c: float, max_iter: int = 1000) -> np.ndarray:
-    """Weights of the CAGrad update before the rescale (g0 + sqrt(phi)/|g_w| g_w = G^T weights)."""
+    """Weights of the CAGrad update before the rescale (g0 + sqrt(phi)/|g_w| g_w = G^T weights).
+    g0 averages every row; a row that is exactly zero has no direction and is left out of the
+    minimisation over the simplex (it adds nothing to g_w, and in the minimisation it would only
+    shrink g_w towards 0, where the update is undefined)."""
     T = len(K)
     w0 = np.full(T, 1.0 / T)
     scale = float(np.max(np.diag(K)))
@@ -91,13 +94,24 @@ def cagrad_weights(K: np.ndarray, c: float, max_iter: int = 1000) -> np.ndarray:
     if g0_sq <= 0:
         return w0
     root_phi = c * np.sqrt(g0_sq)
-    tau, w, support = np.sqrt(g0_sq), w0, None
+    live = np.flatnonzero(np.diag(Kn) > 1e-300)
+    w_live, tau = _minimise(Kn[np.ix_(live, live)], b[live], g0_sq, root_phi, max_iter)
+    if w_live is None:
+        return w0
+    w = np.zeros(T)
+    w[live] = w_live
+    return w0 + (root_phi / tau) * w
+
+
+def _minimise(Kn: np.ndarray, b: np.ndarray, g0_sq: float, root_phi: float, max_iter: int) -> tuple[np.ndarray | None, float]:
+    """(w on the simplex minimising F, |g_w|), or (None, 0) where the rows cancel."""
+    tau, w, support = np.sqrt(g0_sq), np.full(len(Kn), 1.0 / len(Kn)), None
     for _ in range(max_iter):
         s = tau / root_phi
         w = min_norm_point(Kn + s * (b[:, None] + b[None, :]) + s * s * g0_sq)
         tau = float(np.sqrt(max(w @ Kn @ w, 0.0)))
         if tau <= 1e-12:  # the gradients cancel: no conflict-averse direction beyond g0
-            return w0
+            return None, 0.0
         S = np.flatnonzero(w > 1e-12)
         if support is not None and np.array_equal(S, support):  # the support has settled: solve exactly from it
             exact = _exact(Kn, b, root_phi, np.sqrt(g0_sq), S)
@@ -106,7 +120,7 @@ def cagrad_weights(K: np.ndarray, c: float, max_iter: int = 1000) -> np.ndarray:
                 tau = float(np.sqrt(w @ Kn @ w))
                 break
         support = S
-    return w0 + (root_phi / tau) * w
+    return w, tau
 
 
 class CAGrad(GradientAggregator):

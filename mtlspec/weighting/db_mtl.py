@@ -28,6 +28,8 @@ class DBMTL(GradientAggregator):
         if self.buffer is None or self.buffer.shape[1] != G.shape[1]:
             self.buffer = torch.zeros(len(self.tasks), G.shape[1], dtype=G.dtype, device=G.device)
             self.seen = torch.zeros(len(self.tasks), dtype=torch.bool)
+        elif self.buffer.device != G.device or self.buffer.dtype != G.dtype:  # restored from a checkpoint (read onto the CPU)
+            self.buffer = self.buffer.to(G)
         decay = self.spec.beta / self.step**self.spec.beta_sigma
         for k, i in enumerate(active):  # EMA: decay * previous + (1 - decay) * g / L
             if self.seen[i]:

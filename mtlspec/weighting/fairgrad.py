@@ -33,7 +33,7 @@ def fair_allocation(K: np.ndarray, alpha: float) -> np.ndarray:
         def h(x):
             return x ** (1.0 - p) / (1.0 - p)
     start = np.diag(sub) ** (-alpha / (alpha + 1.0))  # where each task's condition holds alone
-    w[live] = barrier_newton(sub, h, lambda x: x ** (-p), lambda x: p * x ** (-p - 1.0), start)
+    w[live] = barrier_newton(sub, h, lambda x: x ** (-p), lambda x: p * x ** (-p - 1.0), start, iters=5000)
     return w * scale ** (-alpha / (alpha + 1.0))
 
 

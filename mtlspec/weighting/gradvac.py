@@ -34,11 +34,13 @@ class GradVac(GradientAggregator):
             for idx in torch.randperm(len(others)).tolist():
                 j = others[idx]
                 norm_i, norm_j = np.sqrt(max(c @ K @ c, 0.0)), norms[j]
-                cos = (c @ K[:, j]) / (norm_i * norm_j + EPS)
+                if not (norm_i > 0 and norm_j > 0):  # a zero gradient has no direction to align with
+                    continue
+                cos = (c @ K[:, j]) / (norm_i * norm_j)  # no absolute epsilon: representation gradients can be 1e-5 in norm
                 target = phi[i, j]
                 if cos < target:
                     w = norm_i * (target * np.sqrt(max(1 - cos**2, 0.0)) - cos * np.sqrt(max(1 - target**2, 0.0)))
-                    c[j] += w / (norm_j * np.sqrt(max(1 - target**2, 0.0)) + EPS)
+                    c[j] += w / (norm_j * max(np.sqrt(max(1 - target**2, 0.0)), EPS))
                 phi[i, j] = (1 - beta) * target + beta * cos
         self.phi[np.ix_(active, active)] = torch.from_numpy(phi)
         return coeffs.sum(axis=0)

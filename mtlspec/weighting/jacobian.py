@@ -18,7 +18,10 @@ def task_gradients(losses: list[torch.Tensor], shared: list[torch.Tensor], own: 
     their .grad from the same pass. The graph is freed after the last pass unless `keep_graph`."""
     size = sum(x.numel() for x in shared)
     reference = shared[0] if shared else losses[0]
-    G = torch.zeros(len(losses), size, dtype=reference.dtype, device=reference.device)
+    # at least float32: under bf16/fp16 autocast a representation's gradients arrive in half precision,
+    # and a Gramian of half-precision rows is off by 1e-3 of |g_i||g_j| (MGDA's weights moved by 2x)
+    dtype = torch.promote_types(reference.dtype, torch.float32) if reference.is_floating_point() else torch.float32
+    G = torch.zeros(len(losses), size, dtype=dtype, device=reference.device)
     for t, (loss, params) in enumerate(zip(losses, own)):
         grads = torch.autograd.grad(loss, [*shared, *params], retain_graph=keep_graph or t < len(losses) - 1, allow_unused=True)
         for p, g in zip(params, grads[len(shared):]):
