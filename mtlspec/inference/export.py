@@ -37,12 +37,11 @@ class Flat(nn.Module):
         self.model, self.tasks = model, tasks
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outputs = self.model(image)
-        return tuple(t for task in self.tasks for _, t in flatten(outputs[task], task))
+        return tuple(t for _, t in self.named(image))
 
-    def names(self, image: torch.Tensor) -> list[str]:
+    def named(self, image: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
         outputs = self.model(image)
-        return [n for task in self.tasks for n, _ in flatten(outputs[task], task)]
+        return [pair for task in self.tasks for pair in flatten(outputs[task], task)]
 
 
 def example_images(loaded: Any, count: int, seed: int = 0) -> torch.Tensor:
@@ -67,11 +66,10 @@ def export(run_dir: Path, format: str, out: Path | None = None, check_images: in
     UsageError naming the task whose head cannot be exported."""
     loaded = load_run(run_dir)
     model = Flat(loaded.model.eval(), list(loaded.task_types))
-    trace_input = example_images(loaded, 2, seed=1)
-    check_input = example_images(loaded, check_images, seed=2)
+    images = example_images(loaded, 2 + check_images)  # the data is read once: 2 to trace with, the rest to check on
+    trace_input, check_input = images[:2], images[2:]
     with torch.no_grad():
-        names = model.names(trace_input)
-        expected = model(check_input)
+        names, expected = (list(x) for x in zip(*model.named(check_input)))
     suffix = {"torchscript": ".ts", "onnx": ".onnx"}[format]
     out = out or run_dir / f"model{suffix}"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -122,7 +122,7 @@ def predict(run_dir: Path, inputs: list[str], out: Path, batch_size: int = 16, d
                "overlays": f"{OVERLAYS}/" if overlays else None}
     write_text_atomic(out / IMAGES, json.dumps({"images": images}, indent=1))
     write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2))
-    return summary | {"count": count}
+    return summary
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
