@@ -12,7 +12,7 @@ from mtlspec.tasks import TASK_TYPES
 IMPLEMENTED: dict[str, frozenset[str]] = {
     "dataset": frozenset({"multidigits", "coco", "attribute_table", "image_folder", "dense_folder"}),
     "task": frozenset(TASK_TYPES),
-    "backbone": frozenset({"SmallCNN", "ResNet", "ResNeXt", "RegNet"}),
+    "backbone": frozenset({"SmallCNN", "ResNet", "ResNeXt", "RegNet", "PVT", "PVTv2", "Swin"}),
     "neck": frozenset({"FPN", "none"}),
     "sharing": frozenset({"separate", "hps", "cross_stitch", "mtan", "mmoe", "cgc", "ple", "soft"}),
     "weighting": frozenset({
@@ -22,7 +22,7 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
     "ensemble": frozenset({"mean", "weighted_mean", "vote", "box_fusion", "snapshot", "bagging", "boosting", "stacking"}),
     "ensemble members": frozenset({"seeds", "specs", "runs"}),
     "detection head": frozenset({"FCOSHead", "RetinaHead", "ATSSHead", "GFLHead", "FSAFHead", "FoveaHead", "PAAHead",
-                                  "AutoAssignHead", "FreeAnchorRetinaHead", "FasterRCNN"}),
+                                  "AutoAssignHead", "FreeAnchorRetinaHead", "FasterRCNN", "MaskRCNN"}),
     "sample weights": frozenset({"none", "inverse_dataset_size", "inverse_frequency", "effective_number", "column"}),
     "baseline": frozenset({"none", "single_task", "run"}),
 }

@@ -30,5 +30,13 @@ def build_module(config: dict[str, Any]) -> nn.Module:
     """Build an MMDetection module (backbone, neck, head) and initialise its weights."""
     module = _registry().build(config)
     if not any(p.is_meta for p in module.parameters()):  # on the meta device only shapes matter
-        module.init_weights()
+        from mmengine.logging import MMLogger
+
+        logger = MMLogger.get_current_instance()
+        level = logger.level
+        logger.setLevel(logging.ERROR)  # transformers warn "no pre-trained weights": mtlspec loads its own (model/init.py)
+        try:
+            module.init_weights()
+        finally:
+            logger.setLevel(level)
     return module

@@ -28,7 +28,7 @@ def test_every_supported_head_trains_and_predicts_through_the_adapter(head):
     from mtlspec.capabilities import IMPLEMENTED
     from mtlspec.language.tasks import DENSE_HEADS
 
-    assert set(DENSE_HEADS) | {"FasterRCNN"} == set(IMPLEMENTED["detection head"])  # every head the language names runs (these tests cover them)
+    assert set(DENSE_HEADS) | {"FasterRCNN", "MaskRCNN"} == set(IMPLEMENTED["detection head"])  # every head the language names runs (these tests and test_instance_segmentation.py cover them)
     torch.manual_seed(0)
     adapter = DenseHeadAdapter({"type": head, "stacked_convs": 1}, num_classes=4, in_channels=32, strides=STRIDES, image_size=64)
     assert adapter.config["num_classes"] == 4 and adapter.config["in_channels"] == 32

@@ -27,9 +27,37 @@ SHARING = {
 TASKS = ["a", "b", "c"]
 
 
-def build(name):
+def build(name, backbone=None):
     torch.manual_seed(0)
-    return TOPOLOGIES[name](small_cnn([8, 16, 16]), NECK, TASKS, SHARING[name])
+    return TOPOLOGIES[name](backbone() if backbone else small_cnn([8, 16, 16]), NECK, TASKS, SHARING[name])
+
+
+def transformer(kind):
+    """A tiny PVTv2 or Swin through the same builder a spec uses."""
+    from mtlspec.language.model import PVT, Swin
+    from mtlspec.model.backbones import build_backbone
+
+    spec = (PVT(type="PVTv2", embed_dims=8, num_layers=[1, 1, 1, 1], num_heads=[1, 1, 2, 2]) if kind == "PVTv2"
+            else Swin(type="Swin", embed_dims=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=4))
+    return lambda: build_backbone(spec)
+
+
+@pytest.mark.parametrize("kind", ["PVTv2", "Swin"])
+@pytest.mark.parametrize("name", sorted(SHARING))
+def test_transformer_backbones_work_under_every_topology(name, kind):
+    """Their stages pass feature maps like any stage; Swin's output norms live in each neck, so
+    every topology still accounts for every parameter and routes gradients as it claims."""
+    topology = build(name, transformer(kind))
+    feats = topology(torch.randn(2, 3, 64, 64))
+    for t in TASKS:
+        assert [tuple(p.shape) for p in feats[t]["pyramid"]] == [(2, 8, 16, 16), (2, 8, 8, 8), (2, 8, 4, 4), (2, 8, 2, 2)]
+    shared = {id(p) for p in topology.shared_parameters()}
+    own = {t: {id(p) for p in topology.task_parameters(t)} for t in TASKS}
+    assert shared | own["a"] | own["b"] | own["c"] == {id(p) for p in topology.parameters()}
+    (feats["a"]["vector"].sum() + sum(p.sum() for p in feats["a"]["pyramid"])).backward()
+    reached = {id(p) for p in topology.parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert reached & own["a"] or not own["a"]
+    assert not reached & (own["b"] | own["c"])
 
 
 @pytest.mark.parametrize("name", sorted(SHARING))

@@ -1,7 +1,7 @@
 """Training-time augmentation of one record, keeping every label consistent with the image.
 
-A random resized crop (boxes clipped and dropped below a visible fraction, masks and depth
-cropped with the image), photometric jitter and RandAugment's photometric operations (no label
+A random resized crop (boxes clipped and dropped below a visible fraction with their instance
+masks, masks and depth cropped with the image), photometric jitter and RandAugment's photometric operations (no label
 moves). Each draw comes from a generator seeded by (seed, epoch, sample), so a sample's
 augmentation is the same on every machine, worker and resume. Records are never changed in place.
 """
@@ -59,6 +59,8 @@ def resized_crop(record: Record, spec: Any, rng: np.random.Generator) -> Record:
         keep = (visible > 0) & (visible >= spec.min_visible * np.maximum(area, 1e-12))
         out["boxes"] = clipped[keep]
         out["box_labels"] = np.asarray(record["box_labels"])[keep]
+        if "instance_masks" in record:  # each object's pixels cropped with the image, kept with its box
+            out["instance_masks"] = np.ascontiguousarray(record["instance_masks"][keep][:, y0 : y0 + ch, x0 : x0 + cw])
     return out
 
 

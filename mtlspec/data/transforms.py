@@ -44,6 +44,11 @@ def resize_pad(record: Record, size: int) -> Record:
         out["depth"] = depth
     if "boxes" in record:
         out["boxes"] = (record["boxes"] * np.array([nw / w, nh / h, nw / w, nh / h], np.float32)).astype(np.float32)
+    if "instance_masks" in record:
+        masks = np.zeros((len(record["instance_masks"]), size, size), np.uint8)
+        for n, m in enumerate(record["instance_masks"]):
+            masks[n, :nh, :nw] = _resize_array(m, nw, nh, Image.NEAREST)
+        out["instance_masks"] = masks
     return out
 
 
@@ -52,9 +57,9 @@ def hflip(record: Record) -> Record:
     out = dict(record)
     width = record["image"].shape[1]
     out["image"] = np.ascontiguousarray(record["image"][:, ::-1])
-    for key in ("mask", "depth"):
+    for key in ("mask", "depth", "instance_masks"):
         if key in record:
-            out[key] = np.ascontiguousarray(record[key][:, ::-1])
+            out[key] = np.ascontiguousarray(record[key][..., ::-1])
     if "boxes" in record:
         boxes = record["boxes"].copy()
         boxes[:, [0, 2]] = width - record["boxes"][:, [2, 0]]

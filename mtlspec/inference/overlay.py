@@ -1,5 +1,5 @@
-"""An image per input for people to look at: the segmentation blended in, boxes with their class and
-score, and the image-level predictions written in the corner."""
+"""An image per input for people to look at: the segmentation and instance masks blended in, boxes
+with their class and score, and the image-level predictions written in the corner."""
 
 from __future__ import annotations
 
@@ -35,12 +35,19 @@ def draw(image: np.ndarray, predictions: dict[str, tuple[Form, Any, list[str]]],
             blend = labels > 0
             canvas[blend] = 0.5 * canvas[blend] + 0.5 * colours[blend]
             break  # one segmentation blended; more would hide each other
+    for task, (form, prediction, names) in predictions.items():
+        if form is Form.INSTANCES:  # each object's mask in its class's colour
+            colours = palette(len(names) + 1)
+            for mask, score, label in zip(prediction["masks"], prediction["scores"], prediction["labels"]):
+                if float(score) >= score_threshold:
+                    inside = np.kron(np.asarray(mask, bool), np.ones((zoom, zoom), bool)) if zoom > 1 else np.asarray(mask, bool)
+                    canvas[inside] = 0.5 * canvas[inside] + 0.5 * colours[int(label) + 1]
     out = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
     pen = ImageDraw.Draw(out)
     lines = []
     for task, (form, prediction, names) in predictions.items():
         name = lambda i: names[i] if i < len(names) else str(i)  # noqa: E731
-        if form is Form.BOXES:
+        if form in (Form.BOXES, Form.INSTANCES):
             colours = palette(len(names) + 1)
             for box, score, label in zip(prediction["boxes"], prediction["scores"], prediction["labels"]):
                 if float(score) < score_threshold:

@@ -58,6 +58,12 @@ def restore(form: Form, prediction: Any, box: Letterbox) -> Any:
         boxes = np.asarray(prediction["boxes"], np.float32).reshape(-1, 4) / factor
         boxes = np.clip(boxes, 0, [box.width, box.height, box.width, box.height])
         return {"boxes": boxes, "scores": np.asarray(prediction["scores"]), "labels": np.asarray(prediction["labels"])}
+    if form is Form.INSTANCES:
+        out = restore(Form.BOXES, prediction, box)
+        masks = np.asarray(prediction["masks"], np.uint8)[:, : box.scaled_height, : box.scaled_width]
+        out["masks"] = np.stack([np.asarray(Image.fromarray(m).resize((box.width, box.height), Image.NEAREST)) > 0 for m in masks]) \
+            if len(masks) else np.zeros((0, box.height, box.width), bool)
+        return out
     return prediction.numpy() if torch.is_tensor(prediction) else prediction
 
 

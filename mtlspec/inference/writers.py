@@ -1,6 +1,6 @@
 """Predictions written per task, by the form of its predictions (tasks/base.Form), in the formats
-people load elsewhere: CSV for labels and values, COCO results JSON for boxes (original image
-coordinates, the dataset's category ids), PNG maps for segmentation (class index per pixel) and
+people load elsewhere: CSV for labels and values, COCO results JSON for boxes and instance masks
+(original image coordinates, the dataset's category ids; masks run-length encoded), PNG maps for segmentation (class index per pixel) and
 depth (16-bit, value x 256, the KITTI convention), all at the original image size."""
 
 from __future__ import annotations
@@ -59,14 +59,19 @@ class TaskWriter:
             path = self.out / self.task / f"{key}.png"
             _png(path, np.clip(np.rint(np.asarray(prediction, np.float64) * DEPTH_SCALE), 0, 65535).astype(np.uint16))
             self.files.append(str(path.relative_to(self.out)))
-        elif form is Form.BOXES:
+        elif form in (Form.BOXES, Form.INSTANCES):
             ids = self.info.get("category_ids")
-            for box, score, label in zip(prediction["boxes"], prediction["scores"], prediction["labels"]):
+            masks = prediction.get("masks") if form is Form.INSTANCES else None
+            for n, (box, score, label) in enumerate(zip(prediction["boxes"], prediction["scores"], prediction["labels"])):
                 x1, y1, x2, y2 = (float(v) for v in box)
                 label = int(label)
-                self.detections.append({"image_id": image_id, "category_id": int(ids[label]) if ids else label + 1,
-                                        "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                                        "score": round(float(score), 5)})
+                entry = {"image_id": image_id, "category_id": int(ids[label]) if ids else label + 1,
+                         "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)], "score": round(float(score), 5)}
+                if masks is not None:
+                    from mtlspec.tasks.instance_segmentation import encode
+
+                    entry["segmentation"] = encode(np.asarray(masks[n]))
+                self.detections.append(entry)
         else:
             raise ValueError(f"no writer for predictions of the form {form}")
 
@@ -80,9 +85,10 @@ class TaskWriter:
             csv.writer(text, lineterminator="\n").writerows([head, *self.rows])
             write_text_atomic(self.out / f"{self.task}.csv", text.getvalue())
             return {"file": f"{self.task}.csv", "format": "csv"}
-        if self.form is Form.BOXES:
+        if self.form in (Form.BOXES, Form.INSTANCES):
             write_text_atomic(self.out / f"{self.task}.json", json.dumps(self.detections))
-            return {"file": f"{self.task}.json", "format": "COCO results (bbox x, y, width, height in original pixels)",
+            masks = ", segmentation as run-length encoding (pycocotools) at the original size" if self.form is Form.INSTANCES else ""
+            return {"file": f"{self.task}.json", "format": f"COCO results (bbox x, y, width, height in original pixels{masks})",
                     "categories": [{"id": int(self.info["category_ids"][i]) if self.info.get("category_ids") else i + 1, "name": n}
                                    for i, n in enumerate(self.names)]}
         if self.form is Form.CLASS_MAPS:

@@ -102,7 +102,8 @@ class MultiDigits(Section):
         """Task type -> the label names this dataset gives it (set() for labels without a name:
         boxes, masks, depth; None: any name)."""
         return {"classification": {"largest_digit", "smallest_digit", "num_digits"}, "multilabel": {"present"},
-                "regression": {"count", "mean_digit", "digit_sum"}, "detection": set(), "segmentation": set(), "depth": set()}
+                "regression": {"count", "mean_digit", "digit_sum"}, "detection": set(), "segmentation": set(),
+                "instance_segmentation": set(), "depth": set()}
 
 
 class CocoAnnotations(Section):
@@ -127,7 +128,7 @@ class Coco(Section):
 
     @classmethod
     def provides(cls, raw: dict) -> dict[str, set[str] | None]:
-        out: dict[str, set[str] | None] = {"detection": set(), "segmentation": set(), "multilabel": {"categories"}}
+        out: dict[str, set[str] | None] = {"detection": set(), "segmentation": set(), "instance_segmentation": set(), "multilabel": {"categories"}}
         attributes = raw.get("attributes")
         for name, task_type in (attributes.items() if isinstance(attributes, dict) else []):
             out.setdefault(str(task_type), set()).add(name)  # type: ignore[union-attr]

@@ -64,7 +64,50 @@ class SmallCNN(Pretrainable):
     channels: Annotated[list[Annotated[int, Field(ge=1, le=1024)]], Field(min_length=1, max_length=6)] = [16, 32, 64]
 
 
-Backbone = Annotated[Union[ResNet, ResNeXt, RegNet, SmallCNN], Field(discriminator="type")]
+FourInts = Annotated[list[Annotated[int, Field(ge=1, le=64)]], Field(min_length=4, max_length=4)]
+
+
+class PVT(Pretrainable):
+    """MMDetection's Pyramid Vision Transformer, four stages of transformer layers with
+    spatial-reduction attention: `PVT` (Wang et al., ICCV 2021: patch embeddings without overlap,
+    absolute position embeddings resized to the input) or `PVTv2` (Wang et al., CVM 2022:
+    overlapping patch embeddings, convolutional feed-forward layers, no position embeddings). Each
+    stage embeds its own patches (strides 4, 8, 16, 32), so the stem is empty. The defaults are
+    MMDetection's PVTv2-b0 (pvt-v2-b0_fpn)."""
+
+    type: Literal["PVT", "PVTv2"]
+    embed_dims: Annotated[int, Field(ge=4, le=256)] = 32
+    """Channels per attention head: stage i is `embed_dims` x `num_heads[i]` wide."""
+    num_layers: FourInts = [2, 2, 2, 2]
+    """Transformer layers in each stage."""
+    num_heads: FourInts = [1, 2, 5, 8]
+    mlp_ratios: FourInts = [8, 8, 4, 4]
+    """Width of each stage's feed-forward layers, in multiples of the stage's width."""
+    sr_ratios: FourInts = [8, 4, 2, 1]
+    """Spatial reduction of keys and values in each stage's attention."""
+    drop_path_rate: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    """Stochastic depth, rising linearly over the layers to this rate."""
+
+
+class Swin(Pretrainable):
+    """MMDetection's Swin Transformer (Liu et al., ICCV 2021): 4 x 4 patches, then four stages of
+    shifted-window attention blocks with patch merging between them (strides 4, 8, 16, 32) and a
+    LayerNorm on each stage's output before the neck. The defaults are Swin-T's
+    (mask-rcnn_swin-t-p4-w7_fpn). Image-level heads pool the last stage before its output norm."""
+
+    type: Literal["Swin"]
+    embed_dims: Annotated[int, Field(ge=4, le=512)] = 96
+    """Width of the first stage; each later stage doubles it."""
+    depths: FourInts = [2, 2, 6, 2]
+    """Blocks in each stage."""
+    num_heads: FourInts = [3, 6, 12, 24]
+    window_size: Annotated[int, Field(ge=1, le=32)] = 7
+    """Side of the attention windows, in patches (feature maps are padded to a multiple)."""
+    drop_path_rate: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    """Stochastic depth, rising linearly over the blocks to this rate (Swin-T: 0.2)."""
+
+
+Backbone = Annotated[Union[ResNet, ResNeXt, RegNet, PVT, Swin, SmallCNN], Field(discriminator="type")]
 
 
 class FPN(Section):

@@ -40,18 +40,19 @@ def _field_docs(cls: type) -> dict[str, str]:
     """The docstring written under each field of a class (read from its source, only when exporting).
 
     Pydantic can do this at class creation (use_attribute_docstrings), but that parses every
-    module's source on each start and `validate` must start fast.
+    module's source on each start and `validate` must start fast. A field a class inherits keeps
+    the docstring its base wrote.
     """
-    tree = ast.parse(inspect.getsource(sys.modules[cls.__module__]))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
-            docs = {}
-            for stmt, nxt in zip(node.body, node.body[1:]):
-                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(nxt, ast.Expr):
-                    if isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
-                        docs[stmt.target.id] = inspect.cleandoc(nxt.value.value)
-            return docs
-    return {}
+    docs: dict[str, str] = {}
+    for base in reversed([c for c in cls.__mro__ if issubclass(c, BaseModel) and c.__module__.startswith("mtlspec.")]):
+        tree = ast.parse(inspect.getsource(sys.modules[base.__module__]))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name == base.__name__:
+                for stmt, nxt in zip(node.body, node.body[1:]):
+                    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(nxt, ast.Expr):
+                        if isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+                            docs[stmt.target.id] = inspect.cleandoc(nxt.value.value)
+    return docs
 
 
 def _models(root: type[BaseModel]) -> dict[str, type[BaseModel]]:

@@ -47,6 +47,17 @@ class TwoStageHead(Section):
     """Width of the second stage's two fully connected layers."""
 
 
+class MaskRCNNHead(TwoStageHead):
+    """Mask R-CNN (He et al., ICCV 2017): Faster R-CNN's two stages plus a mask branch on RoIAlign
+    features (14 x 14), convolutions and a 28 x 28 mask per class pasted into each detected box;
+    MMDetection's RPN, standard RoI and FCN mask heads with the settings of its mask-rcnn_r50_fpn
+    config, the convolutions as wide as the neck."""
+
+    type: Literal["MaskRCNN"]  # type: ignore[assignment]
+    mask_convs: Annotated[int, Field(ge=1, le=8)] = 4
+    """3 x 3 convolutions of the mask branch before its upsampling (MMDetection: 4)."""
+
+
 Head = Annotated[Union[DenseHead, TwoStageHead], Field(discriminator="type")]
 
 
@@ -97,6 +108,16 @@ class Segmentation(TaskBase):
     metrics: list[Literal["miou", "pixel_accuracy"]] = ["miou", "pixel_accuracy"]
 
 
+class InstanceSegmentation(TaskBase):
+    """A mask for each object: boxes, classes and per-object masks (COCO mask mAP, as pycocotools'
+    `segm` evaluation computes it; box mAP beside it)."""
+
+    DIRECTIONS: ClassVar = {"mask_map": True, "mask_map50": True, "mask_map75": True, "box_map": True}
+    type: Literal["instance_segmentation"]
+    head: MaskRCNNHead = MaskRCNNHead(type="MaskRCNN")
+    metrics: list[Literal["mask_map", "mask_map50", "mask_map75", "box_map"]] = ["mask_map", "mask_map50", "mask_map75", "box_map"]
+
+
 class Depth(TaskBase):
     DIRECTIONS: ClassVar = {"abs_err": False, "rel_err": False, "delta1": True}
     type: Literal["depth"]
@@ -105,7 +126,7 @@ class Depth(TaskBase):
 
 
 Task = Annotated[
-    Union[Classification, Multilabel, Regression, Detection, Segmentation, Depth],
+    Union[Classification, Multilabel, Regression, Detection, Segmentation, InstanceSegmentation, Depth],
     Field(discriminator="type"),
 ]
 

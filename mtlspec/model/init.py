@@ -3,7 +3,8 @@
 The file may be a torchvision ResNet state dict, an MMDetection or MMPretrain checkpoint, or an
 mtlspec run (its directory, model.pt or a checkpoint); it is read with torch's weights-only
 loader. Keys are mapped to the backbone's own names (a stem and stages): torchvision's and
-MMDetection's ResNet share `conv1`, `bn1`, `layer1..4`; MMDetection and MMPretrain put the
+MMDetection's ResNet share `conv1`, `bn1`, `layer1..4` (MMDetection's PVT has `layers.0..3`,
+each a stage whole); MMDetection and MMPretrain put the
 backbone under `backbone.`; an mtlspec model keeps it as `topology.stem` and `topology.trunk`
 (the shared trunk of hard sharing). Tensors whose name and shape match are loaded; the rest is
 reported. Nothing matching is an error, not a silent start from scratch.
@@ -68,6 +69,14 @@ def backbone_names(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             out["stem.1." + key.removeprefix("bn1.")] = value
         elif (m := re.match(r"layer(\d+)\.(.*)", key)):
             out[f"stages.{int(m[1]) - 1}.{m[2]}"] = value
+        elif (m := re.match(r"layers\.(\d+)\.(.*)", key)):  # MMDetection's PVT: layers[i] is stage i whole
+            out[f"stages.{m[1]}.layer.{m[2]}"] = value
+        elif key.startswith("patch_embed."):  # MMDetection's Swin: its stem, merges and output norms
+            out["stem." + key] = value
+        elif (m := re.match(r"stages\.(\d+)\.downsample\.(.*)", key)):
+            out[f"stages.{int(m[1]) + 1}.merge.{m[2]}"] = value
+        elif (m := re.match(r"norm(\d+)\.(.*)", key)):
+            out[f"out_norms.{m[1]}.{m[2]}"] = value
         else:
             out[key] = value
     return out
@@ -103,6 +112,10 @@ def freeze(backbone: nn.Module, frozen_stages: int, norm_eval: bool) -> None:
     """MMDetection's semantics: frozen_stages k >= 0 freezes the stem and the first k stages (no
     gradient, BatchNorm statistics fixed); norm_eval fixes every BatchNorm's statistics."""
     frozen = [backbone.stem, *list(backbone.stages)[:frozen_stages]] if frozen_stages >= 0 else []
+    if frozen_stages > 0 and getattr(backbone, "out_norms", None) is not None:  # Swin: MMDetection freezes a stage with its norm
+        frozen += list(backbone.out_norms)[:frozen_stages]   # and the patch merging after it (the next stage's merge here)
+        if frozen_stages < len(backbone.stages) and getattr(backbone.stages[frozen_stages], "merge", None) is not None:
+            frozen.append(backbone.stages[frozen_stages].merge)
     for part in frozen:
         for p in part.parameters():
             p.requires_grad_(False)

@@ -17,6 +17,7 @@ TASK_TYPES: dict[str, Any] = {
     "regression": "mtlspec.tasks.regression:Regression",
     "detection": "mtlspec.tasks.detection:Detection",
     "segmentation": "mtlspec.tasks.segmentation:Segmentation",
+    "instance_segmentation": "mtlspec.tasks.instance_segmentation:InstanceSegmentation",
     "depth": "mtlspec.tasks.depth:Depth",
 }
 

@@ -46,6 +46,7 @@ class Form(str, Enum):
     CLASS_MAPS = "class maps"  # (N, K, H, W) probabilities while combined, (N, H, W) labels when scored; 255 ignored
     VALUE_MAPS = "value maps"  # (N, H, W); 0 in the target means unknown
     BOXES = "boxes"  # per image {"boxes", "scores", "labels"}
+    INSTANCES = "instances"  # per image {"boxes", "scores", "labels", "masks" (n, H, W) bool}
 
 
 class TaskType(ABC):

@@ -1,6 +1,8 @@
-"""The detection task's two-stage head: MMDetection's RPN head and standard RoI head (Faster R-CNN)
-on the shared pyramid, built through the registry door (mtlspec/openmmlab.py) with the settings of
-MMDetection's faster-rcnn_r50_fpn config; the compiler fills channels, strides and class count.
+"""Two-stage heads: MMDetection's RPN head and standard RoI head on the shared pyramid, built
+through the registry door (mtlspec/openmmlab.py) with the settings of MMDetection's
+faster-rcnn_r50_fpn config (the detection task's FasterRCNN) and, with a mask branch (RoIAlign 14 x
+14, four convolutions, a 28 x 28 mask per class: mask-rcnn_r50_fpn), the instance segmentation
+task's MaskRCNN; the compiler fills channels, strides and class count.
 
 Its forward passes the pyramid on; the loss runs the RPN (its loss and its proposals, with every
 box labelled as one class, as MMDetection's TwoStageDetector does), then the RoI head's loss on
@@ -18,7 +20,7 @@ from torch import nn
 from mtlspec.openmmlab import build_module
 
 
-def _configs(spec: Any, num_classes: int, in_channels: int, strides: list[int]) -> tuple[dict, dict, Any]:
+def _configs(spec: Any, num_classes: int, in_channels: int, strides: list[int], masks: bool) -> tuple[dict, dict, Any]:
     from mmengine.config import ConfigDict
 
     nms = lambda iou: dict(type="nms", iou_threshold=iou)  # noqa: E731
@@ -29,9 +31,9 @@ def _configs(spec: Any, num_classes: int, in_channels: int, strides: list[int]) 
         rpn_proposal=dict(nms_pre=2 * spec.proposals, max_per_img=spec.proposals, nms=nms(0.7), min_bbox_size=0),
         rcnn=dict(assigner=dict(type="MaxIoUAssigner", pos_iou_thr=0.5, neg_iou_thr=0.5, min_pos_iou=0.5, match_low_quality=False, ignore_iof_thr=-1),
                   sampler=dict(type="RandomSampler", num=spec.roi_samples, pos_fraction=0.25, neg_pos_ub=-1, add_gt_as_proposals=True),
-                  pos_weight=-1, debug=False))
+                  pos_weight=-1, debug=False, **(dict(mask_size=28) if masks else {})))
     test = ConfigDict(rpn=dict(nms_pre=spec.proposals, max_per_img=spec.proposals, nms=nms(0.7), min_bbox_size=0),
-                      rcnn=dict(score_thr=0.05, nms=nms(0.5), max_per_img=100))
+                      rcnn=dict(score_thr=0.05, nms=nms(0.5), max_per_img=100, **(dict(mask_thr_binary=0.5) if masks else {})))
     rpn = dict(type="RPNHead", in_channels=in_channels, feat_channels=in_channels,
                anchor_generator=dict(type="AnchorGenerator", scales=[8], ratios=[0.5, 1.0, 2.0], strides=list(strides)),
                bbox_coder=dict(type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[1.0] * 4),
@@ -46,17 +48,24 @@ def _configs(spec: Any, num_classes: int, in_channels: int, strides: list[int]) 
                               loss_cls=dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0),
                               loss_bbox=dict(type="L1Loss", loss_weight=1.0)),
                train_cfg=train.rcnn, test_cfg=test.rcnn)
+    if masks:
+        roi.update(mask_roi_extractor=dict(type="SingleRoIExtractor", roi_layer=dict(type="RoIAlign", output_size=14, sampling_ratio=0),
+                                           out_channels=in_channels, featmap_strides=list(strides)),
+                   mask_head=dict(type="FCNMaskHead", num_convs=spec.mask_convs, in_channels=in_channels, conv_out_channels=in_channels,
+                                  num_classes=num_classes, loss_mask=dict(type="CrossEntropyLoss", use_mask=True, loss_weight=1.0)))
     return rpn, roi, train
 
 
 class TwoStageAdapter(nn.Module):
-    """Faster R-CNN's RPN and RoI heads behind mtlspec's head interface."""
+    """Faster R-CNN's RPN and RoI heads (with `masks`, Mask R-CNN's mask branch too) behind
+    mtlspec's head interface. Targets are {"boxes", "labels"} per image, and "masks" (N, H, W)
+    uint8 at the image size with `masks`."""
 
-    def __init__(self, spec: Any, num_classes: int, in_channels: int, strides: list[int], image_size: int):
+    def __init__(self, spec: Any, num_classes: int, in_channels: int, strides: list[int], image_size: int, masks: bool = False):
         super().__init__()
-        rpn, roi, self.train_cfg = _configs(spec, num_classes, in_channels, strides)
+        rpn, roi, self.train_cfg = _configs(spec, num_classes, in_channels, strides, masks)
         self.rpn, self.roi = build_module(rpn), build_module(roi)
-        self.image_size = image_size
+        self.image_size, self.masks = image_size, masks
 
     def forward(self, features: dict[str, Any]) -> Any:
         return (tuple(features["pyramid"]),)  # the levels, as a dense head's first output
@@ -68,10 +77,14 @@ class TwoStageAdapter(nn.Module):
         size = (self.image_size, self.image_size)
         out = []
         for i in range(count):
-            sample = DetDataSample(metainfo=dict(img_shape=size, pad_shape=size, batch_input_shape=size, scale_factor=(1.0, 1.0)))
+            sample = DetDataSample(metainfo=dict(img_shape=size, ori_shape=size, pad_shape=size, batch_input_shape=size, scale_factor=(1.0, 1.0)))
             if targets is not None:
                 labels = targets[i]["labels"].long()
                 sample.gt_instances = InstanceData(bboxes=targets[i]["boxes"].float(), labels=torch.zeros_like(labels) if one_class else labels)
+                if self.masks and not one_class:
+                    from mmdet.structures.mask import BitmapMasks
+
+                    sample.gt_instances.masks = BitmapMasks(targets[i]["masks"].cpu().numpy().astype("uint8"), *size)
             out.append(sample)
         return out
 
@@ -98,4 +111,8 @@ class TwoStageAdapter(nn.Module):
         samples = self._samples(None, len(x[0]))
         proposals = self.rpn.predict(x, samples, rescale=False)
         results = self.roi.predict(x, proposals, samples, rescale=False)
-        return [{"boxes": r.bboxes.detach().float().cpu(), "scores": r.scores.detach().float().cpu(), "labels": r.labels.detach().cpu()} for r in results]
+        out = [{"boxes": r.bboxes.detach().float().cpu(), "scores": r.scores.detach().float().cpu(), "labels": r.labels.detach().cpu()} for r in results]
+        if self.masks:  # (n, H, W) bool at the image size: MMDetection pastes each 28 x 28 mask into its box
+            for o, r in zip(out, results):
+                o["masks"] = r.masks.detach().cpu().bool().reshape(-1, self.image_size, self.image_size)
+        return out

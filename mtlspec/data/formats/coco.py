@@ -159,7 +159,10 @@ class CocoSource:
         boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns], np.float32).reshape(-1, 4)
         labels = np.array([self.contiguous[a["category_id"]] for a in anns], np.int64)
         mask = np.zeros((h, w), np.int64)
-        for ann in sorted(anns, key=lambda a: -a.get("area", 0)):  # smaller instances drawn last stay visible
+        instances = np.zeros((len(anns), h, w), np.uint8)
+        unsegmented = [a.get("id") for a in anns if not a.get("segmentation")]
+        for n in sorted(range(len(anns)), key=lambda n: -anns[n].get("area", 0)):  # smaller instances drawn last stay visible
+            ann = anns[n]
             if ann.get("segmentation"):
                 try:
                     m = self.coco.annToMask(ann)
@@ -168,8 +171,14 @@ class CocoSource:
                 if m.shape != (h, w):
                     raise DataError(f"annotation {ann.get('id')} has a mask of size {m.shape}, the image is {(h, w)}", str(self.file), sample)
                 mask[m > 0] = self.contiguous[ann["category_id"]] + 1
-        return {"image": image, "boxes": boxes, "box_labels": labels, "mask": mask, "labels": self.labels(index),
-                "meta": {"dataset": self.name, "index": index, "file": str(self.root / info["file_name"])}}
+                instances[n] = m > 0
+        out = {"image": image, "boxes": boxes, "box_labels": labels, "mask": mask, "labels": self.labels(index),
+               "meta": {"dataset": self.name, "index": index, "file": str(self.root / info["file_name"])}}
+        if unsegmented:  # an instance segmentation task cannot use an image whose objects lack masks
+            out["meta"]["unsegmented"] = unsegmented
+        else:
+            out["instance_masks"] = instances
+        return out
 
     def where(self, index: int) -> tuple[str, str]:
         """(file, sample) naming a sample in a message."""

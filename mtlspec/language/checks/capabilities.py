@@ -21,7 +21,8 @@ def language_types() -> dict[str, frozenset[str]]:
         "dataset": tags(data.Dataset), "task": tags(tasks.Task), "backbone": tags(model.Backbone),
         "neck": tags(model.Neck), "sharing": tags(model.Sharing), "weighting": tags(weighting.Weighting),
         "ensemble": tags(ensemble.Strategy), "ensemble members": tags(ensemble.Members),
-        "detection head": tags(tasks.DenseHead.model_fields["type"].annotation) | tags(tasks.TwoStageHead.model_fields["type"].annotation),
+        "detection head": tags(tasks.DenseHead.model_fields["type"].annotation) | tags(tasks.TwoStageHead.model_fields["type"].annotation)
+        | tags(tasks.MaskRCNNHead.model_fields["type"].annotation),
         "sample weights": tags(data.SampleWeights), "baseline": tags(evaluation.Baseline),
     }
 

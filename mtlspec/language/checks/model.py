@@ -23,7 +23,7 @@ def num_stages(backbone: Any) -> int | None:
     if kind in ("ResNet", "ResNeXt"):
         n = backbone.get("num_stages", default(ResNet, "num_stages"))
         return n if isinstance(n, int) else None
-    if kind == "RegNet":
+    if kind in ("RegNet", "PVT", "PVTv2", "Swin"):
         return 4
     if kind == "SmallCNN":
         channels = backbone.get("channels", default(SmallCNN, "channels"))

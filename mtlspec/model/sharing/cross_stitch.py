@@ -23,7 +23,7 @@ class CrossStitch(Topology):
         self.tasks = tasks
         T = len(tasks)
         init_self = sharing.init_self if sharing is not None else 0.9
-        neck, self.pyramid_channels = build_neck(neck_spec, backbone.channels)
+        neck, self.pyramid_channels = build_neck(neck_spec, backbone)
         self.vector_channels, self.strides = backbone.channels[-1], backbone.strides
         self.stems = nn.ModuleDict({t: copy.deepcopy(backbone.stem) for t in tasks})
         self.stages = nn.ModuleDict({t: copy.deepcopy(backbone.stages) for t in tasks})

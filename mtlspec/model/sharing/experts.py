@@ -51,11 +51,10 @@ class ExpertMixture(Topology):
         groups = _groups(len(backbone.stages), levels)
         if any(len(g) == 0 for g in groups):
             raise ValueError(f"{levels} levels need at least as many backbone stages (there are {len(backbone.stages)})")
-        neck, self.pyramid_channels = build_neck(neck_spec, backbone.channels)
+        neck, self.pyramid_channels = build_neck(neck_spec, backbone)
         self.vector_channels, self.strides = backbone.channels[-1], backbone.strides
         self.stem = backbone.stem
-        stem_channels = [m for m in self.stem.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
-        inputs = [stem_channels] + [backbone.channels[g[-1]] for g in groups[:-1]]
+        inputs = [backbone.stem_channels] + [backbone.channels[g[-1]] for g in groups[:-1]]
         stages = list(backbone.stages)
         self.shared_experts = nn.ModuleList(nn.ModuleList(ExpertGroup([stages[i] for i in g]) for _ in range(n_shared)) for g in groups)
         self.task_experts = nn.ModuleDict({

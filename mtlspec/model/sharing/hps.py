@@ -37,7 +37,7 @@ class HardParameterSharing(Topology):
         self.tasks = tasks
         self.stem = backbone.stem
         self.trunk = nn.ModuleList(backbone.stages[: self.branch_at])
-        neck, self.pyramid_channels = build_neck(neck_spec, backbone.channels)
+        neck, self.pyramid_channels = build_neck(neck_spec, backbone)
         tail = list(backbone.stages[self.branch_at :])
         self.vector_channels = backbone.channels[-1]
         self.strides = backbone.strides

@@ -42,7 +42,7 @@ class MTAN(Topology):
         super().__init__()
         self.tasks = tasks
         self.backbone = backbone
-        neck, self.pyramid_channels = build_neck(neck_spec, backbone.channels)
+        neck, self.pyramid_channels = build_neck(neck_spec, backbone)
         self.vector_channels, self.strides = backbone.channels[-1], backbone.strides
         channels = backbone.channels
         self.attention = nn.ModuleDict({

@@ -27,7 +27,7 @@ class Tower(nn.Module):
 class Separate(Topology):
     def __init__(self, backbone: StagedBackbone, neck_spec: Any, tasks: list[str], sharing: Any = None):
         super().__init__()
-        neck, self.pyramid_channels = build_neck(neck_spec, backbone.channels)
+        neck, self.pyramid_channels = build_neck(neck_spec, backbone)
         self.vector_channels, self.strides = backbone.channels[-1], backbone.strides
         self.towers = nn.ModuleDict({t: Tower(copy.deepcopy(backbone), copy.deepcopy(neck)) for t in tasks})
 

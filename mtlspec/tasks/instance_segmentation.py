@@ -1,0 +1,153 @@
+"""Instance segmentation: a box, a class and a mask for each object, through Mask R-CNN's heads on
+the shared pyramid (tasks/two_stage_head.py), scored as COCO does (pycocotools' `segm` evaluation on
+run-length-encoded masks, and its `bbox` evaluation beside it)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import torch
+
+from mtlspec.data.records import DataError
+from mtlspec.tasks.base import Form, Metric, TaskType
+
+
+class InstanceSegmentation(TaskType):
+    name = "instance_segmentation"
+    form = Form.INSTANCES
+    reads = "instance_masks"
+
+    @classmethod
+    def dataset_classes(cls, spec, source):
+        return source.box_classes()
+
+    @classmethod
+    def class_names(cls, spec, source):
+        return source.box_names() if hasattr(source, "box_names") else None
+
+    @classmethod
+    def category_ids(cls, spec, source):
+        return source.box_category_ids() if hasattr(source, "box_category_ids") else None
+
+    def target(self, record):
+        unsegmented = record.get("meta", {}).get("unsegmented")
+        if unsegmented:
+            raise DataError(f"annotations {unsegmented[:5]} have no segmentation, and task '{self.task_name}' needs a mask for every object",
+                            record["meta"].get("file"), record["meta"].get("index"))
+        if "instance_masks" not in record:
+            return None, False
+        masks = np.asarray(record["instance_masks"], np.uint8)
+        boxes = np.asarray(record["boxes"], np.float32).reshape(-1, 4)
+        if len(masks) != len(boxes):
+            raise DataError(f"{len(masks)} instance masks for {len(boxes)} boxes", record["meta"].get("file"), record["meta"].get("index"))
+        return {"boxes": boxes, "labels": np.asarray(record["box_labels"], np.int64), "masks": masks}, True
+
+    def placeholder(self, image_size):
+        return {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros((0,), np.int64), "masks": np.zeros((0, image_size, image_size), np.uint8)}
+
+    def collate(self, targets):
+        return [{k: torch.from_numpy(np.asarray(v)) for k, v in t.items()} for t in targets]
+
+    def output_problem(self, output, batch, image_size, strides):
+        levels = output[0]
+        if len(levels) != len(strides):
+            return f"the head gives {len(levels)} levels for {len(strides)} strides"
+        return None
+
+    def describe(self):
+        return f"{self.name}, {self.spec.head.type}"
+
+    def __getstate__(self):
+        """Data-loader workers need the data side only: the head (and its weights) stays behind."""
+        return {k: v for k, v in self.__dict__.items() if k != "head"}
+
+    def build_head(self, vector_channels, pyramid_channels, strides, image_size):
+        from mtlspec.tasks.two_stage_head import TwoStageAdapter
+
+        self.head = TwoStageAdapter(self.spec.head, self.num_classes, pyramid_channels, strides, image_size, masks=True)
+        return self.head
+
+    def loss(self, output, target, has, weight):
+        # MMDetection averages over sampled RoIs; per-sample weights do not reach these losses.
+        return self.head.loss(output, target, has)
+
+    def predict(self, output, image_size):
+        return self.head.predict(output)
+
+    def metric(self):
+        return InstanceMetric(self.num_classes)
+
+    def trivial_prediction(self, train_targets, count, image_size):
+        return [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64),
+                 "masks": torch.zeros(0, image_size, image_size, dtype=torch.bool)} for _ in range(count)]
+
+
+def encode(mask: np.ndarray) -> dict:
+    """A binary (H, W) mask as COCO's run-length encoding (counts as text, as results files hold it)."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def coco_results(prediction: dict, image_id: int, category_ids: list[int] | None = None) -> list[dict]:
+    """One image's instances as COCO results entries: bbox as [x, y, width, height], the mask as RLE."""
+    out = []
+    for box, score, label, mask in zip(np.asarray(prediction["boxes"]), np.asarray(prediction["scores"]),
+                                       np.asarray(prediction["labels"]), np.asarray(prediction["masks"])):
+        x1, y1, x2, y2 = (float(v) for v in box)
+        category = category_ids[int(label)] if category_ids else int(label) + 1
+        out.append({"image_id": image_id, "category_id": category, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score),
+                    "segmentation": encode(mask)})
+    return out
+
+
+class InstanceMetric(Metric):
+    """COCO mask mAP (0.50:0.95), mask mAP50 and mAP75, and box mAP, over the labelled images,
+    computed by pycocotools from the masks and boxes at the image size the model sees."""
+
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+        self.images: list[tuple[dict, dict]] = []
+
+    def update(self, prediction, target, has):
+        for pred, true, labelled in zip(prediction, target, has.tolist()):
+            if labelled:
+                self.images.append((pred, true))
+
+    def compute(self):
+        if not self.images:
+            return {}
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+
+        images, annotations, detections = [], [], []
+        for image_id, (pred, true) in enumerate(self.images, start=1):
+            masks = np.asarray(true["masks"])
+            images.append({"id": image_id, "width": int(masks.shape[-1]), "height": int(masks.shape[-2])})  # masks are (N, H, W), N >= 0
+            for box, label, mask in zip(np.asarray(true["boxes"]), np.asarray(true["labels"]), masks):
+                x1, y1, x2, y2 = (float(v) for v in box)
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(label) + 1, "iscrowd": 0,
+                                    "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(mask.sum()), "segmentation": encode(mask)})
+            detections.extend(coco_results(pred, image_id))
+        if not detections:
+            return {"mask_map": 0.0, "mask_map50": 0.0, "mask_map75": 0.0, "box_map": 0.0}
+        truth = COCO()
+        truth.dataset = {"images": images, "annotations": annotations, "categories": [{"id": c + 1} for c in range(self.num_classes)]}
+        out = {}
+        with contextlib.redirect_stdout(io.StringIO()):
+            truth.createIndex()
+            found = truth.loadRes(detections)
+            for kind in ("segm", "bbox"):
+                evaluation = COCOeval(truth, found, kind)
+                evaluation.evaluate()
+                evaluation.accumulate()
+                evaluation.summarize()
+                stats = [max(float(s), 0.0) for s in evaluation.stats[:3]]
+                if kind == "segm":
+                    out.update(mask_map=stats[0], mask_map50=stats[1], mask_map75=stats[2])
+                else:
+                    out["box_map"] = stats[0]
+        return out
