@@ -39,6 +39,9 @@ def build_task_types(spec: Any, sources: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for name, section in spec.tasks.items():
         cls = task_type_class(section.type)
+        if spec.meta is not None and name == spec.meta.task:  # a meta-learned head answers `ways` classes of an episode
+            out[name] = cls(name, spec.meta.episodes.ways, section)
+            continue
         out[name] = cls(name, cls.classes(section, sources[section.dataset]), section)
     return out
 

@@ -419,6 +419,57 @@ def export(
                f"is {checked['max_relative_difference']:.1e} (relative); inputs and outputs in {info['file']}.json")
 
 
+@app.command()
+@guarded
+def adapt(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (made by `mtlspec run`): meta-learned or any other.")],
+    task: Annotated[Path, typer.Option("--task", help="A spec file with one classification task: the new task, its data and labels.")],
+    shots: Annotated[int, typer.Option("--shots", min=1, help="Labelled examples per class to adapt on (K).")] = 1,
+    ways: Annotated[Optional[int], typer.Option("--ways", min=2, help="Classes per episode (N); the run's or the task spec's meta section, else 5.")] = None,
+    queries: Annotated[Optional[int], typer.Option("--queries", min=1, help="Examples per class each episode is scored on; default as --ways.")] = None,
+    episodes: Annotated[int, typer.Option("--episodes", min=1, help="Episodes averaged over.")] = 100,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Gradient steps on each support set; default as --ways, else 10.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", min=0.0, help="Their learning rate; default as --ways, else 0.05.")] = None,
+    heads_only: Annotated[Optional[bool], typer.Option("--heads-only/--all-parameters", help="Adapt the head alone, or every parameter.")] = None,
+    scratch: Annotated[bool, typer.Option("--scratch", help="Start the run's architecture from a seeded fresh start instead of its weights.")] = False,
+    from_task: Annotated[Optional[str], typer.Option("--from-task", help="Which of the run's tasks' features feed the new head (default: its meta task, else its first image-level task).")] = None,
+    classes: Annotated[Optional[str], typer.Option("--classes", help="Draw episodes from these classes only, comma-separated (e.g. the ones a meta run held out).")] = None,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Draws the episodes (and a new head's start).")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the result as JSON to this file.")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "cpu",
+) -> None:
+    """Adapt a trained model to a new classification task from K examples per class: mean accuracy over N-way K-shot episodes, with its 95% interval."""
+    import json
+
+    from mtlspec.data.records import DataError
+    from mtlspec.io import write_text_atomic
+    from mtlspec.meta.adapt import adapt as run_adapt
+    from mtlspec.train.checkpoint import CheckpointError
+    from mtlspec.train.loop import resolve_device
+
+    try:
+        chosen = [int(c) for c in classes.split(",") if c.strip()] if classes else None
+    except ValueError:
+        _fail_usage(f"--classes takes class numbers separated by commas, not {classes!r}")
+    try:
+        result = run_adapt(run_dir, task, shots, ways, queries, episodes, steps, lr, heads_only, scratch, seed, from_task,
+                           str(resolve_device(device)), chosen)
+    except SpecError as exc:
+        for d in exc.diagnostics:
+            typer.echo(d.format(), err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    except UsageError as exc:
+        _fail_usage(str(exc))
+    except (DataError, CheckpointError) as exc:
+        typer.echo(f"error: {printable(str(exc))}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    if out is not None:
+        write_text_atomic(out, json.dumps(result, indent=2) + "\n")
+    typer.echo(f"{result['task']}: {result['ways']}-way {result['shots']}-shot, {result['episodes']} episodes of the {result['split']} split, "
+               f"from {result['start']} ({result['head']}; {result['inner']['steps']} steps at lr {result['inner']['lr']:g}, adapting {result['inner']['adapts']})")
+    typer.echo(f"  accuracy {result['accuracy']:.4f} +/- {result['ci95']:.4f} (95% interval; chance {1 / result['ways']:.4f})")
+
+
 class SchemaFormat(str, Enum):
     json = "json"
     md = "md"

@@ -27,7 +27,14 @@ def _registry() -> Any:
 
 
 def build_module(config: dict[str, Any]) -> nn.Module:
-    """Build an MMDetection module (backbone, neck, head) and initialise its weights."""
+    """Build an MMDetection module (backbone, neck, head) and initialise its weights. Under the
+    meta device (the preflight), it is built on the CPU and moved: MMDetection's transformers read
+    numbers out of tensors while they are built (stochastic-depth rates), which meta tensors refuse."""
+    import torch
+
+    if torch.empty(0).device.type == "meta":
+        with torch.device("cpu"):
+            return _registry().build(config).to("meta")
     module = _registry().build(config)
     if not any(p.is_meta for p in module.parameters()):  # on the meta device only shapes matter
         from mmengine.logging import MMLogger

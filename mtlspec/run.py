@@ -152,6 +152,8 @@ def run_one(request: RunRequest, root: Path, resume_dir: Path | None = None, log
                 + (f"; not in it: {len(init['missing'])}" if init["missing"] else "")
                 + (f"; unused: {len(init['unused'])} ({', '.join(init['unused'][:3])}{', ...' if len(init['unused']) > 3 else ''})" if init["unused"] else "")
                 + (f"; other shapes: {len(init['mismatched'])}" if init["mismatched"] else ""))
+        if spec.meta is not None:
+            from mtlspec.meta.fit import fit_meta as fit
         outcome = fit(built, digest, run_dir, resume=state, log=log, callbacks=callbacks, baseline_val=baseline["val"] if baseline else None)
         info.update(status="finished", device=outcome.device, threads=outcome.threads, dataset_fingerprints=outcome.fingerprints, data=outcome.splits,
                     wall_seconds=round(outcome.wall_seconds, 3), epochs_run=outcome.epochs_run, ended=now())

@@ -207,3 +207,50 @@ def test_swin_freezes_what_mmdetection_freezes():
         theirs = set(backbone_names({name: torch.zeros(1) for name, p in net.named_parameters() if not p.requires_grad}))
         ours = build_backbone(Swin(type="Swin", embed_dims=16, depths=[1, 2, 1, 1], num_heads=[1, 2, 4, 4], frozen_stages=k))
         assert {name for name, p in ours.named_parameters() if not p.requires_grad} == theirs and theirs, k
+    # and frozen parts stay in eval mode when the model trains: no stochastic depth there, as in MMDetection
+    ours = build_backbone(Swin(type="Swin", embed_dims=16, depths=[2, 2, 1, 1], num_heads=[1, 2, 4, 4], drop_path_rate=0.5, frozen_stages=2))
+    copy = __import__("copy").deepcopy(ours)  # topologies copy backbones: the copy must keep its frozen parts in eval mode too
+    for net in (ours, copy):
+        net.train()
+        x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            first, second = net(x), net(x)
+        assert torch.equal(first[1], second[1]) and not torch.equal(first[3], second[3])
+        assert not net.stages[1].training and net.stages[3].training
+
+
+def test_checkpoints_in_the_original_swin_and_pvt_layouts_are_refused_with_the_converter_named(tmp_path):
+    from mtlspec.model.init import InitError, backbone_names
+
+    with pytest.raises(InitError, match="swin2mmdet.py"):
+        backbone_names({"patch_embed.proj.weight": torch.zeros(1), "layers.0.blocks.0.norm1.weight": torch.zeros(1)})
+    with pytest.raises(InitError, match="pvt2mmdet.py"):
+        backbone_names({"patch_embed1.proj.weight": torch.zeros(1), "block1.0.norm1.weight": torch.zeros(1)})
+
+
+@pytest.mark.parametrize("backbone", [
+    "{type: PVTv2, embed_dims: 8, num_layers: [1, 1, 1, 1], num_heads: [1, 1, 2, 2]}",
+    "{type: Swin, embed_dims: 8, depths: [1, 1, 1, 1], num_heads: [1, 1, 2, 2], window_size: 4}",
+])
+def test_transformer_backbones_run_and_export_or_say_why_not(backbone, tmp_path, monkeypatch, cli):
+    """`run` builds the model on the meta device before anything is written (MMDetection's
+    transformers read numbers from tensors while they are built); PVT exports exactly, Swin's
+    export is refused with the reason."""
+    from conftest import run_result, tiny_spec
+
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    text = tiny_spec("tb", "digit: {type: classification, dataset: digits, label: largest_digit}\nboxes: {type: detection, dataset: digits, "
+                     "head: {type: FCOSHead, stacked_convs: 1, feat_channels: 32}}",
+                     "training: {epochs: 1, device: cpu}\nreport: {formats: [json], plots: false}\n")
+    text = text.replace("backbone: {type: SmallCNN, channels: [8, 16]}", f"backbone: {backbone}")
+    (tmp_path / "tb.yaml").write_text(text)
+    deep = cli("validate", "--deep", str(tmp_path / "tb.yaml"))
+    assert deep.exit_code == 0, deep.output
+    (result,) = validate_file(tmp_path / "tb.yaml", [])
+    run_dir = run_result(result, tmp_path / "runs").run_dir
+    exported = cli("export", str(run_dir))
+    if "Swin" in backbone:
+        assert exported.exit_code == 2 and "window_reverse" in exported.output
+    else:
+        assert exported.exit_code == 0, exported.output

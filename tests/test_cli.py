@@ -23,7 +23,7 @@ def test_help_lists_every_command_with_one_line(cli):
     result = cli("--help")
     assert result.exit_code == 0
     commands = {c.name or c.callback.__name__: c.callback for c in app.registered_commands}
-    assert set(commands) == {"env", "validate", "run", "graph", "compare", "reproduce", "schema", "predict", "export"}
+    assert set(commands) == {"env", "validate", "run", "graph", "compare", "reproduce", "schema", "predict", "export", "adapt"}
     lines = result.output.splitlines()
     for name, callback in commands.items():
         first = callback.__doc__.strip().splitlines()[0]

@@ -85,16 +85,18 @@ def test_coco_instance_masks_and_an_unsegmented_object_named(tmp_path):
     data = {"images": [{"id": 1, "file_name": "img/a.png", "width": 40, "height": 30}],
             "categories": [{"id": 7, "name": "car"}, {"id": 9, "name": "person"}], "annotations": annotations}
     (tmp_path / "ann.json").write_text(json.dumps(data))
-    source = CocoSource("c", tmp_path, {"train": "ann.json", "val": "ann.json", "test": "ann.json"}, "val", 0, needs_instances=True)
+    source = CocoSource("c", tmp_path, {"train": "ann.json", "val": "ann.json", "test": "ann.json"}, "val", 0, needs_instances=True, needs_masks=True)
     task = InstanceSegmentation("inst", 2, Section(type="instance_segmentation", dataset="c"))
     target, present = task.target(source.record(0))
     assert present and target["masks"].shape == (2, 30, 40) and target["labels"].tolist() == [1, 0]
     assert target["masks"][0, 4:10, 3:11].all() and target["masks"][1, 6:10, 21:25].all() and target["masks"].sum(0).max() == 1
+    assert "instance_masks" not in CocoSource("c", tmp_path, {"train": "ann.json", "val": "ann.json", "test": "ann.json"}, "val", 0,
+                                              needs_instances=True).record(0)  # only built when an instance task reads them
     del annotations[1]["segmentation"]
     (tmp_path / "ann.json").write_text(json.dumps(data))
-    source = CocoSource("c", tmp_path, {"train": "ann.json", "val": "ann.json", "test": "ann.json"}, "val", 0, needs_instances=True)
-    with pytest.raises(DataError, match=r"img/a.png.*annotations \[2\] have no segmentation"):
-        task.target(source.record(0))
+    source = CocoSource("c", tmp_path, {"train": "ann.json", "val": "ann.json", "test": "ann.json"}, "val", 0, needs_instances=True, needs_masks=True)
+    with pytest.raises(DataError, match=r"ann.json, sample img/a.png: annotation 2 has no segmentation"):
+        source.check(0)  # found by the scan before training, not mid-run
 
 
 def _square(x0: int, y0: int, x1: int, y1: int, size: int = 32) -> np.ndarray:
@@ -137,6 +139,21 @@ def test_the_metric_follows_cocos_definition_on_closed_forms():
     assert scored["mask_map75"] == pytest.approx((0.0 + 1.0) / 2)
     wrong_class = [_instances([_square(2, 2, 12, 12), _square(16, 16, 26, 30)], [1, 0], scores=[0.9, 0.8])]
     assert _score(wrong_class, truth)["mask_map"] == 0.0
+
+
+def test_crowd_regions_are_ignored_in_matching_and_left_out_of_training():
+    """COCO scores a detection on a crowd region as neither right nor wrong: with the crowd object
+    marked, a prediction over it costs nothing; unmarked, it would count as an object."""
+    from mtlspec.tasks.objects import without_crowd
+
+    truth = _instances([_square(2, 2, 12, 12), _square(16, 16, 30, 30)], [0, 1])
+    truth["crowd"] = torch.tensor([False, True])
+    hit = [_instances([_square(2, 2, 12, 12), _square(16, 16, 30, 30)], [0, 1], scores=[0.9, 0.95])]
+    assert _score(hit, [truth])["mask_map"] == pytest.approx(1.0)  # class 1 has only a crowd object: nothing to score there
+    missed = [_instances([_square(2, 2, 12, 12)], [0], scores=[0.9])]
+    assert _score(missed, [truth])["mask_map"] == pytest.approx(1.0)  # missing a crowd region is no miss
+    kept = without_crowd(truth)
+    assert kept["labels"].tolist() == [0] and kept["masks"].shape[0] == 1 and "crowd" not in kept
 
 
 def test_mask_rcnn_heads_learn_and_predict_masks_at_the_image_size():

@@ -59,6 +59,8 @@ def resized_crop(record: Record, spec: Any, rng: np.random.Generator) -> Record:
         keep = (visible > 0) & (visible >= spec.min_visible * np.maximum(area, 1e-12))
         out["boxes"] = clipped[keep]
         out["box_labels"] = np.asarray(record["box_labels"])[keep]
+        if "crowd" in record:
+            out["crowd"] = np.asarray(record["crowd"])[keep]
         if "instance_masks" in record:  # each object's pixels cropped with the image, kept with its box
             out["instance_masks"] = np.ascontiguousarray(record["instance_masks"][keep][:, y0 : y0 + ch, x0 : x0 + cw])
     return out

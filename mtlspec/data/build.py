@@ -21,8 +21,8 @@ def _multidigits(name: str, ds: Any, split: str, seed: int, base: Path) -> Multi
     return MultiDigitsSource(name, params)
 
 
-def _coco(name: str, ds: Any, split: str, seed: int, base: Path, instances: bool = False) -> CocoSource:
-    return CocoSource(name, base / ds.root, ds.annotations.model_dump(), split, seed, ds.attributes, ds.attributes_table, instances)
+def _coco(name: str, ds: Any, split: str, seed: int, base: Path, instances: bool = False, masks: bool = False) -> CocoSource:
+    return CocoSource(name, base / ds.root, ds.annotations.model_dump(), split, seed, ds.attributes, ds.attributes_table, instances, masks)
 
 
 def _table(name: str, ds: Any, split: str, seed: int, base: Path) -> AttributeTableSource:
@@ -47,7 +47,8 @@ def build_source(spec: Any, name: str, split: str, base: Path = Path(".")) -> An
     if dataset.type == "coco":  # its annotations must be there when a task reads boxes, masks or the categories present
         instances = any(t.dataset == name and (task_type_class(t.type).reads != "labels" or getattr(t, "label", None) == "categories")
                         for t in spec.tasks.values())
-        return _coco(name, dataset, split, spec.data_seed(), base, instances)
+        masks = any(t.dataset == name and task_type_class(t.type).reads == "instance_masks" for t in spec.tasks.values())
+        return _coco(name, dataset, split, spec.data_seed(), base, instances, masks)
     return SOURCES[dataset.type](name, dataset, split, spec.data_seed(), base)
 
 

@@ -2,7 +2,8 @@
 
 Keys: `image` (H, W, 3) uint8; optional `boxes` (N, 4) float32 xyxy pixels with `box_labels`
 (N,) int64, and `instance_masks` (N, H, W) uint8, each object's own pixels (1), in the order of
-`boxes`; `mask` (H, W) int64 class map (0 background, 255 ignore); `depth` (H, W) float32
+`boxes`, and `crowd` (N,) bool where the source marks crowd regions (COCO's iscrowd: ignored in
+training and in matching, as COCO scores them); `mask` (H, W) int64 class map (0 background, 255 ignore); `depth` (H, W) float32
 (0 = unknown); `labels`: {name: int | float | list}; `meta`: {"dataset", "index", "file"}.
 A key that is absent means the source has no such label for this sample.
 """

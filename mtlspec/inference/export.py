@@ -65,6 +65,10 @@ def export(run_dir: Path, format: str, out: Path | None = None, check_images: in
     """Write the exported model and `<file>.json` (input, output names, how it was checked); raise
     UsageError naming the task whose head cannot be exported."""
     loaded = load_run(run_dir)
+    if loaded.spec.model.backbone.type == "Swin":
+        raise UsageError("a Swin backbone cannot be exported: MMDetection's shifted-window attention computes the batch size as a "
+                         "Python number (window_reverse), so a traced graph answers only the batch size it was traced with "
+                         "(measured: 3% off at another); use `mtlspec predict`, or a PVT backbone, whose exports are exact")
     model = Flat(loaded.model.eval(), list(loaded.task_types))
     images = example_images(loaded, 2 + check_images)  # the data is read once: 2 to trace with, the rest to check on
     trace_input, check_input = images[:2], images[2:]

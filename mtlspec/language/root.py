@@ -8,6 +8,7 @@ from mtlspec.language.base import Name, Section
 from mtlspec.language.data import Data
 from mtlspec.language.ensemble import Ensemble
 from mtlspec.language.evaluation import Evaluation, Report
+from mtlspec.language.meta import Meta
 from mtlspec.language.model import Model
 from mtlspec.language.tasks import Task
 from mtlspec.language.training import Training
@@ -31,6 +32,8 @@ class Spec(Section):
     training: Training = Training()
     evaluation: Evaluation = Evaluation()
     ensemble: Ensemble | None = None
+    meta: Meta | None = None
+    """Meta-learning instead of ordinary training (docs/meta.md)."""
     report: Report = Report()
     matrix: dict[str, Annotated[list[Any], Field(min_length=1)]] | None = None
     """Dotted paths to lists of values: one run per combination (expanded by the loader)."""

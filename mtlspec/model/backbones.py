@@ -16,7 +16,8 @@ class StagedBackbone(nn.Module):
     `stem_channels` the stem's (3 where the stem is empty, as PVT's).
 
     `out_norms` (Swin) normalise each stage's output where it becomes a feature, off the chain the
-    next stage reads: the neck applies them (build_neck), as MMDetection's Swin does before its FPN."""
+    next stage reads: build_neck moves them into the neck, which applies them as MMDetection's Swin
+    does before its FPN."""
 
     def __init__(self, stem: nn.Module, stages: list[nn.Module], channels: list[int], strides: list[int],
                  out_norms: nn.ModuleList | None = None, stem_channels: int = 0):
@@ -209,4 +210,7 @@ def build_neck(spec: Any, backbone: StagedBackbone) -> tuple[nn.Module, int]:
         out = spec.out_channels
     else:
         neck, out = Projection(in_channels, max(in_channels)), max(in_channels)
-    return (NormedNeck(backbone.out_norms, neck) if backbone.out_norms is not None else neck), out
+    if backbone.out_norms is None:
+        return neck, out
+    norms, backbone.out_norms = backbone.out_norms, None  # the neck owns them now: copies of the backbone carry no unused norms
+    return NormedNeck(norms, neck), out

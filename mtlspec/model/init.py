@@ -14,11 +14,17 @@ from __future__ import annotations
 
 import pickle
 import re
+import types
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+
+# Checkpoints as the original Swin and PVT repositories publish them (MMDetection converts them first).
+ORIGINAL_LAYOUTS = {"Swin Transformer": r"layers\.\d+\.blocks\.", "PVT": r"(patch_embed1|block1)\."}
+CONVERTERS = {"Swin Transformer": "swin2mmdet.py", "PVT": "pvt2mmdet.py"}
 
 
 class InitError(Exception):
@@ -58,9 +64,15 @@ def backbone_names(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                 out["stem." + key.removeprefix("topology.stem.")] = value
             elif (m := re.match(r"topology\.trunk\.(\d+)\.(.*)", key)):
                 out[f"stages.{m[1]}.{m[2]}"] = value
+            elif (m := re.match(r"topology\.(?:shared_branch\.)?neck\.norms\.(\d+)\.(.*)", key)):  # Swin's output norms, in a shared neck
+                out[f"out_norms.{m[1]}.{m[2]}"] = value
         return out
     if any(k.startswith("backbone.") for k in tensors):  # MMDetection / MMPretrain: the backbone part
         tensors = {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
+    original = next((kind for kind, pattern in ORIGINAL_LAYOUTS.items() if any(re.match(pattern, k) for k in tensors)), None)
+    if original is not None:
+        raise InitError(f"the file is in the original {original} repository's layout, which MMDetection converts before loading; "
+                        f"convert it with MMDetection's tools/model_converters/{CONVERTERS[original]} and name the converted file")
     out = {}
     for key, value in tensors.items():  # torchvision's and MMDetection's ResNet names
         if key.startswith("conv1."):
@@ -101,6 +113,12 @@ def load_init(backbone: nn.Module, path: Path) -> dict[str, Any]:
     return report
 
 
+def _stay_eval(self: nn.Module, mode: bool = True) -> nn.Module:
+    """train() of a frozen part: it and everything in it stay in eval mode (no dropout, no stochastic
+    depth, fixed statistics), as MMDetection's _freeze_stages leaves them."""
+    return nn.Module.train(self, False)
+
+
 class FixedBatchNorm2d(nn.BatchNorm2d):
     """A BatchNorm layer that stays in eval mode when its model trains (statistics fixed)."""
 
@@ -110,7 +128,8 @@ class FixedBatchNorm2d(nn.BatchNorm2d):
 
 def freeze(backbone: nn.Module, frozen_stages: int, norm_eval: bool) -> None:
     """MMDetection's semantics: frozen_stages k >= 0 freezes the stem and the first k stages (no
-    gradient, BatchNorm statistics fixed); norm_eval fixes every BatchNorm's statistics."""
+    gradient, eval mode: statistics fixed, no dropout or stochastic depth); norm_eval fixes every
+    BatchNorm's statistics."""
     frozen = [backbone.stem, *list(backbone.stages)[:frozen_stages]] if frozen_stages >= 0 else []
     if frozen_stages > 0 and getattr(backbone, "out_norms", None) is not None:  # Swin: MMDetection freezes a stage with its norm
         frozen += list(backbone.out_norms)[:frozen_stages]   # and the patch merging after it (the next stage's merge here)
@@ -119,6 +138,8 @@ def freeze(backbone: nn.Module, frozen_stages: int, norm_eval: bool) -> None:
     for part in frozen:
         for p in part.parameters():
             p.requires_grad_(False)
+        part.train = types.MethodType(_stay_eval, part)  # copies of the part (topologies deep-copy) are bound to themselves
+        part.eval()
     for part in [backbone] if norm_eval else frozen:
         for module in part.modules():
             if type(module) is nn.BatchNorm2d:

@@ -50,6 +50,7 @@ def build_report(spec: Any, manifest: dict[str, Any], result: Any, plots: list[s
             "wall_seconds": result.wall_seconds, "num_parameters": result.num_parameters,
         },
         "plots": plots,
+        **({"few_shot": result.few_shot} if getattr(result, "few_shot", None) else {}),
     }
 
 

@@ -56,6 +56,7 @@ class TaskType(ABC):
     form: Form
     reads: str = "labels"  # the record key its targets come from ("labels": image labels, read without the image)
     replaceable_target = False  # whether data.sample_overrides may give it other targets (boosting's residuals)
+    baseline_samples = 500  # training targets its trivial prediction is fitted on (maps and boxes are read by decoding images)
 
     def __init__(self, task_name: str, num_classes: int, spec: Any):
         self.task_name, self.num_classes, self.spec = task_name, num_classes, spec

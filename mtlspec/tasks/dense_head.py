@@ -140,7 +140,10 @@ class DenseHeadAdapter(nn.Module):
         index = torch.nonzero(has, as_tuple=False).flatten()
         if len(index) == 0:
             return sum(o.sum() for o in _flatten(outputs)) * 0.0
-        gts = [InstanceData(bboxes=targets[i]["boxes"].float().to(has.device), labels=targets[i]["labels"].long().to(has.device)) for i in index.tolist()]
+        from mtlspec.tasks.objects import without_crowd
+
+        chosen = [without_crowd(targets[i]) for i in index.tolist()]
+        gts = [InstanceData(bboxes=t["boxes"].float().to(has.device), labels=t["labels"].long().to(has.device)) for t in chosen]
         losses = self.head.loss_by_feat(*_select(outputs, index.to(_device(outputs))), batch_gt_instances=gts, batch_img_metas=self._metas(len(index)))
         total = 0.0
         for name, value in losses.items():

@@ -9,12 +9,14 @@ import numpy as np
 import torch
 
 from mtlspec.tasks.base import Form, Metric, TaskType
+from mtlspec.tasks.objects import crowd_flags
 
 
 class Detection(TaskType):
     name = "detection"
     form = Form.BOXES
     reads = "boxes"
+    baseline_samples = 8  # its trivial prediction (no boxes) reads none; a few show the task has labels
 
     @classmethod
     def dataset_classes(cls, spec, source):
@@ -31,10 +33,11 @@ class Detection(TaskType):
     def target(self, record):
         if "boxes" not in record:
             return None, False
-        return {"boxes": np.asarray(record["boxes"], np.float32).reshape(-1, 4), "labels": np.asarray(record["box_labels"], np.int64)}, True
+        boxes = np.asarray(record["boxes"], np.float32).reshape(-1, 4)
+        return {"boxes": boxes, "labels": np.asarray(record["box_labels"], np.int64), "crowd": crowd_flags(record, len(boxes))}, True
 
     def placeholder(self, image_size):
-        return {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros((0,), np.int64)}
+        return {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros((0,), np.int64), "crowd": np.zeros((0,), bool)}
 
     def collate(self, targets):
         return [{k: torch.from_numpy(np.asarray(v)) for k, v in t.items()} for t in targets]
@@ -104,10 +107,11 @@ class DetectionMetric(Metric):
         images, annotations, detections = [], [], []
         for image_id, (pred, true) in enumerate(self.images, start=1):
             images.append({"id": image_id, "width": 1, "height": 1})
-            for box, label in zip(np.asarray(true["boxes"]), np.asarray(true["labels"])):
+            crowd = np.asarray(true.get("crowd", np.zeros(len(true["labels"]), bool)), bool)
+            for box, label, is_crowd in zip(np.asarray(true["boxes"]), np.asarray(true["labels"]), crowd):
                 x1, y1, x2, y2 = (float(v) for v in box)
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(label) + 1,
-                                    "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+                                    "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": int(is_crowd)})
             for box, score, label in zip(np.asarray(pred["boxes"]), np.asarray(pred["scores"]), np.asarray(pred["labels"])):
                 x1, y1, x2, y2 = (float(v) for v in box)
                 detections.append({"image_id": image_id, "category_id": int(label) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})

@@ -96,7 +96,9 @@ class TwoStageAdapter(nn.Module):
             return sum(level.sum() for level in levels) * 0.0
         device = levels[0].device
         x = tuple(level[index.to(device)] for level in levels)
-        chosen = [{k: v.to(device) for k, v in targets[i].items()} for i in index.tolist()]
+        from mtlspec.tasks.objects import without_crowd
+
+        chosen = [{k: v.to(device) for k, v in without_crowd(targets[i]).items()} for i in index.tolist()]
         rpn_losses, proposals = self.rpn.loss_and_predict(x, self._samples(chosen, len(chosen), one_class=True),
                                                          proposal_cfg=self.train_cfg.rpn_proposal)
         roi_losses = self.roi.loss(x, proposals, self._samples(chosen, len(chosen)))

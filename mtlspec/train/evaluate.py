@@ -60,7 +60,7 @@ def trivial_baselines(task_types: dict[str, TaskType], train_set: Any, loader: A
     (every one for image-level labels; up to 500 spread over the dataset for maps)."""
     from mtlspec.data.dataset import task_targets
 
-    train_targets = {task: task_targets(train_set, task) for task in task_types}
+    train_targets = {task: task_targets(train_set, task, tt.baseline_samples) for task, tt in task_types.items()}
     metrics = {task: tt.metric() for task, tt in task_types.items()}
     for batch in loader:
         count = len(batch["meta"])

@@ -46,6 +46,7 @@ class FitResult:
     split: str
     task_types: dict[str, str] = field(default_factory=dict)
     threads: int = 0
+    few_shot: dict[str, dict[str, Any]] = field(default_factory=dict)  # meta runs: per task, the few-shot evaluation
 
 
 class Callback:

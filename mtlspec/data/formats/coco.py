@@ -90,10 +90,12 @@ class CocoSource:
     kind = "coco"
 
     def __init__(self, name: str, root: str | Path, annotations: dict[str, str | None], split: str, seed: int,
-                 attributes: dict[str, str] | None = None, attributes_table: str | None = None, needs_instances: bool = False):
+                 attributes: dict[str, str] | None = None, attributes_table: str | None = None, needs_instances: bool = False,
+                 needs_masks: bool = False):
         from pycocotools.coco import COCO
 
         self.name, self.root, self.attributes = name, Path(root), dict(attributes or {})
+        self.needs_masks = needs_masks  # an instance segmentation task reads this dataset: every object needs its mask
         chosen = annotations.get(split)
         self.file = self.root / (chosen or annotations["train"])
         if not self.file.is_file():
@@ -147,6 +149,9 @@ class CocoSource:
                 raise DataError(f"annotation {ann.get('id')} has a box of zero area {ann['bbox']}", str(self.file), sample)
             if width and height and (x < 0 or y < 0 or x + w > width + 1 or y + h > height + 1):
                 raise DataError(f"annotation {ann.get('id')} has a box {ann['bbox']} outside the {width}x{height} image", str(self.file), sample)
+            if self.needs_masks and not ann.get("segmentation"):
+                raise DataError(f"annotation {ann.get('id')} has no segmentation, and an instance segmentation task needs a mask for every object",
+                                str(self.file), sample)
         self.labels(index)
 
     def record(self, index: int) -> Record:
@@ -159,8 +164,7 @@ class CocoSource:
         boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns], np.float32).reshape(-1, 4)
         labels = np.array([self.contiguous[a["category_id"]] for a in anns], np.int64)
         mask = np.zeros((h, w), np.int64)
-        instances = np.zeros((len(anns), h, w), np.uint8)
-        unsegmented = [a.get("id") for a in anns if not a.get("segmentation")]
+        instances = np.zeros((len(anns), h, w), np.uint8) if self.needs_masks else None
         for n in sorted(range(len(anns)), key=lambda n: -anns[n].get("area", 0)):  # smaller instances drawn last stay visible
             ann = anns[n]
             if ann.get("segmentation"):
@@ -171,12 +175,11 @@ class CocoSource:
                 if m.shape != (h, w):
                     raise DataError(f"annotation {ann.get('id')} has a mask of size {m.shape}, the image is {(h, w)}", str(self.file), sample)
                 mask[m > 0] = self.contiguous[ann["category_id"]] + 1
-                instances[n] = m > 0
-        out = {"image": image, "boxes": boxes, "box_labels": labels, "mask": mask, "labels": self.labels(index),
-               "meta": {"dataset": self.name, "index": index, "file": str(self.root / info["file_name"])}}
-        if unsegmented:  # an instance segmentation task cannot use an image whose objects lack masks
-            out["meta"]["unsegmented"] = unsegmented
-        else:
+                if instances is not None:
+                    instances[n] = m > 0
+        out = {"image": image, "boxes": boxes, "box_labels": labels, "crowd": np.array([bool(a.get("iscrowd", 0)) for a in anns], bool),
+               "mask": mask, "labels": self.labels(index), "meta": {"dataset": self.name, "index": index, "file": str(self.root / info["file_name"])}}
+        if instances is not None:  # check() made sure every object has its mask
             out["instance_masks"] = instances
         return out
 

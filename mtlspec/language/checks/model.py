@@ -52,7 +52,23 @@ def check_weighting(data: dict) -> list[Finding]:
             if tasks and task not in tasks:
                 out.append(Finding(("weighting", "weights", task), "unknown-task", f"no task '{task}'{did_you_mean(task, list(tasks))}", "key"))
     out.extend(_stages(data, topology, sharing))
+    out.extend(_heads_divide(get_in(data, "model", "backbone")))
     return out
+
+
+def _heads_divide(backbone: Any) -> list[Finding]:
+    """Swin's stage i is embed_dims x 2^i wide and splits that over num_heads[i] attention heads."""
+    if not isinstance(backbone, dict) or tag(backbone) != "Swin":
+        return []
+    from mtlspec.language.model import Swin
+
+    dims = backbone.get("embed_dims", default(Swin, "embed_dims"))
+    heads = backbone.get("num_heads", default(Swin, "num_heads"))
+    if not isinstance(dims, int) or not isinstance(heads, list) or not all(isinstance(h, int) and h > 0 for h in heads):
+        return []
+    bad = [(i, dims * 2**i, h) for i, h in enumerate(heads) if (dims * 2**i) % h]
+    return [Finding(("model", "backbone", "num_heads"), "incompatible", "stage {} is {} wide, which {} heads do not divide".format(*bad[0])
+                    + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))] if bad else []
 
 
 def _frozen(data: dict) -> list[Finding]:

@@ -1,0 +1,62 @@
+"""Rules on `meta`: it names the spec's one task, a classification task; it trains alone (no
+ensemble, no baseline runs, no early stopping); its held-out classes leave enough classes on both
+sides for N-way episodes where the dataset says how many classes there are."""
+
+from __future__ import annotations
+
+from mtlspec.language.base import default
+from mtlspec.language.checks.common import Finding, entries, get_in, tag
+from mtlspec.language.data import MultiDigits, multidigits_classes
+from mtlspec.language.diagnose import did_you_mean
+from mtlspec.language.meta import Episodes
+
+
+def check_meta(data: dict) -> list[Finding]:
+    meta = data.get("meta")
+    if not isinstance(meta, dict):
+        return []
+    out: list[Finding] = []
+    tasks = entries(data.get("tasks"))
+    name = meta.get("task")
+    if isinstance(name, str) and tasks and name not in tasks:
+        out.append(Finding(("meta", "task"), "unknown-task", f"no task '{name}'{did_you_mean(name, list(tasks))}; meta-learning needs one of the spec's tasks"))
+    elif isinstance(name, str) and name in tasks:
+        if tag(tasks[name]) != "classification":
+            out.append(Finding(("meta", "task"), "incompatible", f"meta-learning draws N-way episodes of a classification task; '{name}' is a {tasks[name].get('type')} task"))
+        others = [t for t in tasks if t != name]
+        if others:
+            out.append(Finding(("tasks", others[0]), "incompatible", f"a meta-learning spec trains the episodes of '{name}' alone; "
+                                                                  f"move {', '.join(others)} to another spec (`mtlspec adapt` scores a run on new tasks)", "key"))
+        out.extend(_classes(data, meta, tasks[name]))
+    for section, why in (("ensemble", "an ensemble"), ):
+        if isinstance(data.get(section), dict):
+            out.append(Finding((section,), "incompatible", f"meta-learning and {why} do not combine yet; remove one", "key"))
+    if isinstance(get_in(data, "evaluation", "baseline"), dict) and tag(get_in(data, "evaluation", "baseline")) not in (None, "none"):
+        out.append(Finding(("evaluation", "baseline"), "incompatible", "a meta-learning run reports few-shot accuracy, with chance as its baseline; remove evaluation.baseline", "key"))
+    if isinstance(get_in(data, "training", "early_stopping"), dict):
+        out.append(Finding(("training", "early_stopping"), "incompatible", "meta-learning runs every epoch (early stopping is for ordinary training); remove it", "key"))
+    return out
+
+
+def _classes(data: dict, meta: dict, task: dict) -> list[Finding]:
+    dataset = entries(get_in(data, "data", "datasets")).get(task.get("dataset"))
+    if not isinstance(dataset, dict) or tag(dataset) != "multidigits" or not isinstance(task.get("label"), str):
+        return []
+    most = get_in(dataset, "objects", "max")
+    count = multidigits_classes(task["label"], most if isinstance(most, int) else default(MultiDigits, "objects", "max"))
+    ways = get_in(meta, "episodes", "ways")
+    ways = ways if isinstance(ways, int) else default(Episodes, "ways")
+    held = meta.get("held_out_classes") if isinstance(meta.get("held_out_classes"), list) else []
+    held = [c for c in held if isinstance(c, int)]
+    if count is None:
+        return []
+    out = []
+    outside = [c for c in held if c >= count]
+    if outside:
+        out.append(Finding(("meta", "held_out_classes"), "out-of-range", f"label '{task['label']}' has classes 0..{count - 1}; {outside} are not among them"))
+    kept = count - len(set(c for c in held if c < count))
+    if held and len(set(held)) < ways:
+        out.append(Finding(("meta", "held_out_classes"), "incompatible", f"{ways}-way evaluation episodes need {ways} held-out classes; {len(set(held))} are held out"))
+    if kept < ways:
+        out.append(Finding(("meta", "episodes", "ways"), "incompatible", f"{ways}-way training episodes need {ways} classes; label '{task['label']}' leaves {kept} for meta-training"))
+    return out

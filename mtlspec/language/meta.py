@@ -1,0 +1,48 @@
+"""The `meta` section: meta-learning an initialisation from which a new classification task is
+learned from a few labelled examples (N-way K-shot episodes)."""
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from mtlspec.language.base import Name, Section
+
+
+class Episodes(Section):
+    """N-way K-shot episodes: `ways` classes drawn at random, `shots` labelled examples of each to
+    adapt on (the support set) and `queries` others of each to score the adapted model on."""
+
+    ways: Annotated[int, Field(ge=2, le=100)] = 5
+    shots: Annotated[int, Field(ge=1, le=100)] = 1
+    queries: Annotated[int, Field(ge=1, le=100)] = 15
+
+
+class Meta(Section):
+    """Meta-training instead of ordinary training: each step adapts the model to `meta_batch`
+    episodes of `task` in `inner_steps` steps of gradient descent on their support sets, and updates
+    the initialisation by how well the adapted models do on the query sets (MAML: Finn, Abbeel and
+    Levine, ICML 2017; first-order MAML from the same paper; ANIL: Raghu et al., ICLR 2020, which
+    adapts the head alone) or by moving it towards the adapted weights (Reptile: Nichol, Achiam and
+    Schulman, 2018). The outer step is training.optimizer's; training.epochs x `steps_per_epoch`
+    steps in all. The task's head has `ways` outputs, classes assigned at random in each episode."""
+
+    algorithm: Literal["maml", "fomaml", "anil", "reptile"] = "maml"
+    task: Name
+    """The classification task whose classes episodes are drawn from (the spec's only task)."""
+    episodes: Episodes = Episodes()
+    held_out_classes: list[Annotated[int, Field(ge=0)]] = []
+    """Classes never drawn in meta-training: evaluation episodes (and `mtlspec adapt`) use only these
+    when given, as the few-shot literature holds test classes out; otherwise every class, from the
+    evaluation split's samples."""
+    inner_steps: Annotated[int, Field(ge=1, le=100)] = 5
+    inner_lr: Annotated[float, Field(gt=0, le=10)] = 0.05
+    """Learning rate of the inner (adaptation) steps: plain gradient descent."""
+    meta_batch: Annotated[int, Field(ge=1, le=64)] = 4
+    """Episodes per outer step."""
+    steps_per_epoch: Annotated[int, Field(ge=1, le=100_000)] = 100
+    eval_episodes: Annotated[int, Field(ge=1, le=10_000)] = 100
+    """Episodes of the evaluation split scored after each evaluated epoch (mean accuracy and its 95%
+    confidence interval)."""
+    adapt: Literal["all", "heads"] = "all"
+    """Which parameters the inner steps change: all of them, or the task's head alone (ANIL always
+    adapts the head alone)."""

@@ -1,0 +1,18 @@
+"""Meta-learning (the spec's `meta` section): episodes of a classification task, the algorithms
+that learn an initialisation from them (maml.py: MAML, first-order MAML and ANIL; reptile.py:
+Reptile), meta-training as a run (fit.py), few-shot evaluation and `mtlspec adapt` (adapt.py).
+Everything runs through torch.func.functional_call on the spec's own compiled model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def algorithm_for(meta: Any) -> Any:
+    """The algorithm object of a `meta` section."""
+    from mtlspec.meta.maml import MAML
+    from mtlspec.meta.reptile import Reptile
+
+    if meta.algorithm == "reptile":
+        return Reptile(meta)
+    return MAML(meta, first_order=meta.algorithm == "fomaml", heads_only=meta.algorithm == "anil" or meta.adapt == "heads")
