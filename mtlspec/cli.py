@@ -316,11 +316,6 @@ def compare(
         _fail_usage(str(exc))
     if output is not None:
         write_text_atomic(output, text)
-    elif format is CompareFormat.text:
-        from rich.console import Console
-        from rich.markdown import Markdown
-
-        Console(emoji=False).print(Markdown(text))
     else:
         typer.echo(text, nl=False)
     failed = [f"FAIL {gate.text}: {line}" for gate in gates for line in failures(gate, rows, base)]

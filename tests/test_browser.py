@@ -23,7 +23,8 @@ const original = console.error;
 console.error = (...args) => { window.__errors.push(args.join(" ")); original(...args); };
 window.addEventListener("load", () => {
   const images = [...document.images].map(i => ({src: i.src.slice(0, 60), ok: i.complete && i.naturalWidth > 0}));
-  document.body.setAttribute("data-probe", JSON.stringify({images, errors: window.__errors}));
+  const fits = document.documentElement.scrollWidth <= window.innerWidth + 1;  // nothing runs off the right edge
+  document.body.setAttribute("data-probe", JSON.stringify({images, errors: window.__errors, fits}));
 });
 </script>"""
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -64,7 +65,7 @@ largest: {type: classification, dataset: digits, label: largest_digit}
 depth: {type: depth, dataset: digits}
 """, "training: {epochs: 2, device: cpu}\nmatrix:\n  weighting.type: [ew, uw]\n"))
     assert cli("run", str(spec), "--quiet", "--out", str(tmp_path / "runs")).exit_code == 0
-    (run,) = (tmp_path / "runs" / "browser" / "type=ew").iterdir()
+    (run,) = (tmp_path / "runs" / "browser" / "weighting=ew").iterdir()
     report = inspect(chromium, run / "report.html", tmp_path / "report.png", tmp_path)
     assert len(report["images"]) == 3 and all(i["ok"] for i in report["images"]), report
     assert report["errors"] == []
@@ -73,7 +74,16 @@ depth: {type: depth, dataset: digits}
     assert cli("compare", *map(str, runs), "--baseline", str(runs[0]), "--format", "html", "-o", str(html)).exit_code == 0
     comparison = inspect(chromium, html, tmp_path / "compare.png", tmp_path)
     assert len(comparison["images"]) == 2 and all(i["ok"] for i in comparison["images"]), comparison
-    assert comparison["errors"] == []
+    assert comparison["errors"] == [] and comparison["fits"]
+    wide = [run / f"wide-{i}" for i in range(3)]  # issue 21: many columns ran off the right edge at 1400 px
+    for i, folder in enumerate(wide):
+        folder.mkdir()
+        tasks = {f"task{k}": {"type": "regression", "metrics": {"mae": 0.1 * k + i, "rmse": 0.2 * k + i}, "higher_is_better": {"mae": False, "rmse": False},
+                              "baseline": {}} for k in range(12)}
+        (folder / "report.json").write_text(json.dumps({"schema_version": 1, "name": "wide", "variant": f"lr=0.00{i},sharing=cross_stitch", "seed": 0, "tasks": tasks}))
+        (folder / "manifest.json").write_text(json.dumps({"spec_hash": f"w{i}", "status": "finished"}))
+    assert cli("compare", *map(str, wide), "--format", "html", "-o", str(tmp_path / "wide.html")).exit_code == 0
+    assert inspect(chromium, tmp_path / "wide.html", tmp_path / "wide.png", tmp_path)["fits"]
     ensemble_spec = tmp_path / "e.yaml"
     ensemble_spec.write_text(spec.read_text().split("matrix:")[0].replace("name: browser", "name: ens")
                              + "ensemble: {members: {type: seeds, seeds: [0, 1]}, per_task: {largest: {type: vote}}}\n")

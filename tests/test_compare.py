@@ -81,9 +81,58 @@ seg: {type: segmentation, dataset: digits}
     result = cli("run", str(spec), "--quiet", "--out", str(tmp_path / "runs"))
     assert result.exit_code == 0, result.output
     table = (tmp_path / "runs" / "sweep" / "comparison.md").read_text()
-    assert "| sweep[type=ew] |" in table and "| sweep[type=uw] |" in table
-    assert json.loads((tmp_path / "runs" / "sweep" / "comparison.json").read_text())["rows"][1]["label"] == "sweep[type=uw]"
-    (first,) = (tmp_path / "runs" / "sweep" / "type=ew").iterdir()
+    assert "| sweep[weighting=ew] |" in table and "| sweep[weighting=uw] |" in table
+    assert json.loads((tmp_path / "runs" / "sweep" / "comparison.json").read_text())["rows"][1]["label"] == "sweep[weighting=uw]"
+    (first,) = (tmp_path / "runs" / "sweep" / "weighting=ew").iterdir()
     again = cli("reproduce", str(first), "--out", str(tmp_path / "again"))
     assert again.exit_code == 0, again.output
     assert "largest.accuracy" in again.output and "diff 0.00e+00" in again.output
+
+
+def test_runs_made_with_set_are_named_by_what_it_changed(cli, tmp_path, monkeypatch):
+    """Issue 21: the quickstart with ew and with --set weighting.type=uw were both "quickstart" in
+    every compare row; the override now names the run directory, the manifest and the row."""
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    spec = tmp_path / "q.yaml"
+    spec.write_text(tiny_spec("q", "largest: {type: classification, dataset: digits, label: largest_digit}\n"
+                                   "seg: {type: segmentation, dataset: digits}", "training: {epochs: 1, device: cpu}\nreport: {plots: false}\n"))
+    runs = tmp_path / "runs"
+    assert cli("run", str(spec), "--quiet", "--out", str(runs)).exit_code == 0
+    done = cli("run", str(spec), "--quiet", "--out", str(runs), "--set", "weighting.type=uw", "--set", "data.hflip=0.5")
+    assert done.exit_code == 0, done.output
+    (variant,) = (runs / "q" / "weighting=uw,hflip=0.5").iterdir()
+    assert json.loads((variant / "manifest.json").read_text())["variant"] == "weighting=uw,hflip=0.5"
+    (plain,) = [p for p in (runs / "q").iterdir() if p.name[0].isdigit()]
+    table = cli("compare", str(plain), str(variant), "--format", "md")
+    assert table.exit_code == 0, table.output
+    assert "q[weighting=uw,hflip=0.5]" in table.output
+
+
+def test_the_text_table_fits_80_columns_and_names_every_run_in_full(cli, tmp_path):
+    """Issue 21: at 80 columns rich cut every cell ("lar…"); the text format now transposes (a row
+    per metric, numbered run columns in blocks) when a row per run does not fit."""
+    metrics = {f"task{i}": {"accuracy": 0.1 * i, "abs_err": 0.05 * i} for i in range(1, 5)}
+    paths = [fake_run(tmp_path, "sweep", 0, metrics, f"weighting=method{j},sharing=topology{j},lr=0.00{j}") for j in range(1, 8)]
+    result = cli("compare", *map(str, paths))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+    for j in range(1, 8):
+        assert any(line.endswith(f"sweep[weighting=method{j},sharing=topology{j},lr=0.00{j}]") for line in lines)
+    assert any(line.startswith("task4.accuracy ↑") and "0.4000*" in line for line in lines)
+    few = cli("compare", *map(str, paths[:2]))
+    assert "run 1" in few.output  # long labels: transposed even for two runs
+
+
+def test_runs_that_did_not_finish_are_left_out_with_a_note(cli, tmp_path, runs):
+    failed = tmp_path / "failed-run"
+    failed.mkdir()
+    (failed / "manifest.json").write_text(json.dumps({"status": "failed", "error": "TrainingError: the loss is not finite"}))
+    result = cli("compare", str(runs[1]), str(failed), "--format", "md")
+    assert result.exit_code == 0, result.output
+    assert "Left out, not finished:" in result.output and "failed: TrainingError" in result.output
+    alone = cli("compare", str(failed))
+    assert alone.exit_code == 2 and "no finished run to compare" in alone.output
+    stray = tmp_path / "not-a-run"
+    stray.mkdir()
+    assert cli("compare", str(runs[1]), str(stray)).exit_code == 2  # not a run directory at all: still an error

@@ -81,7 +81,7 @@ def test_matrix_expands_to_every_combination_with_stable_names(write):
     path = write("m.yaml", BASE + "matrix:\n  weighting.type: [ew, uw, dwa]\n  training.epochs: [1, 2]\n")
     results = validate_file(path)
     assert [r.name for r in results] == [
-        f"base[type={w},epochs={e}]" for w in ("ew", "uw", "dwa") for e in (1, 2)
+        f"base[weighting={w},epochs={e}]" for w in ("ew", "uw", "dwa") for e in (1, 2)
     ]
     assert all(r.errors == [] for r in results)
     assert [r.spec.weighting.type for r in results] == ["ew", "ew", "uw", "uw", "dwa", "dwa"]
@@ -90,10 +90,12 @@ def test_matrix_expands_to_every_combination_with_stable_names(write):
 
 def test_matrix_names_disambiguate_paths_with_the_same_last_key(write):
     path = write("m.yaml", BASE + "matrix:\n  weighting.type: [ew]\n  model.sharing.type: [hps, mtan]\n")
-    assert [r.name for r in validate_file(path)] == [
-        "base[weighting.type=ew,sharing.type=hps]",
-        "base[weighting.type=ew,sharing.type=mtan]",
+    assert [r.name for r in validate_file(path)] == [  # a `type` is named by the section it chooses
+        "base[weighting=ew,sharing=hps]",
+        "base[weighting=ew,sharing=mtan]",
     ]
+    path = write("n.yaml", BASE + "matrix:\n  seed: [1]\n  data.seed: [2, 3]\n")
+    assert [r.name for r in validate_file(path)] == ["base[seed=1,data.seed=2]", "base[seed=1,data.seed=3]"]
 
 
 def test_matrix_of_mappings_locates_errors_inside_the_matrix(write):

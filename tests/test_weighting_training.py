@@ -66,7 +66,7 @@ def test_stateful_methods_resume_exactly(name, spec_file, tmp_path):
     whole = run_result(result, tmp_path / "a", log=lambda m: None).report
     with pytest.raises(TrainingError):
         run_result(result, tmp_path / "b", log=lambda m: None, callbacks=[StopAfter(1)])
-    (stopped,) = list((tmp_path / "b" / "w").iterdir())
+    (stopped,) = [m.parent for m in (tmp_path / "b" / "w").rglob("manifest.json")]  # under w/weighting=<name>/
     resumed = run_result(result, tmp_path / "b", resume_dir=stopped, log=lambda m: None).report
     assert {t: v["metrics"] for t, v in resumed["tasks"].items()} == {t: v["metrics"] for t, v in whole["tasks"].items()}
 
@@ -114,7 +114,7 @@ def test_representation_space_trains(spec_file, tmp_path):
         (result,) = validate_file(spec_file, [f"weighting.type={name}", "weighting.space=representation"])
         assert result.errors == []
         report = run_result(result, tmp_path / name, log=lambda m: None).report
-        steps = [json.loads(line) for line in next((tmp_path / name / "w").glob("*/metrics.jsonl")).read_text().splitlines()]
+        steps = [json.loads(line) for line in next((tmp_path / name / "w").rglob("metrics.jsonl")).read_text().splitlines()]
         assert report["run"]["epochs_run"] == 2 and len([s for s in steps if s["kind"] == "step"]) == 4
 
 

@@ -176,6 +176,25 @@ def _value_label(value: Any, index: int) -> str:
     return text
 
 
+def _short(path: str) -> str:
+    """A path's last key, or for a `type` the section it chooses (`weighting.type` -> `weighting`)."""
+    keys = path.split(".")
+    return keys[-2] if keys[-1] == "type" and len(keys) > 1 else keys[-1]
+
+
+def override_label(overrides: list[str]) -> str:
+    """What `--set` changed, as a short label for run directories and comparisons:
+    `weighting.type=uw` -> `weighting=uw` (a `type` is named by its section), `training.optimizer.lr=0.01`
+    -> `lr=0.01`, a mapping without a type by its keys."""
+    parts = []
+    for text in overrides:
+        path, value = parse_override(text)
+        name = _short(".".join(str(p) for p in path))
+        shown = "+".join(str(k) for k in value) if isinstance(value, dict) and "type" not in value else value
+        parts.append(f"{name}={_value_label(shown, 0)}")
+    return ",".join(parts)
+
+
 def expand_matrix(doc: Document) -> tuple[list[Variant], dict[str, list[Any]]]:
     """One Variant per combination of the matrix (or the document itself when there is none).
 
@@ -190,7 +209,7 @@ def expand_matrix(doc: Document) -> tuple[list[Variant], dict[str, list[Any]]]:
         data["matrix"] = matrix  # leave it for the schema to report precisely
         return [Variant(base_name, "", doc)], {}
     paths = list(matrix)
-    short = {p: p.split(".")[-1] for p in paths}
+    short = {p: _short(p) for p in paths}
     if len(set(short.values())) < len(paths):  # `weighting.type` and `model.sharing.type` both end in `type`
         short = {p: ".".join(p.split(".")[-2:]) for p in paths}
     variants = []

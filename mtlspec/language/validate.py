@@ -8,7 +8,7 @@ from typing import Iterator
 
 from mtlspec.errors import Diagnostic, UsageError
 from mtlspec.language.checks import Finding, check, check_capabilities, check_matrix, entries, get_in
-from mtlspec.language.compose import apply_overrides, expand_matrix, load_with_extends
+from mtlspec.language.compose import apply_overrides, expand_matrix, load_with_extends, override_label
 from mtlspec.language.diagnose import structural
 from mtlspec.language.paths import Roots, is_dir, is_file
 from mtlspec.language.root import Spec
@@ -195,6 +195,12 @@ def validate_file(path: Path, overrides: list[str] | tuple[str, ...] = (), shown
         if not doc.data["matrix"]:
             del doc.data["matrix"]
     variants, _ = expand_matrix(doc)
+    changed = override_label(list(overrides))
+    if changed:  # runs made with --set are named by what it changed: runs/<name>/<label>/..., compare rows name[label]
+        base_name = str(doc.data.get("name", path.stem))
+        for variant in variants:
+            variant.label = f"{changed},{variant.label}" if variant.label else changed
+            variant.name = f"{base_name}[{variant.label}]"
     results = []
     for variant in variants:
         model, diags = structural(Spec, variant.doc)

@@ -73,9 +73,27 @@ def _read_run(path: Path) -> dict[str, Any]:
     return {"dir": str(path), "report": report, "manifest": manifest, "seedless": seedless}
 
 
-def load_rows(paths: list[Path]) -> list[Row]:
-    """Rows in the order given; runs of one spec with different seeds become one row (mean ± std)."""
-    runs = [_read_run(p) for p in paths]
+class Rows(list):
+    """The rows of a comparison, and the runs left out of it (failed, interrupted, unfinished) with why."""
+
+    skipped: list[str]
+
+
+def load_rows(paths: list[Path]) -> Rows:
+    """Rows in the order given; runs of one spec with different seeds become one row (mean ± std).
+    A run directory whose manifest says it did not finish is left out with a note (all of them
+    left out is a usage error); a path that is no run directory at all is a usage error."""
+    runs, skipped = [], []
+    for path in paths:
+        try:
+            runs.append(_read_run(path))
+        except UsageError:
+            status = _status(path / "manifest.json")
+            if status is None or status == "finished":
+                raise
+            skipped.append(f"{path} ({status})")
+    if not runs:
+        raise UsageError("no finished run to compare; left out: " + "; ".join(skipped))
     groups: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault(run["seedless"], []).append(run)
@@ -101,7 +119,9 @@ def load_rows(paths: list[Path]) -> list[Row]:
                         fingerprints=members[0]["manifest"].get("dataset_fingerprints", {}),
                         versions=members[0]["manifest"].get("versions", {}), spec_hash=members[0]["manifest"].get("spec_hash", ""),
                         own_baseline=own.get("baseline")))
-    return rows
+    out = Rows(rows)
+    out.skipped = skipped
+    return out
 
 
 def apply_baseline(rows: list[Row], baseline: str | None) -> dict[str, dict[str, float]] | None:
@@ -202,6 +222,8 @@ def differences(rows: list[Row]) -> list[str]:
             notes.append(f"The runs differ in {what}.")
     if len({r.spec_hash for r in rows}) > 1:
         notes.append("The runs come from different specs (spec hashes differ).")
+    for left_out in getattr(rows, "skipped", []):
+        notes.append(f"Left out, not finished: {left_out}.")
     return notes
 
 
@@ -236,6 +258,43 @@ def to_markdown(rows: list[Row], with_delta: bool) -> str:
         lines.append(f"{DEFINITION}.")
     lines.extend(differences(rows))
     return "\n".join(lines) + "\n"
+
+
+def _grid(header: list[str], body: list[list[str]]) -> list[str]:
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    fmt = lambda line: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()  # noqa: E731
+    return [fmt(header), "  ".join("-" * w for w in widths), *(fmt(line) for line in body)]
+
+
+def to_text(rows: list[Row], with_delta: bool, width: int = 80) -> str:
+    """The comparison as plain text within `width` columns: one row per run when that fits; else
+    one row per metric and a column per run (runs numbered, named below), in as many blocks of
+    run columns as the width needs. The best value of each metric is starred."""
+    import textwrap
+
+    cols = columns(rows)
+    arrows = {c: ("↑" if next(r.higher[c] for r in rows if c in r.higher) else "↓") for c in cols}
+    bests = {c: best(rows, c) for c in cols}
+    values = [[cell(r, c, bests[c]).replace("**", "") + ("*" if "**" in cell(r, c, bests[c]) else "") for c in cols] for r in rows]
+    names = [f"{c} {arrows[c]}" for c in cols]
+    if with_delta:
+        top = max((r.delta_m for r in rows if r.delta_m is not None), default=None)
+        names.append("Δm % ↑")
+        for r, line in zip(rows, values):
+            dm = "-" if r.delta_m is None else f"{r.delta_m:+.2f}"
+            line.append(dm + ("*" if r.delta_m is not None and math.isclose(r.delta_m, top) else ""))
+    lines = _grid(["run", *names], [[r.label, *v] for r, v in zip(rows, values)])
+    if max(len(line) for line in lines) > width:  # transposed: a row per metric, a column per run
+        lines = []
+        label_width = max(len(n) for n in names)
+        per_block = max(1, (width - label_width) // (max(len(v) for line in values for v in line + ["run 99"]) + 2))
+        for start in range(0, len(rows), per_block):
+            chunk = range(start, min(start + per_block, len(rows)))
+            lines += _grid(["", *(f"run {i + 1}" for i in chunk)], [[n, *(values[i][k] for i in chunk)] for k, n in enumerate(names)]) + [""]
+        lines += [f"run {i + 1}: {r.label}" for i, r in enumerate(rows)]
+    notes = ["↑ higher is better, ↓ lower is better; * marks the best of each metric; mean ± standard deviation where runs "
+             "of one spec differ only in their seed."] + ([f"{DEFINITION}."] if with_delta else []) + differences(rows)
+    return "\n".join(lines + [""] + [w for n in notes for w in textwrap.wrap(n, width)]) + "\n"
 
 
 def to_json(rows: list[Row], with_delta: bool) -> dict[str, Any]:
