@@ -97,4 +97,12 @@ def model_check(result: Result, sources: dict[str, Any] | None = None, batch: in
             problem = tt.output_problem(output, batch, size, topology.strides)
             if problem:
                 out.append(_at(result, where, "build-error", problem))
+        if spec.meta is not None:  # the parameters meta.adapt names must be in this model
+            from mtlspec.meta import adapts
+            from mtlspec.meta.functional import adapted_names
+
+            try:
+                adapted_names(built.model, spec.meta.task, adapts(spec.meta))
+            except ValueError as exc:
+                out.append(_at(result, ("meta", "adapt"), "build-error", str(exc)))
     return out

@@ -128,7 +128,7 @@ def test_first_order_maml_drops_exactly_the_second_order_term():
 def test_anil_adapts_the_head_alone_and_still_trains_the_body():
     torch.manual_seed(2)
     model, episode = Tiny(), _episode(3)
-    MAML(_meta(2, 0.3), heads_only=True).meta_gradient(model, TASK, [episode])
+    MAML(_meta(2, 0.3), adapt="heads").meta_gradient(model, TASK, [episode])
     got = torch.cat([p.grad.flatten() for p in model.parameters()])
     theta, h = _flat(model), 1e-6
     head = {f"heads.{TASK}.weight", f"heads.{TASK}.bias"}
@@ -288,3 +288,46 @@ def test_validate_names_what_a_meta_spec_gets_wrong(tmp_path):
     (tmp_path / "few.yaml").write_text(text)
     (result,) = validate_file(tmp_path / "few.yaml", [])
     assert any(f.code == "incompatible" and "3-way evaluation episodes need 3 held-out classes" in f.message for f in result.errors)
+
+
+def test_meta_adapt_names_parts_and_a_wrong_part_is_found_before_training(tmp_path, monkeypatch, cli):
+    """`adapt: [heads, topology.trunk.1]` adapts the head and the last trunk stage only; a prefix
+    that names nothing is a spec error at meta.adapt (validate --deep, and run's preflight)."""
+    from mtlspec.meta.functional import adapted_names
+    from mtlspec.train.loop import seeded_build
+
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    good = SPEC.replace("ALGORITHM", "maml").replace("  inner_steps: 2\n", "  inner_steps: 2\n  adapt: [heads, topology.trunk.1]\n")
+    (tmp_path / "good.yaml").write_text(good)
+    (result,) = validate_file(tmp_path / "good.yaml", [])
+    assert result.errors == [], result.errors
+    model = seeded_build(result.spec, tmp_path).model
+    names = adapted_names(model, "digit", result.spec.meta.adapt)
+    assert names and all(n.startswith(("heads.digit.", "topology.trunk.1.")) for n in names)
+    assert any(n.startswith("heads.digit.") for n in names) and any(n.startswith("topology.trunk.1.") for n in names)
+    (tmp_path / "bad.yaml").write_text(good.replace("topology.trunk.1]", "topology.trunk.7]"))
+    deep = cli("validate", "--deep", str(tmp_path / "bad.yaml"))
+    assert deep.exit_code == 1 and "meta.adapt" in deep.output and "topology.trunk.7" in deep.output, deep.output
+
+
+def test_episodes_come_from_any_dataset_with_class_labels(tmp_path, monkeypatch):
+    """An image folder (a sub-folder per class) meta-trains like multidigits."""
+    from PIL import Image
+
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("val", 4), ("test", 4)):
+        for c in range(4):
+            folder = tmp_path / "shapes" / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray((rng.random((20, 20, 3)) * 60 + 50 * c).astype(np.uint8)).save(folder / f"{i}.png")
+    spec = SPEC.replace("ALGORITHM", "reptile").replace(
+        "digits: {type: multidigits, canvas: 24, objects: {min: 1, max: 1}, splits: {train: 200, val: 120, test: 150}}",
+        "digits: {type: image_folder, root: shapes}").replace("  held_out_classes: [7, 8, 9]\n", "").replace(
+        "label: largest_digit", "label: class").replace("episodes: {ways: 3, shots: 1, queries: 2}", "episodes: {ways: 2, shots: 1, queries: 3}")
+    (tmp_path / "f.yaml").write_text(spec)
+    (result,) = validate_file(tmp_path / "f.yaml", [])
+    assert result.errors == [], result.errors
+    report = run_result(result, tmp_path / "runs").report
+    assert report["few_shot"]["digit"]["ways"] == 2 and 0 <= report["few_shot"]["digit"]["accuracy"] <= 1

@@ -43,6 +43,8 @@ class Meta(Section):
     eval_episodes: Annotated[int, Field(ge=1, le=10_000)] = 100
     """Episodes of the evaluation split scored after each evaluated epoch (mean accuracy and its 95%
     confidence interval)."""
-    adapt: Literal["all", "heads"] = "all"
-    """Which parameters the inner steps change: all of them, or the task's head alone (ANIL always
-    adapts the head alone)."""
+    adapt: Literal["all", "heads"] | Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(min_length=1)] = "all"
+    """Which parameters the inner steps change: all of them, the task's head alone (ANIL always
+    adapts the head alone), or those whose names start with one of a list of prefixes
+    (`[heads, topology.trunk.2]`: the head and the last stage of a hard-sharing trunk; `mtlspec
+    graph` shows the names)."""

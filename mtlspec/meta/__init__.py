@@ -15,4 +15,9 @@ def algorithm_for(meta: Any) -> Any:
 
     if meta.algorithm == "reptile":
         return Reptile(meta)
-    return MAML(meta, first_order=meta.algorithm == "fomaml", heads_only=meta.algorithm == "anil" or meta.adapt == "heads")
+    return MAML(meta, first_order=meta.algorithm == "fomaml", adapt=adapts(meta))
+
+
+def adapts(meta: Any) -> str | list[str]:
+    """What a meta section's inner loop changes (ANIL: the head, whatever `adapt` says)."""
+    return "heads" if meta.algorithm == "anil" else meta.adapt

@@ -71,7 +71,9 @@ def adapt(run_dir: Path, task_spec: Path, shots: int, ways: int | None = None, q
     queries = queries or (meta.episodes.queries if meta else 15)
     steps = steps or (meta.inner_steps if meta else 10)
     lr = lr or (meta.inner_lr if meta else 0.05)
-    heads_only = heads_only if heads_only is not None else bool(meta and (meta.algorithm == "anil" or meta.adapt == "heads"))
+    from mtlspec.meta import adapts
+
+    adapt = ("heads" if heads_only else "all") if heads_only is not None else (adapts(meta) if meta else "all")
     image_level = [t for t, tt in loaded.task_types.items() if tt.image_level]
     source = source or (loaded.spec.meta.task if loaded.spec.meta else (image_level or list(loaded.task_types))[0])
     if source not in loaded.task_types:
@@ -96,9 +98,13 @@ def adapt(run_dir: Path, task_spec: Path, shots: int, ways: int | None = None, q
     split = spec.evaluation.split
     dataset = build_dataset(data, split, False, base, reader)
     sampler = EpisodeSampler(dataset, task, ways, shots, queries, seed, classes, f"{split} split")
-    scored = few_shot(model, sampler, task, episodes, steps, lr, heads_only, torch.device(device))
+    try:
+        scored = few_shot(model, sampler, task, episodes, steps, lr, adapt, torch.device(device))
+    except ValueError as exc:  # an adapt prefix the run's meta section names, absent from this model
+        raise UsageError(str(exc)) from None
     return {"run_dir": str(run_dir), "task_spec": str(task_spec), "task": task, "split": split, "start": "scratch" if scratch else
             ("the run's meta-learned initialisation" if loaded.spec.meta else f"the run's weights ({loaded.selected})"),
             "head": "the run's meta-learned head" if reused else "a new head", "features_of": source,
-            "inner": {"steps": steps, "lr": lr, "adapts": "the head" if heads_only else "every parameter"}, "seed": seed,
+            "inner": {"steps": steps, "lr": lr, "adapts": {"all": "every parameter", "heads": "the head"}.get(adapt, adapt) if isinstance(adapt, str)
+                      else ", ".join(adapt)}, "seed": seed,
             "classes": sampler.classes, **scored}

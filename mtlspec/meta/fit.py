@@ -21,7 +21,7 @@ import torch
 from mtlspec.build import Built
 from mtlspec.data.build import describe
 from mtlspec.inference.model_file import save_model
-from mtlspec.meta import algorithm_for
+from mtlspec.meta import adapts, algorithm_for
 from mtlspec.meta.episodes import EpisodeSampler
 from mtlspec.meta.functional import adapted, adapted_names, logits
 from mtlspec.train import checkpoint as ckpt
@@ -39,13 +39,13 @@ def episode_mode(model: torch.nn.Module) -> None:
             module.train()
 
 
-def few_shot(model: torch.nn.Module, sampler: EpisodeSampler, task: str, count: int, steps: int, lr: float, heads_only: bool,
+def few_shot(model: torch.nn.Module, sampler: EpisodeSampler, task: str, count: int, steps: int, lr: float, adapt: str | list[str],
              device: torch.device, key: int = 0) -> dict[str, Any]:
     """Adapt to `count` episodes (from the same starting weights each time) and score each on its
     query set: mean accuracy, its 95% confidence interval (1.96 standard errors) and the episodes."""
     episode_mode(model)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    names = adapted_names(model, task, heads_only)
+    names = adapted_names(model, task, adapt)
     accuracies = []
     for e in range(count):
         sx, sy, qx, qy = sampler.tensors(sampler.episode(key, e), device)
@@ -131,8 +131,7 @@ class MetaTrainer:
 
     def _few_shot(self, sampler: EpisodeSampler, key: int) -> dict[str, Any]:
         meta = self.meta
-        return few_shot(self.model, sampler, self.task, meta.eval_episodes, meta.inner_steps, meta.inner_lr,
-                        meta.algorithm == "anil" or meta.adapt == "heads", self.device, key)
+        return few_shot(self.model, sampler, self.task, meta.eval_episodes, meta.inner_steps, meta.inner_lr, adapts(meta), self.device, key)
 
     def run(self, started: float) -> FitResult:
         spec, meta = self.spec, self.meta

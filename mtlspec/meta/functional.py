@@ -34,7 +34,17 @@ def adapted(model: torch.nn.Module, params: dict[str, torch.Tensor], names: list
     return fast
 
 
-def adapted_names(model: Any, task: str, heads_only: bool) -> list[str]:
-    """The parameters the inner loop changes: the task's head alone, or every trainable one."""
-    prefix = f"heads.{task}."
-    return [n for n, p in model.named_parameters() if p.requires_grad and (not heads_only or n.startswith(prefix))]
+def adapted_names(model: Any, task: str, adapt: str | list[str]) -> list[str]:
+    """The parameters the inner loop changes: every trainable one ("all"), the task's head
+    ("heads"), or those under any of a list of name prefixes ("heads" there is the task's head).
+    ValueError when a prefix names no trainable parameter."""
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    if adapt == "all":
+        return trainable
+    prefixes = [f"heads.{task}" if p in ("heads", "head") else p.rstrip(".") for p in ([adapt] if isinstance(adapt, str) else adapt)]
+    for prefix in prefixes:
+        if not any(n == prefix or n.startswith(prefix + ".") for n in trainable):
+            parts = sorted({".".join(n.split(".")[:3]) for n in trainable})
+            raise ValueError(f"meta.adapt: '{prefix}' names no trainable parameter; parts of this model: {', '.join(parts[:12])}"
+                             + (", ..." if len(parts) > 12 else ""))
+    return [n for n in trainable if any(n == p or n.startswith(p + ".") for p in prefixes)]

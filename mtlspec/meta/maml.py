@@ -20,14 +20,14 @@ from mtlspec.meta.functional import adapted, adapted_names, logits
 
 
 class MAML:
-    def __init__(self, meta: Any, first_order: bool = False, heads_only: bool = False):
-        self.meta, self.first_order, self.heads_only = meta, first_order, heads_only
+    def __init__(self, meta: Any, first_order: bool = False, adapt: str | list[str] = "all"):
+        self.meta, self.first_order, self.adapt = meta, first_order, adapt
 
     def meta_gradient(self, model: torch.nn.Module, task: str, episodes: list[tuple[torch.Tensor, ...]]) -> tuple[float, float]:
         """Accumulate the meta-gradient of the episodes' mean query loss into the parameters'
         `.grad`; (mean query loss, mean query accuracy)."""
         params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        names = adapted_names(model, task, self.heads_only)
+        names = adapted_names(model, task, self.adapt)
         total_loss, total_acc = 0.0, 0.0
         for sx, sy, qx, qy in episodes:
             fast = adapted(model, params, names, task, sx, sy, self.meta.inner_steps, self.meta.inner_lr, create_graph=not self.first_order)

@@ -23,7 +23,7 @@ class Reptile:
     def meta_gradient(self, model: torch.nn.Module, task: str, episodes: list[tuple[torch.Tensor, ...]]) -> tuple[float, float]:
         """Accumulate theta - mean(phi) into `.grad`; (mean query loss, mean query accuracy) of the adapted models."""
         params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        names = adapted_names(model, task, self.meta.adapt == "heads")
+        names = adapted_names(model, task, self.meta.adapt)
         total_loss, total_acc = 0.0, 0.0
         for sx, sy, qx, qy in episodes:
             start = {n: p.detach().requires_grad_(n in names) for n, p in params.items()}
