@@ -71,3 +71,18 @@ def test_splits_never_share_source_scans():
     used = {s: set(generate(MultiDigitsParams(canvas=32, size=30, max_objects=2, split=s))["scan_ids"]) for s in ("train", "val", "test")}
     assert not used["train"] & used["val"] and not used["train"] & used["test"] and not used["val"] & used["test"]
     assert used["val"] <= set(pools["val"])
+
+
+def test_a_subset_of_digits_holds_the_others_out_with_the_same_labels(tmp_path, monkeypatch):
+    """`digits: [0..4]` draws only those digits' scans, from the same split pools; labels keep
+    their values and every earlier dataset keeps its cache key."""
+    from mtlspec.data.multidigits import MultiDigitsParams, MultiDigitsSource, split_pools, _scans
+
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path))
+    base = MultiDigitsSource("d", MultiDigitsParams(canvas=32, min_objects=1, max_objects=2, split="val", size=60, seed=3, digits=(0, 1, 2, 3, 4)))
+    seen = {int(v) for i in range(len(base)) for v in base.record(i)["box_labels"]}
+    assert seen <= {0, 1, 2, 3, 4} and len(seen) >= 4
+    labels = _scans()[1]
+    assert set(base.arrays["scan_ids"].tolist()) <= set(split_pools(len(labels), 3)["val"].tolist())
+    assert all(labels[s] < 5 for s in base.arrays["scan_ids"])
+    assert MultiDigitsParams(canvas=32).key() == MultiDigitsParams(canvas=32, digits=None).key() != MultiDigitsParams(canvas=32, digits=(1, 2)).key()

@@ -17,7 +17,8 @@ from mtlspec.data.weights import sample_weights
 
 def _multidigits(name: str, ds: Any, split: str, seed: int, base: Path) -> MultiDigitsSource:
     params = MultiDigitsParams(canvas=ds.canvas, min_objects=ds.objects.min, max_objects=ds.objects.max,
-                               split=split, size=getattr(ds.splits, split), seed=ds.seed if ds.seed is not None else seed)
+                               split=split, size=getattr(ds.splits, split), seed=ds.seed if ds.seed is not None else seed,
+                               digits=tuple(ds.digits) if ds.digits else None)
     return MultiDigitsSource(name, params)
 
 

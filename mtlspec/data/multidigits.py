@@ -36,9 +36,20 @@ class MultiDigitsParams:
     split: str = "train"
     size: int = 4000
     seed: int = 0
+    digits: tuple[int, ...] | None = None  # only these digits' scans (all ten when None)
+
+    def described(self) -> dict:
+        """The parameters as keys and fingerprints read them (`digits` only when chosen, so every
+        earlier dataset keeps its key)."""
+        out = asdict(self)
+        if self.digits is None:
+            del out["digits"]
+        else:
+            out["digits"] = sorted(self.digits)
+        return out
 
     def key(self) -> str:
-        blob = json.dumps({"version": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
+        blob = json.dumps({"version": GENERATOR_VERSION, **self.described()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -136,6 +147,8 @@ def generate(p: MultiDigitsParams) -> dict[str, np.ndarray]:
     """Generate one split as packed arrays (what the cache stores)."""
     scans, labels = _scans()
     pool = split_pools(len(scans), p.seed)[p.split]
+    if p.digits is not None:  # the same split pools as with all ten digits, less the other digits' scans
+        pool = pool[np.isin(labels[pool], list(p.digits))]
     rng = np.random.default_rng([p.seed, SPLITS.index(p.split), p.canvas, p.min_objects, p.max_objects])
     samples = [_compose(rng, scans, labels, pool, p) for _ in range(p.size)]
     offsets = np.cumsum([0] + [len(s["boxes"]) for s in samples])
@@ -183,7 +196,7 @@ class MultiDigitsSource:
         return len(self.arrays["images"])
 
     def fingerprint(self) -> str:
-        return fingerprint(self.kind, {"version": GENERATOR_VERSION, **asdict(self.params)})
+        return fingerprint(self.kind, {"version": GENERATOR_VERSION, **self.params.described()})
 
     def record(self, index: int) -> Record:
         a = self.arrays

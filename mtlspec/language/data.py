@@ -95,6 +95,10 @@ class MultiDigits(Section):
     splits: Splits = Splits()
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
     """Generation seed; the spec's seed when absent."""
+    digits: Annotated[list[Annotated[int, Field(ge=0, le=9)]], Field(min_length=1, max_length=10)] | None = None
+    """Only these digits appear on the canvases (all ten when absent); labels keep their values and
+    class counts stay those of ten digits, so runs on digits 0-4 and a task on 5-9 share class ids
+    (holding classes out of pretraining, as few-shot comparisons need)."""
     augment: Augment | None = None
 
     @classmethod

@@ -14,6 +14,9 @@ def check_data(data: dict) -> list[Finding]:
     for ds_name, ds in entries(get_in(data, "data", "datasets")).items():
         if tag(ds) == "multidigits" and isinstance(ds.get("objects"), dict):
             out.extend(_digits(("data", "datasets", ds_name), ds))
+        chosen = ds.get("digits") if tag(ds) == "multidigits" else None
+        if isinstance(chosen, list) and len(set(map(str, chosen))) < len(chosen):
+            out.append(Finding(("data", "datasets", ds_name, "digits"), "incompatible", f"digits lists a digit more than once: {chosen}"))
     out.extend(_batch_size(data))
     holdout = get_in(data, "data", "holdout")
     if isinstance(holdout, dict) and isinstance(holdout.get("fold"), int) and isinstance(holdout.get("folds"), int) and holdout["fold"] >= holdout["folds"]:
