@@ -68,7 +68,7 @@ def test_run_writes_a_complete_run_directory(tmp_path):
     for name in ("spec.resolved.yaml", "manifest.json", "metrics.jsonl", "report.json", "report.md", "report.html"):
         assert (run / name).is_file(), name
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-0001.pt", "epoch-0002.pt"]
-    assert {p.name for p in (run / "plots").iterdir()} == {"loss.png", "weights.png", "val_metrics.png"}
+    assert {p.name for p in (run / "plots").iterdir()} == {"loss.png", "lr.png", "val_metrics.png"}  # ew: no weights plot
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["seed"] == 3 and len(manifest["spec_hash"]) == 64
     assert manifest["versions"]["mmdet"] == "3.3.0" and manifest["dataset_fingerprints"]["digits"]
@@ -168,3 +168,19 @@ def test_every_type_the_language_names_is_implemented():
                  "auto"}  # training.threads: auto, a value rather than a type
     named = set().union(*IMPLEMENTED.values())
     assert tags - named - untracked == set(), tags - named - untracked
+
+
+def test_plots_show_what_varies_and_what_the_spec_reports(tmp_path):
+    """Issue 21: ew's weights plot was flat lines; top_k (not in the table) was plotted; every
+    metric of a task shared one axis. Weights are drawn where they vary, the learning rate and the
+    validation loss are drawn, and each reported metric gets a panel of its own."""
+    from mtlspec.report.plots import panels, write_plots
+
+    steps = [{"step": i, "lr": 0.1 / (i + 1), "loss": {"a": 1.0 / (i + 1), "b": 2.0}, "weight": {"a": 1.0, "b": 1.0}} for i in range(20)]
+    epochs = [{"kind": "epoch", "epoch": e, "step": 10 * e, "val": {"a": {"accuracy": 0.5, "top_k": 1.0, "macro_f1": 0.4}, "b": {"mae": 0.3}},
+               "val_loss": {"a": 0.9, "b": 1.5}} for e in (1, 2)]
+    assert write_plots(steps, epochs, tmp_path / "flat", {"a": ["accuracy", "macro_f1"], "b": ["mae"]}) == ["loss.png", "lr.png", "val_metrics.png"]
+    assert panels(epochs, {"a": ["accuracy", "macro_f1"], "b": ["mae"]}) == [("a", "accuracy"), ("a", "macro_f1"), ("b", "mae")]
+    for s in steps:
+        s["weight"] = {"a": 1.0 + 0.01 * s["step"], "b": 1.0}
+    assert "weights.png" in write_plots(steps, epochs, tmp_path / "varying", None)

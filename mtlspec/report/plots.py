@@ -1,7 +1,9 @@
-"""Plots of a run: per-task training loss, validation metrics per epoch, task weights over steps."""
+"""Plots of a run: per-task training loss beside the validation loss, the learning rate, task
+weights over steps where they vary, and one panel per validation metric on its own scale."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,48 +18,86 @@ def _smooth(values: list[float], window: int = 10) -> list[float]:
     return out
 
 
-def write_plots(steps: list[dict[str, Any]], epochs: list[dict[str, Any]], folder: Path) -> list[str]:
-    """Write PNGs into folder; returns their file names."""
+def _varies(steps: list[dict[str, Any]], task: str) -> bool:
+    values = [s["weight"][task] for s in steps if s.get("weight", {}).get(task) is not None]
+    return bool(values) and max(values) - min(values) > 1e-9 * max(1.0, abs(values[0]))
+
+
+def panels(evaluated: list[dict[str, Any]], metrics: dict[str, list[str]] | None) -> list[tuple[str, str]]:
+    """(task, metric) of each validation panel: the metrics each task's spec reports, as logged."""
+    return [(task, metric) for task in evaluated[0]["val"] for metric in evaluated[0]["val"][task]
+            if metrics is None or metric in metrics.get(task, [metric])]
+
+
+def write_plots(steps: list[dict[str, Any]], epochs: list[dict[str, Any]], folder: Path,
+                metrics: dict[str, list[str]] | None = None) -> list[str]:
+    """Write PNGs into folder; returns their file names. `metrics`: per task, the metrics its spec
+    reports (the validation panels show those; all that were logged when None)."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     if steps:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for task in steps[0]["loss"]:
-            ax.plot([s["step"] for s in steps], _smooth([s["loss"][task] for s in steps]), label=task)
-        ax.set(xlabel="step", ylabel="training loss (smoothed)", yscale="log", title="Per-task training loss")
-        ax.legend(fontsize=8)
+        fig, ax = plt.subplots(figsize=(8, 3.5))
+        val_rows = [e for e in epochs if e.get("val_loss")]
+        for n, task in enumerate(steps[0]["loss"]):
+            colour = colours[n % len(colours)]
+            ax.plot([s["step"] for s in steps], _smooth([s["loss"][task] for s in steps]), label=f"{task} (train)", color=colour)
+            points = [(e["step"], e["val_loss"][task]) for e in val_rows if e["val_loss"].get(task) is not None and e["val_loss"][task] > 0]
+            if points:
+                ax.plot(*zip(*points), linestyle="--", marker="o", markersize=3, color=colour, label=f"{task} (validation)")
+        ax.set(xlabel="step", ylabel="loss (training smoothed)", yscale="log", title="Per-task loss: training and validation")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, not over them
         fig.tight_layout()
         fig.savefig(folder / "loss.png", dpi=100)
         plt.close(fig)
         written.append("loss.png")
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for task in steps[0]["weight"]:
-            points = [(s["step"], s["weight"][task]) for s in steps if s["weight"].get(task) is not None]
-            if points:
+        rates = [(s["step"], s["lr"]) for s in steps if s.get("lr") is not None]
+        if rates:
+            fig, ax = plt.subplots(figsize=(6, 2.5))
+            ax.plot(*zip(*rates))
+            ax.set(xlabel="step", ylabel="learning rate", title="Learning rate")
+            fig.tight_layout()
+            fig.savefig(folder / "lr.png", dpi=100)
+            plt.close(fig)
+            written.append("lr.png")
+        varying = [task for task in steps[0].get("weight", {}) if _varies(steps, task)]
+        if varying:  # constant weights (ew, static) say nothing a plot would add
+            fig, ax = plt.subplots(figsize=(6, 3.5))
+            for task in varying:
+                points = [(s["step"], s["weight"][task]) for s in steps if s["weight"].get(task) is not None]
                 ax.plot(*zip(*points), label=task)
-        ax.set(xlabel="step", ylabel="weight", title="Task weights (gradient methods without weights: none drawn)")
-        if ax.get_legend_handles_labels()[0]:
+            ax.set(xlabel="step", ylabel="weight", title="Task weights per step")
             ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(folder / "weights.png", dpi=100)
-        plt.close(fig)
-        written.append("weights.png")
+            fig.tight_layout()
+            fig.savefig(folder / "weights.png", dpi=100)
+            plt.close(fig)
+            written.append("weights.png")
     evaluated = [e for e in epochs if "val" in e]
     if evaluated:
-        tasks = list(evaluated[0]["val"])
-        fig, axes = plt.subplots(1, len(tasks), figsize=(3 * len(tasks), 3), squeeze=False)
-        for ax, task in zip(axes[0], tasks):
-            for metric in evaluated[0]["val"][task]:
-                ax.plot([e["epoch"] for e in evaluated], [e["val"][task].get(metric) for e in evaluated], marker="o", label=metric)
-            ax.set(title=task, xlabel="epoch")
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(folder / "val_metrics.png", dpi=100)
-        plt.close(fig)
-        written.append("val_metrics.png")
+        shown = panels(evaluated, metrics)
+        if shown:
+            columns = min(4, len(shown))
+            rows = math.ceil(len(shown) / columns)
+            fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 2.4 * rows), squeeze=False)
+            for ax, (task, metric) in zip(axes.flat, shown):
+                points = [(e["epoch"], e["val"][task][metric]) for e in evaluated if e["val"].get(task, {}).get(metric) is not None]
+                if points:
+                    ax.plot(*zip(*points), marker="o")
+                ax.set_title(f"{task}: {metric}", fontsize=9)
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                ax.set_xlabel("epoch", fontsize=8)
+                ax.tick_params(labelsize=7)
+            for ax in list(axes.flat)[len(shown):]:
+                ax.set_visible(False)
+            fig.suptitle("Validation metrics (each on its own scale)", fontsize=10)
+            fig.tight_layout()
+            fig.savefig(folder / "val_metrics.png", dpi=100)
+            plt.close(fig)
+            written.append("val_metrics.png")
     return written

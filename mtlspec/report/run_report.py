@@ -66,7 +66,8 @@ def _read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
 def write_reports(run_dir: Path, spec: Any, manifest: dict[str, Any], result: Any, baseline: dict | None = None) -> dict[str, Any]:
     import jinja2
 
-    plots = write_plots(*_read_metrics(run_dir / "metrics.jsonl"), run_dir / "plots") if spec.report.plots else []
+    metrics = {task: list(section.metrics) for task, section in spec.tasks.items()}
+    plots = write_plots(*_read_metrics(run_dir / "metrics.jsonl"), run_dir / "plots", metrics) if spec.report.plots else []
     report = build_report(spec, manifest, result, plots, baseline)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=jinja2.select_autoescape(["html"]),
                              keep_trailing_newline=True)
