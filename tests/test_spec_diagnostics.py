@@ -139,3 +139,11 @@ def test_every_code_a_spec_text_can_produce_has_a_case():
 def test_base_is_valid(write):
     (result,) = validate_file(write("spec.yaml", BASE))
     assert result.errors == [] and result.spec is not None
+
+
+def test_a_missing_type_lists_the_types_that_section_takes(write):
+    """`training: {optimizer: {lr: 0.01}}` said "(one of: )": pydantic names the tags for some
+    unions only; the language names them for every one."""
+    (result,) = validate_file(write("spec.yaml", spec("training: {optimizer: {lr: 0.01}}")))
+    (error,) = [d for d in result.errors if d.code == "missing-key"]
+    assert error.path == "training.optimizer.type" and error.message.endswith("(one of: adam, adamw, sgd)"), error.message

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from mtlspec.errors import Diagnostic
-from mtlspec.language.schema_walk import keys_after_tags
+from mtlspec.language.schema_walk import keys_after_tags, tags_at
 from mtlspec.language.source import Document
 
 _KINDS = {
@@ -99,7 +99,8 @@ def _from_error(err: dict, root: type[BaseModel], doc: Document) -> Diagnostic:
     elif kind == "union_tag_not_found":
         path = data_path(loc, doc.data, False) + ("type",)
         where, code = doc.key_at(path[:-1]), "missing-key"
-        message = f"missing required key 'type' (one of: {ctx.get('expected_tags', '').replace(chr(39), '')})"
+        expected = ctx.get("expected_tags", "").replace(chr(39), "") or ", ".join(tags_at(root, loc))  # pydantic names them for some unions only
+        message = f"missing required key 'type' (one of: {expected})"
     elif kind == "union_tag_invalid":
         path = data_path(loc, doc.data, False) + ("type",)
         tags = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",")]

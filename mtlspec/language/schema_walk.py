@@ -68,6 +68,18 @@ def keys_after_tags(root: type[BaseModel], loc: tuple) -> list[str]:
     return keys
 
 
+def tags_at(root: type[BaseModel], loc: tuple) -> list[str]:
+    """The `type` tags a tagged union accepts at a pydantic error location."""
+    current: list[Any] = [root]
+    for seg in loc:
+        chosen = [m for t in current for m in _union_members(t) if _tag_of(m) == seg]
+        current = chosen if chosen else [n for t in current for n in _step(t, seg)]
+    found: list[str] = []
+    for t in current:
+        found.extend(tag for tag in sorted(tags(t)) if tag not in found)
+    return found
+
+
 def resolve(root: type[BaseModel], path: list[str]) -> tuple[bool, int, list[str]]:
     """Whether a dotted path names a field of the language, under any union member.
 
