@@ -424,7 +424,7 @@ def adapt(
     queries: Annotated[Optional[int], typer.Option("--queries", min=1, help="Examples per class each episode is scored on; default as --ways.")] = None,
     episodes: Annotated[int, typer.Option("--episodes", min=1, help="Episodes averaged over.")] = 100,
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Gradient steps on each support set; default as --ways, else 10.")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", min=0.0, help="Their learning rate; default as --ways, else 0.05.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", min=1e-12, help="Their learning rate (above 0); default as --ways, else 0.05.")] = None,
     heads_only: Annotated[Optional[bool], typer.Option("--heads-only/--all-parameters", help="Adapt the head alone, or every parameter.")] = None,
     scratch: Annotated[bool, typer.Option("--scratch", help="Start the run's architecture from a seeded fresh start instead of its weights.")] = False,
     from_task: Annotated[Optional[str], typer.Option("--from-task", help="Which of the run's tasks' features feed the new head (default: its meta task, else its first image-level task).")] = None,
@@ -440,7 +440,7 @@ def adapt(
     from mtlspec.io import write_text_atomic
     from mtlspec.meta.adapt import adapt as run_adapt
     from mtlspec.train.checkpoint import CheckpointError
-    from mtlspec.train.loop import resolve_device
+    from mtlspec.train.loop import TrainingError, resolve_device
 
     try:
         chosen = [int(c) for c in classes.split(",") if c.strip()] if classes else None
@@ -455,7 +455,7 @@ def adapt(
         raise typer.Exit(EXIT_INVALID) from None
     except UsageError as exc:
         _fail_usage(str(exc))
-    except (DataError, CheckpointError) as exc:
+    except (DataError, CheckpointError, TrainingError) as exc:  # bad data, a damaged run, no CUDA device
         typer.echo(f"error: {printable(str(exc))}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
     if out is not None:

@@ -136,3 +136,25 @@ def test_runs_that_did_not_finish_are_left_out_with_a_note(cli, tmp_path, runs):
     stray = tmp_path / "not-a-run"
     stray.mkdir()
     assert cli("compare", str(runs[1]), str(stray)).exit_code == 2  # not a run directory at all: still an error
+
+
+def test_compare_edge_cases_found_in_review(cli, tmp_path, runs):
+    """A run that failed after writing report.json is left out; a damaged report is a usage error,
+    not a crash; run names wrap within 80 columns; a folder of runs stands for the runs in it;
+    seeds given with --set do not name the group."""
+    late = fake_run(tmp_path, "late", 0, {"cls": {"accuracy": 0.9}})
+    manifest = json.loads((late / "manifest.json").read_text())
+    (late / "manifest.json").write_text(json.dumps({**manifest, "status": "failed", "error": "OSError: disk full"}))
+    out = cli("compare", str(runs[1]), str(late), "--format", "md")
+    assert out.exit_code == 0 and "0.9000" not in out.output and "failed: OSError" in out.output, out.output
+    broken = fake_run(tmp_path, "broken", 0, {"cls": {"accuracy": 0.5}})
+    (broken / "report.json").write_text("{not json")
+    assert cli("compare", str(runs[1]), str(broken)).exit_code == 2
+    long = [fake_run(tmp_path / "long", "sweep", s, {"cls": {"accuracy": 0.1 * s}}, ",".join(f"key{k}=value{k}" for k in range(8))) for s in range(3)]
+    text = cli("compare", str(tmp_path / "long"))  # the folder stands for the runs in it
+    assert text.exit_code == 0 and max(len(line) for line in text.output.splitlines()) <= 80, text.output
+    seeded = [fake_run(tmp_path / "seeded", "q", s, {"cls": {"accuracy": 0.5}}, f"seed={s}") for s in (1, 2)]
+    for run in seeded:  # one spec but for its seed: one row, named without any one seed
+        (run / "spec.resolved.yaml").write_text(yaml.safe_dump({"name": "q", "seed": 0}))
+    grouped = cli("compare", *map(str, seeded), "--format", "md")
+    assert "| q (seeds 1, 2) |" in grouped.output, grouped.output

@@ -258,6 +258,12 @@ def test_a_meta_run_reports_few_shot_accuracy_and_adapt_leaves_it_alone(algorith
     scratch = cli("adapt", str(run_dir), "--task", str(tmp_path / "new.yaml"), "--shots", "2", "--ways", "4", "--episodes", "3", "--scratch")
     assert scratch.exit_code == 0, scratch.output and "scratch" in scratch.output
     assert before == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in run_dir.rglob("*") if p.is_file()}  # the run is untouched
+    for bad in (["--device", "gpu"], ["--lr", "0"], ["--classes", "7,x"]):  # usage errors, not bugs
+        refused = cli("adapt", str(run_dir), "--task", str(tmp_path / "new.yaml"), *bad)
+        assert refused.exit_code == 2, (bad, refused.output)
+    zero = cli("adapt", str(run_dir), "--task", str(tmp_path / "new.yaml"), "--steps", "1", "--lr", "0.5", "--episodes", "2", "--classes", "7,8,9",
+               "--out", str(tmp_path / "lr.json"))
+    assert zero.exit_code == 0 and json.loads((tmp_path / "lr.json").read_text())["inner"] == {"steps": 1, "lr": 0.5, "adapts": "every parameter"}
 
 
 def test_a_meta_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
@@ -331,3 +337,16 @@ def test_episodes_come_from_any_dataset_with_class_labels(tmp_path, monkeypatch)
     assert result.errors == [], result.errors
     report = run_result(result, tmp_path / "runs").report
     assert report["few_shot"]["digit"]["ways"] == 2 and 0 <= report["few_shot"]["digit"]["accuracy"] <= 1
+
+
+def test_validate_counts_only_the_digits_a_dataset_shows_and_refuses_ignored_data_settings(tmp_path):
+    text = SPEC.replace("ALGORITHM", "maml").replace("test: 150}}", "test: 150}, digits: [0, 1, 7, 8, 9]}")
+    (tmp_path / "d.yaml").write_text(text)
+    (result,) = validate_file(tmp_path / "d.yaml", [])
+    assert any(f.code == "incompatible" and "leaves 2 for meta-training" in f.message for f in result.errors), result.errors
+    (tmp_path / "h.yaml").write_text(text.replace("digits: [0, 1, 7, 8, 9]", "digits: [0, 1, 2, 3, 4, 5]"))
+    (result,) = validate_file(tmp_path / "h.yaml", [])
+    assert any(f.code == "out-of-range" and f.path == "meta.held_out_classes" for f in result.errors), result.errors
+    (tmp_path / "b.yaml").write_text(SPEC.replace("ALGORITHM", "maml").replace("  batch_size: 8\n", "  batch_size: 8\n  bootstrap: 1\n"))
+    (result,) = validate_file(tmp_path / "b.yaml", [])
+    assert any(f.path == "data.bootstrap" and "no effect" in f.message for f in result.errors), result.errors

@@ -185,3 +185,18 @@ def test_folder_scan_skips_partials(cli, write):
     write("specs/ok.yaml", BASE)
     result = cli("validate", "--format", "json", str(write("specs/other.yaml", BASE).parent))
     assert [r["file"].rsplit("/", 1)[-1] for r in json.loads(result.output)["results"]] == ["ok.yaml", "other.yaml"]
+
+
+def test_set_labels_tell_values_apart_and_a_set_the_matrix_overwrites_is_refused(write):
+    """Lists and mappings are labelled by what they hold (not '#0'), nested keys named like
+    top-level ones are qualified, colliding names keep two keys, and a --set on a path the matrix
+    sets is an error (the matrix would silently win)."""
+    base = write("s.yaml", BASE)
+    name = lambda *sets: validate_file(base, list(sets))[0].name  # noqa: E731
+    assert name("model.backbone.channels=[8, 16]") != name("model.backbone.channels=[16, 32]")
+    assert name("weighting={type: cagrad, c: 0.2}") != name("weighting={type: cagrad, c: 0.5}")
+    assert name("data.seed=5") == "base[data.seed=5]"
+    assert name("training.checkpoint.every_epochs=2", "evaluation.every_epochs=3") == "base[checkpoint.every_epochs=2,evaluation.every_epochs=3]"
+    swept = write("m.yaml", BASE + "matrix:\n  weighting.type: [ew, uw]\n")
+    results = validate_file(swept, ["weighting.type=dwa"])
+    assert all(any(d.code == "bad-override" and "matrix sets weighting.type" in d.message for d in r.errors) for r in results)

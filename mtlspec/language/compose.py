@@ -182,17 +182,50 @@ def _short(path: str) -> str:
     return keys[-2] if keys[-1] == "type" and len(keys) > 1 else keys[-1]
 
 
-def override_label(overrides: list[str]) -> str:
+TOP_LEVEL = ("seed", "name", "version")  # a nested key of one of these names is qualified (`digits.seed`)
+
+
+def _override_value(value: Any) -> str:
+    """A label for an override's value that tells different values apart: scalars as written, a
+    list of scalars joined with '+', a mapping by its type (and a hash of the rest), anything longer
+    than 40 characters shortened with a hash of the whole value."""
+    digest = hashlib.sha256(repr(value).encode()).hexdigest()[:8]
+    if isinstance(value, dict):
+        rest = {k: v for k, v in value.items() if k != "type"}
+        text = str(value.get("type", "+".join(str(k) for k in value))) + (f"~{digest}" if rest and "type" in value else "")
+    elif isinstance(value, list):
+        text = "+".join(str(v) for v in value) if all(not isinstance(v, (dict, list)) for v in value) else f"list~{digest}"
+    else:
+        text = str(value)
+    text = re.sub(r"[^A-Za-z0-9_.+#~-]", "_", text)
+    return text if len(text) <= 40 else text[:31] + "~" + digest
+
+
+def override_label(overrides: list[str], matrix_paths: list[str] | tuple = ()) -> str:
     """What `--set` changed, as a short label for run directories and comparisons:
     `weighting.type=uw` -> `weighting=uw` (a `type` is named by its section), `training.optimizer.lr=0.01`
-    -> `lr=0.01`, a mapping without a type by its keys."""
-    parts = []
+    -> `lr=0.01`; names that collide (with each other or the matrix's) keep their last two keys.
+    Overrides of a path the matrix sets are left out (validate refuses them)."""
+    chosen = []
     for text in overrides:
         path, value = parse_override(text)
-        name = _short(".".join(str(p) for p in path))
-        shown = "+".join(str(k) for k in value) if isinstance(value, dict) and "type" not in value else value
-        parts.append(f"{name}={_value_label(shown, 0)}")
+        dotted = ".".join(str(p) for p in path)
+        if not under_matrix(dotted, matrix_paths):
+            chosen.append((dotted, value))
+    names = [_short(d) for d, _ in chosen]
+    taken = names + [_short(m) for m in matrix_paths]
+    parts = []
+    for (dotted, value), name in zip(chosen, names):
+        keys = dotted.split(".")
+        if (taken.count(name) > 1 or name in TOP_LEVEL) and len(keys) > 1:
+            name = ".".join(keys[-3:-1] if keys[-1] == "type" else keys[-2:])
+        parts.append(f"{name}={_override_value(value)}")
     return ",".join(parts)
+
+
+def under_matrix(dotted: str, matrix_paths: list[str] | tuple) -> str | None:
+    """The matrix path that sets `dotted` (or a part of it, or a section it is in), if any."""
+    return next((m for m in matrix_paths if dotted == m or dotted.startswith(m + ".") or m.startswith(dotted + ".")), None)
 
 
 def expand_matrix(doc: Document) -> tuple[list[Variant], dict[str, list[Any]]]:

@@ -8,11 +8,11 @@ from typing import Iterator
 
 from mtlspec.errors import Diagnostic, UsageError
 from mtlspec.language.checks import Finding, check, check_capabilities, check_matrix, entries, get_in
-from mtlspec.language.compose import apply_overrides, expand_matrix, load_with_extends, override_label
+from mtlspec.language.compose import apply_overrides, expand_matrix, load_with_extends, override_label, under_matrix
 from mtlspec.language.diagnose import structural
 from mtlspec.language.paths import Roots, is_dir, is_file
 from mtlspec.language.root import Spec
-from mtlspec.language.source import Document
+from mtlspec.language.source import Document, Location
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -194,8 +194,16 @@ def validate_file(path: Path, overrides: list[str] | tuple[str, ...] = (), shown
         doc.data["matrix"] = {k: v for k, v in doc.data["matrix"].items() if k not in bad}
         if not doc.data["matrix"]:
             del doc.data["matrix"]
-    variants, _ = expand_matrix(doc)
-    changed = override_label(list(overrides))
+    variants, matrix = expand_matrix(doc)
+    for text in overrides:  # the matrix would overwrite such a --set value in every combination
+        key = text.partition("=")[0]
+        clash = under_matrix(key, list(matrix))
+        if clash:
+            for variant in variants:
+                variant.doc.error(Location(f"<--set {text}>", 1, 1), "bad-override", key,
+                                  f"the spec's matrix sets {clash} in every combination, which would overwrite this value; "
+                                  f"change the matrix, or run without the matrix")
+    changed = override_label(list(overrides), list(matrix))
     if changed:  # runs made with --set are named by what it changed: runs/<name>/<label>/..., compare rows name[label]
         base_name = str(doc.data.get("name", path.stem))
         for variant in variants:

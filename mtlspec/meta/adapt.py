@@ -67,10 +67,10 @@ def adapt(run_dir: Path, task_spec: Path, shots: int, ways: int | None = None, q
     loaded = load_run(run_dir)
     spec, task = _new_task(task_spec)
     meta = loaded.spec.meta or spec.meta
-    ways = ways or (meta.episodes.ways if meta else 5)
-    queries = queries or (meta.episodes.queries if meta else 15)
-    steps = steps or (meta.inner_steps if meta else 10)
-    lr = lr or (meta.inner_lr if meta else 0.05)
+    ways = ways if ways is not None else (meta.episodes.ways if meta else 5)
+    queries = queries if queries is not None else (meta.episodes.queries if meta else 15)
+    steps = steps if steps is not None else (meta.inner_steps if meta else 10)
+    lr = lr if lr is not None else (meta.inner_lr if meta else 0.05)
     from mtlspec.meta import adapts
 
     adapt = ("heads" if heads_only else "all") if heads_only is not None else (adapts(meta) if meta else "all")
@@ -98,10 +98,13 @@ def adapt(run_dir: Path, task_spec: Path, shots: int, ways: int | None = None, q
     split = spec.evaluation.split
     dataset = build_dataset(data, split, False, base, reader)
     sampler = EpisodeSampler(dataset, task, ways, shots, queries, seed, classes, f"{split} split")
+    from mtlspec.meta.functional import adapted_names
+
     try:
-        scored = few_shot(model, sampler, task, episodes, steps, lr, adapt, torch.device(device))
+        adapted_names(model, task, adapt)
     except ValueError as exc:  # an adapt prefix the run's meta section names, absent from this model
         raise UsageError(str(exc)) from None
+    scored = few_shot(model, sampler, task, episodes, steps, lr, adapt, torch.device(device))
     return {"run_dir": str(run_dir), "task_spec": str(task_spec), "task": task, "split": split, "start": "scratch" if scratch else
             ("the run's meta-learned initialisation" if loaded.spec.meta else f"the run's weights ({loaded.selected})"),
             "head": "the run's meta-learned head" if reused else "a new head", "features_of": source,

@@ -57,6 +57,20 @@ def _status(manifest_file: Path) -> str | None:
 
 def _read_run(path: Path) -> dict[str, Any]:
     report_file, manifest_file = path / "report.json", path / "manifest.json"
+    status = _status(manifest_file)
+    if status is not None and status != "finished":  # a report.json can exist before a run fails (its other reports failing)
+        raise Unfinished(f"{path} ({status})")
+    try:
+        return _read_finished(path, report_file, manifest_file)
+    except (ValueError, KeyError, TypeError) as exc:  # a damaged or truncated report.json / manifest.json
+        raise UsageError(f"{path}: its report or manifest cannot be read ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+class Unfinished(UsageError):
+    """A run directory whose manifest says it failed, was interrupted, or has not finished."""
+
+
+def _read_finished(path: Path, report_file: Path, manifest_file: Path) -> dict[str, Any]:
     if (path / "ensemble.json").is_file() and manifest_file.is_file():
         manifest = json.loads(manifest_file.read_text())
         report = _ensemble_as_report(json.loads((path / "ensemble.json").read_text()), manifest)
@@ -73,6 +87,19 @@ def _read_run(path: Path) -> dict[str, Any]:
     return {"dir": str(path), "report": report, "manifest": manifest, "seedless": seedless}
 
 
+def expand(paths: list[Path]) -> list[Path]:
+    """Run directories as given; a folder that is none but holds some (runs/<name>/, a variant's
+    folder) stands for those under it, in name order."""
+    out = []
+    for path in paths:
+        if (path / "manifest.json").is_file() or not path.is_dir():
+            out.append(path)
+            continue
+        found = sorted({m.parent for m in path.rglob("manifest.json") if "checkpoints" not in m.parts})
+        out.extend(found or [path])
+    return out
+
+
 class Rows(list):
     """The rows of a comparison, and the runs left out of it (failed, interrupted, unfinished) with why."""
 
@@ -84,14 +111,11 @@ def load_rows(paths: list[Path]) -> Rows:
     A run directory whose manifest says it did not finish is left out with a note (all of them
     left out is a usage error); a path that is no run directory at all is a usage error."""
     runs, skipped = [], []
-    for path in paths:
+    for path in expand(paths):
         try:
             runs.append(_read_run(path))
-        except UsageError:
-            status = _status(path / "manifest.json")
-            if status is None or status == "finished":
-                raise
-            skipped.append(f"{path} ({status})")
+        except Unfinished as exc:
+            skipped.append(str(exc))
     if not runs:
         raise UsageError("no finished run to compare; left out: " + "; ".join(skipped))
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -112,8 +136,9 @@ def load_rows(paths: list[Path]) -> Rows:
                     spread.setdefault(task, {})[metric] = statistics.stdev(values)
                 higher[f"{task}.{metric}"] = info["higher_is_better"][metric]
         seeds = sorted({m["report"]["seed"] for m in members})
-        if len(members) > 1:
-            label += f" (seeds {', '.join(map(str, seeds))})"
+        if len(members) > 1:  # the seeds are named in full; a seed in the variant (`--set seed=1`) would name one of them
+            kept = [part for part in str(first.get("variant") or "").split(",") if part and not part.startswith("seed=")]
+            label = first["name"] + (f"[{','.join(kept)}]" if kept else "") + f" (seeds {', '.join(map(str, seeds))})"
         own = first.get("delta_m") or {}
         rows.append(Row(label, [m["dir"] for m in members], metrics, spread, higher,
                         fingerprints=members[0]["manifest"].get("dataset_fingerprints", {}),
@@ -284,14 +309,15 @@ def to_text(rows: list[Row], with_delta: bool, width: int = 80) -> str:
             dm = "-" if r.delta_m is None else f"{r.delta_m:+.2f}"
             line.append(dm + ("*" if r.delta_m is not None and math.isclose(r.delta_m, top) else ""))
     lines = _grid(["run", *names], [[r.label, *v] for r, v in zip(rows, values)])
-    if max(len(line) for line in lines) > width:  # transposed: a row per metric, a column per run
+    if max(len(line) for line in lines) > width and names:  # transposed: a row per metric, a column per run
         lines = []
-        label_width = max(len(n) for n in names)
+        label_width = max((len(n) for n in names), default=0)
         per_block = max(1, (width - label_width) // (max(len(v) for line in values for v in line + ["run 99"]) + 2))
         for start in range(0, len(rows), per_block):
             chunk = range(start, min(start + per_block, len(rows)))
             lines += _grid(["", *(f"run {i + 1}" for i in chunk)], [[n, *(values[i][k] for i in chunk)] for k, n in enumerate(names)]) + [""]
-        lines += [f"run {i + 1}: {r.label}" for i, r in enumerate(rows)]
+        lines += [w for i, r in enumerate(rows) for w in textwrap.wrap(f"run {i + 1}: {r.label}", width, subsequent_indent="    ",
+                                                                       break_on_hyphens=False)]
     notes = ["↑ higher is better, ↓ lower is better; * marks the best of each metric; mean ± standard deviation where runs "
              "of one spec differ only in their seed."] + ([f"{DEFINITION}."] if with_delta else []) + differences(rows)
     return "\n".join(lines + [""] + [w for n in notes for w in textwrap.wrap(n, width)]) + "\n"

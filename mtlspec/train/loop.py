@@ -67,7 +67,12 @@ def resolve_device(choice: str) -> torch.device:
         raise TrainingError("training.device is cuda but torch sees no CUDA device (see `mtlspec env`)")
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
+    try:
+        return torch.device(choice)
+    except RuntimeError:  # only a command-line option can name one the language does not
+        from mtlspec.errors import UsageError
+
+        raise UsageError(f"--device {choice!r}: expected cpu, cuda, cuda:N or auto") from None
 
 
 def autocast_for(device: torch.device, precision: str) -> Callable[[], Any]:

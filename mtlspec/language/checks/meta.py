@@ -33,6 +33,12 @@ def check_meta(data: dict) -> list[Finding]:
             out.append(Finding((section,), "incompatible", f"meta-learning and {why} do not combine yet; remove one", "key"))
     if isinstance(get_in(data, "evaluation", "baseline"), dict) and tag(get_in(data, "evaluation", "baseline")) not in (None, "none"):
         out.append(Finding(("evaluation", "baseline"), "incompatible", "a meta-learning run reports few-shot accuracy, with chance as its baseline; remove evaluation.baseline", "key"))
+    data_section = data.get("data") if isinstance(data.get("data"), dict) else {}
+    ignored = [k for k in ("holdout", "bootstrap", "sample_overrides") if data_section.get(k) is not None]
+    if isinstance(data_section.get("sample_weights"), dict) and tag(data_section["sample_weights"]) not in (None, "none"):
+        ignored.append("sample_weights")
+    for key in ignored:
+        out.append(Finding(("data", key), "incompatible", f"meta-learning draws its episodes from the plain splits; data.{key} would have no effect; remove it", "key"))
     if isinstance(get_in(data, "training", "early_stopping"), dict):
         out.append(Finding(("training", "early_stopping"), "incompatible", "meta-learning runs every epoch (early stopping is for ordinary training); remove it", "key"))
     return out
@@ -50,11 +56,16 @@ def _classes(data: dict, meta: dict, task: dict) -> list[Finding]:
     held = [c for c in held if isinstance(c, int)]
     if count is None:
         return []
+    present = set(range(count))
+    chosen = dataset.get("digits")
+    if isinstance(chosen, list) and all(isinstance(d, int) for d in chosen) and task["label"] in ("largest_digit", "smallest_digit"):
+        present &= set(chosen)  # the dataset shows only these digits
     out = []
-    outside = [c for c in held if c >= count]
+    outside = [c for c in held if c not in present]
     if outside:
-        out.append(Finding(("meta", "held_out_classes"), "out-of-range", f"label '{task['label']}' has classes 0..{count - 1}; {outside} are not among them"))
-    kept = count - len(set(c for c in held if c < count))
+        out.append(Finding(("meta", "held_out_classes"), "out-of-range",
+                           f"label '{task['label']}' of this dataset has the classes {sorted(present)}; {outside} are not among them"))
+    kept = len(present - set(held))
     if held and len(set(held)) < ways:
         out.append(Finding(("meta", "held_out_classes"), "incompatible", f"{ways}-way evaluation episodes need {ways} held-out classes; {len(set(held))} are held out"))
     if kept < ways:
