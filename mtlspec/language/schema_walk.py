@@ -54,14 +54,19 @@ def _step(t: Any, seg: Any) -> list[Any]:
     return out
 
 
-def keys_after_tags(root: type[BaseModel], loc: tuple) -> list[str]:
-    """Allowed keys at a pydantic error location (whose segments include union tags)."""
+def _reached(root: type[BaseModel], loc: tuple) -> list[Any]:
+    """The types at a pydantic error location (whose segments include union tags)."""
     current: list[Any] = [root]
     for seg in loc:
         chosen = [m for t in current for m in _union_members(t) if _tag_of(m) == seg]
         current = chosen if chosen else [n for t in current for n in _step(t, seg)]
+    return current
+
+
+def keys_after_tags(root: type[BaseModel], loc: tuple) -> list[str]:
+    """Allowed keys at a pydantic error location (whose segments include union tags)."""
     keys: list[str] = []
-    for t in current:
+    for t in _reached(root, loc):
         for member in _union_members(t):
             if isinstance(member, type) and issubclass(member, BaseModel):
                 keys.extend(k for k in member.model_fields if k not in keys)
@@ -70,12 +75,8 @@ def keys_after_tags(root: type[BaseModel], loc: tuple) -> list[str]:
 
 def tags_at(root: type[BaseModel], loc: tuple) -> list[str]:
     """The `type` tags a tagged union accepts at a pydantic error location."""
-    current: list[Any] = [root]
-    for seg in loc:
-        chosen = [m for t in current for m in _union_members(t) if _tag_of(m) == seg]
-        current = chosen if chosen else [n for t in current for n in _step(t, seg)]
     found: list[str] = []
-    for t in current:
+    for t in _reached(root, loc):
         found.extend(tag for tag in sorted(tags(t)) if tag not in found)
     return found
 

@@ -36,68 +36,92 @@ def write_plots(steps: list[dict[str, Any]], epochs: list[dict[str, Any]], folde
     import matplotlib
 
     matplotlib.use("Agg")
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, draw in (("loss.png", lambda: _loss(steps, epochs)), ("lr.png", lambda: _rates(steps)),
+                       ("weights.png", lambda: _weights(steps)), ("val_metrics.png", lambda: _validation(epochs, metrics))):
+        fig = draw()
+        if fig is not None:
+            fig.tight_layout()
+            fig.savefig(folder / name, dpi=100)
+            _close(fig)
+            written.append(name)
+    return written
+
+
+def _close(fig: Any) -> None:
+    from matplotlib import pyplot as plt
+
+    plt.close(fig)
+
+
+def _loss(steps: list[dict[str, Any]], epochs: list[dict[str, Any]]) -> Any:
+    """Per task, the smoothed training loss and the validation loss at each evaluation."""
+    from matplotlib import pyplot as plt
+
+    if not steps:
+        return None
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    val_rows = [e for e in epochs if e.get("val_loss")]
+    for n, task in enumerate(steps[0]["loss"]):
+        colour = colours[n % len(colours)]
+        ax.plot([s["step"] for s in steps], _smooth([s["loss"][task] for s in steps]), label=f"{task} (train)", color=colour)
+        points = [(e["step"], e["val_loss"][task]) for e in val_rows if e["val_loss"].get(task) is not None and e["val_loss"][task] > 0]
+        if points:
+            ax.plot(*zip(*points), linestyle="--", marker="o", markersize=3, color=colour, label=f"{task} (validation)")
+    ax.set(xlabel="step", ylabel="loss (training smoothed)", yscale="log", title="Per-task loss: training and validation")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, not over them
+    return fig
+
+
+def _rates(steps: list[dict[str, Any]]) -> Any:
+    from matplotlib import pyplot as plt
+
+    rates = [(s["step"], s["lr"]) for s in steps if s.get("lr") is not None]
+    if not rates:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 2.5))
+    ax.plot(*zip(*rates))
+    ax.set(xlabel="step", ylabel="learning rate", title="Learning rate")
+    return fig
+
+
+def _weights(steps: list[dict[str, Any]]) -> Any:
+    """Task weights per step, for the tasks whose weight varies (constant ones, ew's, add nothing)."""
+    from matplotlib import pyplot as plt
+
+    varying = [task for task in (steps[0].get("weight", {}) if steps else {}) if _varies(steps, task)]
+    if not varying:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for task in varying:
+        ax.plot(*zip(*[(s["step"], s["weight"][task]) for s in steps if s["weight"].get(task) is not None]), label=task)
+    ax.set(xlabel="step", ylabel="weight", title="Task weights per step")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _validation(epochs: list[dict[str, Any]], metrics: dict[str, list[str]] | None) -> Any:
+    """One panel per reported metric, each on its own scale."""
     from matplotlib import pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    if steps:
-        fig, ax = plt.subplots(figsize=(8, 3.5))
-        val_rows = [e for e in epochs if e.get("val_loss")]
-        for n, task in enumerate(steps[0]["loss"]):
-            colour = colours[n % len(colours)]
-            ax.plot([s["step"] for s in steps], _smooth([s["loss"][task] for s in steps]), label=f"{task} (train)", color=colour)
-            points = [(e["step"], e["val_loss"][task]) for e in val_rows if e["val_loss"].get(task) is not None and e["val_loss"][task] > 0]
-            if points:
-                ax.plot(*zip(*points), linestyle="--", marker="o", markersize=3, color=colour, label=f"{task} (validation)")
-        ax.set(xlabel="step", ylabel="loss (training smoothed)", yscale="log", title="Per-task loss: training and validation")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, not over them
-        fig.tight_layout()
-        fig.savefig(folder / "loss.png", dpi=100)
-        plt.close(fig)
-        written.append("loss.png")
-        rates = [(s["step"], s["lr"]) for s in steps if s.get("lr") is not None]
-        if rates:
-            fig, ax = plt.subplots(figsize=(6, 2.5))
-            ax.plot(*zip(*rates))
-            ax.set(xlabel="step", ylabel="learning rate", title="Learning rate")
-            fig.tight_layout()
-            fig.savefig(folder / "lr.png", dpi=100)
-            plt.close(fig)
-            written.append("lr.png")
-        varying = [task for task in steps[0].get("weight", {}) if _varies(steps, task)]
-        if varying:  # constant weights (ew, static) say nothing a plot would add
-            fig, ax = plt.subplots(figsize=(6, 3.5))
-            for task in varying:
-                points = [(s["step"], s["weight"][task]) for s in steps if s["weight"].get(task) is not None]
-                ax.plot(*zip(*points), label=task)
-            ax.set(xlabel="step", ylabel="weight", title="Task weights per step")
-            ax.legend(fontsize=8)
-            fig.tight_layout()
-            fig.savefig(folder / "weights.png", dpi=100)
-            plt.close(fig)
-            written.append("weights.png")
     evaluated = [e for e in epochs if "val" in e]
-    if evaluated:
-        shown = panels(evaluated, metrics)
-        if shown:
-            columns = min(4, len(shown))
-            rows = math.ceil(len(shown) / columns)
-            fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 2.4 * rows), squeeze=False)
-            for ax, (task, metric) in zip(axes.flat, shown):
-                points = [(e["epoch"], e["val"][task][metric]) for e in evaluated if e["val"].get(task, {}).get(metric) is not None]
-                if points:
-                    ax.plot(*zip(*points), marker="o")
-                ax.set_title(f"{task}: {metric}", fontsize=9)
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-                ax.set_xlabel("epoch", fontsize=8)
-                ax.tick_params(labelsize=7)
-            for ax in list(axes.flat)[len(shown):]:
-                ax.set_visible(False)
-            fig.suptitle("Validation metrics (each on its own scale)", fontsize=10)
-            fig.tight_layout()
-            fig.savefig(folder / "val_metrics.png", dpi=100)
-            plt.close(fig)
-            written.append("val_metrics.png")
-    return written
+    shown = panels(evaluated, metrics) if evaluated else []
+    if not shown:
+        return None
+    columns = min(4, len(shown))
+    fig, axes = plt.subplots(math.ceil(len(shown) / columns), columns, figsize=(3 * columns, 2.4 * math.ceil(len(shown) / columns)), squeeze=False)
+    for ax, (task, metric) in zip(axes.flat, shown):
+        points = [(e["epoch"], e["val"][task][metric]) for e in evaluated if e["val"].get(task, {}).get(metric) is not None]
+        if points:
+            ax.plot(*zip(*points), marker="o")
+        ax.set_title(f"{task}: {metric}", fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in list(axes.flat)[len(shown):]:
+        ax.set_visible(False)
+    fig.suptitle("Validation metrics (each on its own scale)", fontsize=10)
+    return fig

@@ -8,27 +8,15 @@ import io
 import numpy as np
 import torch
 
-from mtlspec.tasks.base import Form, Metric, TaskType
-from mtlspec.tasks.objects import crowd_flags
+from mtlspec.tasks.base import Form, Metric
+from mtlspec.tasks.objects import ObjectTask, crowd_flags
 
 
-class Detection(TaskType):
+class Detection(ObjectTask):
     name = "detection"
     form = Form.BOXES
     reads = "boxes"
     baseline_samples = 8  # its trivial prediction (no boxes) reads none; a few show the task has labels
-
-    @classmethod
-    def dataset_classes(cls, spec, source):
-        return source.box_classes()
-
-    @classmethod
-    def class_names(cls, spec, source):
-        return source.box_names() if hasattr(source, "box_names") else None
-
-    @classmethod
-    def category_ids(cls, spec, source):
-        return source.box_category_ids() if hasattr(source, "box_category_ids") else None
 
     def target(self, record):
         if "boxes" not in record:
@@ -39,9 +27,6 @@ class Detection(TaskType):
     def placeholder(self, image_size):
         return {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros((0,), np.int64), "crowd": np.zeros((0,), bool)}
 
-    def collate(self, targets):
-        return [{k: torch.from_numpy(np.asarray(v)) for k, v in t.items()} for t in targets]
-
     def output_problem(self, output, batch, image_size, strides):
         """The head's outputs (scores, boxes, ...): one level per stride, each of the stride's size."""
         levels = output[0]
@@ -51,13 +36,6 @@ class Detection(TaskType):
             if tuple(level.shape[-2:]) != (-(-image_size // stride),) * 2:
                 return f"a level of shape {tuple(level.shape)} does not match stride {stride}"
         return None
-
-    def describe(self):
-        return f"{self.name}, {self.spec.head.type}"
-
-    def __getstate__(self):
-        """Data-loader workers need the data side only: the head (and its weights) stays behind."""
-        return {k: v for k, v in self.__dict__.items() if k != "head"}
 
     def build_head(self, vector_channels, pyramid_channels, strides, image_size):
         from mtlspec.tasks.dense_head import DenseHeadAdapter
@@ -70,13 +48,6 @@ class Detection(TaskType):
         fields = self.spec.head.model_dump()
         self.head = DenseHeadAdapter(fields, self.num_classes, pyramid_channels, strides, image_size)
         return self.head
-
-    def loss(self, output, target, has, weight):
-        # MMDetection averages over positive locations; per-sample weights do not reach these losses.
-        return self.head.loss(output, target, has)
-
-    def predict(self, output, image_size):
-        return self.head.predict(output)
 
     def metric(self):
         return DetectionMetric(self.num_classes)

@@ -11,27 +11,15 @@ import numpy as np
 import torch
 
 from mtlspec.data.records import DataError
-from mtlspec.tasks.base import Form, Metric, TaskType
-from mtlspec.tasks.objects import crowd_flags
+from mtlspec.tasks.base import Form, Metric
+from mtlspec.tasks.objects import ObjectTask, crowd_flags
 
 
-class InstanceSegmentation(TaskType):
+class InstanceSegmentation(ObjectTask):
     name = "instance_segmentation"
     form = Form.INSTANCES
     reads = "instance_masks"
     baseline_samples = 8  # its trivial prediction (no objects) reads none; a few show the task has labels
-
-    @classmethod
-    def dataset_classes(cls, spec, source):
-        return source.box_classes()
-
-    @classmethod
-    def class_names(cls, spec, source):
-        return source.box_names() if hasattr(source, "box_names") else None
-
-    @classmethod
-    def category_ids(cls, spec, source):
-        return source.box_category_ids() if hasattr(source, "box_category_ids") else None
 
     def target(self, record):
         if "instance_masks" not in record:
@@ -46,34 +34,17 @@ class InstanceSegmentation(TaskType):
         return {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros((0,), np.int64), "masks": np.zeros((0, image_size, image_size), np.uint8),
                 "crowd": np.zeros((0,), bool)}
 
-    def collate(self, targets):
-        return [{k: torch.from_numpy(np.asarray(v)) for k, v in t.items()} for t in targets]
-
     def output_problem(self, output, batch, image_size, strides):
         levels = output[0]
         if len(levels) != len(strides):
             return f"the head gives {len(levels)} levels for {len(strides)} strides"
         return None
 
-    def describe(self):
-        return f"{self.name}, {self.spec.head.type}"
-
-    def __getstate__(self):
-        """Data-loader workers need the data side only: the head (and its weights) stays behind."""
-        return {k: v for k, v in self.__dict__.items() if k != "head"}
-
     def build_head(self, vector_channels, pyramid_channels, strides, image_size):
         from mtlspec.tasks.two_stage_head import TwoStageAdapter
 
         self.head = TwoStageAdapter(self.spec.head, self.num_classes, pyramid_channels, strides, image_size, masks=True)
         return self.head
-
-    def loss(self, output, target, has, weight):
-        # MMDetection averages over sampled RoIs; per-sample weights do not reach these losses.
-        return self.head.loss(output, target, has)
-
-    def predict(self, output, image_size):
-        return self.head.predict(output)
 
     def metric(self):
         return InstanceMetric(self.num_classes)

@@ -1,9 +1,46 @@
-"""Objects in an image, as the detection and instance segmentation tasks read them: which are crowd
-regions (COCO's iscrowd), and the objects that train."""
+"""Objects in an image, as the detection and instance segmentation tasks read them: what both task
+types share (classes and names from the dataset's boxes, targets as per-image dicts), which objects
+are crowd regions (COCO's iscrowd), and the objects that train."""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from mtlspec.tasks.base import TaskType
+
+
+class ObjectTask(TaskType):
+    """A task whose targets are the objects of an image (boxes and labels, and masks for instances)."""
+
+    @classmethod
+    def dataset_classes(cls, spec, source):
+        return source.box_classes()
+
+    @classmethod
+    def class_names(cls, spec, source):
+        return source.box_names() if hasattr(source, "box_names") else None
+
+    @classmethod
+    def category_ids(cls, spec, source):
+        return source.box_category_ids() if hasattr(source, "box_category_ids") else None
+
+    def collate(self, targets):
+        return [{k: torch.from_numpy(np.asarray(v)) for k, v in t.items()} for t in targets]
+
+    def describe(self):
+        return f"{self.name}, {self.spec.head.type}"
+
+    def __getstate__(self):
+        """Data-loader workers need the data side only: the head (and its weights) stays behind."""
+        return {k: v for k, v in self.__dict__.items() if k != "head"}
+
+    def loss(self, output, target, has, weight):
+        # MMDetection averages over positive locations or sampled RoIs; per-sample weights do not reach these losses.
+        return self.head.loss(output, target, has)
+
+    def predict(self, output, image_size):
+        return self.head.predict(output)
 
 
 def crowd_flags(record: dict, count: int) -> np.ndarray:
