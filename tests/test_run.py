@@ -89,6 +89,11 @@ def test_run_writes_a_complete_run_directory(tmp_path):
     assert len([s for s in steps if s["kind"] == "step"]) == 6  # 48 samples / batch 16 x 2 epochs
     assert "| boxes | detection | map50 |" in (run / "report.md").read_text()
     assert '<img src="plots/loss.png"' in (run / "report.html").read_text()
+    # issue 21: dataset sizes and the spec as run are in the report, not only in other files
+    assert report["data"]["digits"]["train"]["size"] == 48 and set(report["data"]["digits"]) == {"train", "val", "test"}
+    markdown, page = (run / "report.md").read_text(), (run / "report.html").read_text()
+    assert "| digits | train | 48 |" in markdown and (run / "spec.resolved.yaml").read_text().strip() in markdown
+    assert "<summary>The spec as run (spec.resolved.yaml)</summary>" in page
 
 
 def test_same_spec_and_seed_give_identical_metrics_and_resume_matches(tmp_path):

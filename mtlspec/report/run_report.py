@@ -51,6 +51,7 @@ def build_report(spec: Any, manifest: dict[str, Any], result: Any, plots: list[s
         },
         "plots": plots,
         **({"few_shot": result.few_shot} if getattr(result, "few_shot", None) else {}),
+        "data": {name: {split: dict(info) for split, info in splits.items()} for name, splits in (getattr(result, "splits", None) or {}).items()},
     }
 
 
@@ -69,12 +70,14 @@ def write_reports(run_dir: Path, spec: Any, manifest: dict[str, Any], result: An
     metrics = {task: list(section.metrics) for task, section in spec.tasks.items()}
     plots = write_plots(*_read_metrics(run_dir / "metrics.jsonl"), run_dir / "plots", metrics) if spec.report.plots else []
     report = build_report(spec, manifest, result, plots, baseline)
+    resolved = run_dir / "spec.resolved.yaml"
+    spec_text = resolved.read_text() if resolved.is_file() else ""  # folded into report.md/html (report.json names the file)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=jinja2.select_autoescape(["html"]),
                              keep_trailing_newline=True)
     if "json" in spec.report.formats:
         write_text_atomic(run_dir / "report.json", json.dumps(report, indent=2) + "\n")
     if "md" in spec.report.formats:
-        write_text_atomic(run_dir / "report.md", env.get_template("report.md.j2").render(report=report))
+        write_text_atomic(run_dir / "report.md", env.get_template("report.md.j2").render(report=report, spec_text=spec_text))
     if "html" in spec.report.formats:
-        write_text_atomic(run_dir / "report.html", env.get_template("report.html.j2").render(report=report))
+        write_text_atomic(run_dir / "report.html", env.get_template("report.html.j2").render(report=report, spec_text=spec_text))
     return report
