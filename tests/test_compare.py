@@ -37,11 +37,11 @@ def test_markdown_table_groups_seeds_marks_best_and_computes_delta_m(cli, runs):
     result = cli("compare", str(a0), str(a1), str(b0), "--baseline", str(base), "--format", "md")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == "| run | cls.accuracy ↑ | depth.abs_err ↓ | Δm % ↑ |"
-    # a: mean of seeds 0 and 1; Δm = mean(+30% accuracy, 0% abs_err) = +15
-    assert lines[2] == "| mtl[a] (seeds 0, 1) | **0.6500 ± 0.0707** | 0.4000 ± 0.1414 | **+15.00** |"
+    assert lines[0] == "| run | cls.accuracy ↑ | depth.abs_err ↓ | Δm % ↑ | Δm cls % ↑ | Δm depth % ↑ |"
+    # a: mean of seeds 0 and 1; Δm = mean(+30% accuracy, 0% abs_err) = +15, per task +30 and 0
+    assert lines[2] == "| mtl[a] (seeds 0, 1) | **0.6500 ± 0.0707** | 0.4000 ± 0.1414 | **+15.00** | **+30.00** | +0.00 |"
     # b: accuracy -20%, abs_err better by 50% -> +15 as well; its abs_err is the best (lowest)
-    assert lines[3] == "| mtl[b] | 0.4000 | **0.2000** | **+15.00** |"
+    assert lines[3] == "| mtl[b] | 0.4000 | **0.2000** | **+15.00** | -20.00 | **+50.00** |"
     assert "LibMTL's Δp" in result.output and "differ in library versions" in result.output
 
 

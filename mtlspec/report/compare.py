@@ -31,6 +31,7 @@ class Row:
     spread: dict[str, dict[str, float]] = field(default_factory=dict)  # std over seeds
     higher: dict[str, bool] = field(default_factory=dict)
     delta_m: float | None = None
+    delta_m_tasks: dict[str, float] = field(default_factory=dict)  # each task's Δm (its metrics' mean relative change)
     fingerprints: dict[str, str] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     spec_hash: str = ""
@@ -159,12 +160,24 @@ def apply_baseline(rows: list[Row], baseline: str | None) -> dict[str, dict[str,
         if missing:
             raise UsageError(f"--baseline single_task needs runs made with evaluation.baseline: single_task; these were not: {', '.join(missing)}")
         for row in rows:
-            row.delta_m = delta_m(row.metrics, row.own_baseline, _directions(row))["value"]
+            found = delta_m(row.metrics, row.own_baseline, _directions(row))
+            row.delta_m, row.delta_m_tasks = found["value"], found["per_task"]
         return None
     base = load_rows([Path(baseline)])[0]
     for row in rows:
-        row.delta_m = delta_m(row.metrics, base.metrics, _directions(row))["value"]
+        found = delta_m(row.metrics, base.metrics, _directions(row))
+        row.delta_m, row.delta_m_tasks = found["value"], found["per_task"]
     return base.metrics
+
+
+def delta_columns(rows: list[Row]) -> tuple[list[str], list[list[tuple[str, bool]]]]:
+    """The Δm columns: overall, then each task's; per row its cells as (text, best in its column)."""
+    tasks = list(dict.fromkeys(t for r in rows for t in r.delta_m_tasks))
+    values = [[r.delta_m, *(r.delta_m_tasks.get(t) for t in tasks)] for r in rows]
+    tops = [max((v[i] for v in values if v[i] is not None), default=None) for i in range(len(tasks) + 1)]
+    cells = [[("-", False) if v is None else (f"{v:+.2f}", tops[i] is not None and math.isclose(v, tops[i])) for i, v in enumerate(line)]
+             for line in values]
+    return ["Δm % ↑", *(f"Δm {t} % ↑" for t in tasks)], cells
 
 
 GATE = re.compile(r"^\s*(delta_m|[A-Za-z][\w]*\.[\w]+)\s*(?:(<=|>=|<|>|==)\s*([-+]?[\d.]+(?:[eE][-+]?\d+)?)|(drops)\s*>\s*([-+]?[\d.]+(?:[eE][-+]?\d+)?))\s*$")
@@ -267,14 +280,11 @@ def to_markdown(rows: list[Row], with_delta: bool) -> str:
     cols = columns(rows)
     arrows = {c: ("↑" if next(r.higher[c] for r in rows if c in r.higher) else "↓") for c in cols}
     bests = {c: best(rows, c) for c in cols}
-    header = ["run"] + [f"{c} {arrows[c]}" for c in cols] + (["Δm % ↑"] if with_delta else [])
+    delta_names, delta_cells = delta_columns(rows) if with_delta else ([], [[] for _ in rows])
+    header = ["run"] + [f"{c} {arrows[c]}" for c in cols] + delta_names
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    top = max((r.delta_m for r in rows if r.delta_m is not None), default=None)
-    for row in rows:
-        cells = [row.label] + [cell(row, c, bests[c]) for c in cols]
-        if with_delta:
-            dm = "-" if row.delta_m is None else f"{row.delta_m:+.2f}"
-            cells.append(f"**{dm}**" if row.delta_m is not None and math.isclose(row.delta_m, top) else dm)
+    for row, deltas in zip(rows, delta_cells):
+        cells = [row.label] + [cell(row, c, bests[c]) for c in cols] + [f"**{text}**" if top else text for text, top in deltas]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("↑ higher is better, ↓ lower is better; the best value of each column is in bold; "
@@ -303,11 +313,10 @@ def to_text(rows: list[Row], with_delta: bool, width: int = 80) -> str:
     values = [[cell(r, c, bests[c]).replace("**", "") + ("*" if "**" in cell(r, c, bests[c]) else "") for c in cols] for r in rows]
     names = [f"{c} {arrows[c]}" for c in cols]
     if with_delta:
-        top = max((r.delta_m for r in rows if r.delta_m is not None), default=None)
-        names.append("Δm % ↑")
-        for r, line in zip(rows, values):
-            dm = "-" if r.delta_m is None else f"{r.delta_m:+.2f}"
-            line.append(dm + ("*" if r.delta_m is not None and math.isclose(r.delta_m, top) else ""))
+        delta_names, delta_cells = delta_columns(rows)
+        names += delta_names
+        for line, deltas in zip(values, delta_cells):
+            line += [text + ("*" if top else "") for text, top in deltas]
     lines = _grid(["run", *names], [[r.label, *v] for r, v in zip(rows, values)])
     if max(len(line) for line in lines) > width and names:  # transposed: a row per metric, a column per run
         lines = []
@@ -327,7 +336,8 @@ def to_json(rows: list[Row], with_delta: bool) -> dict[str, Any]:
     return {
         "schema_version": 1,
         "columns": {c: {"higher_is_better": next(r.higher[c] for r in rows if c in r.higher)} for c in columns(rows)},
-        "rows": [{"label": r.label, "runs": r.runs, "metrics": r.metrics, "std": r.spread, "delta_m": r.delta_m} for r in rows],
+        "rows": [{"label": r.label, "runs": r.runs, "metrics": r.metrics, "std": r.spread, "delta_m": r.delta_m,
+                  "delta_m_per_task": r.delta_m_tasks} for r in rows],
         "delta_m_definition": DEFINITION if with_delta else None,
         "notes": differences(rows),
     }
