@@ -60,8 +60,10 @@ def adapt(run_dir: Path, task_spec: Path, shots: int, ways: int | None = None, q
     """Few-shot evaluation of the run's model on the new task; a summary dict (see module doc)."""
     from mtlspec.data.build import build_dataset, build_sources
     from mtlspec.inference.model_file import load_run
-    from mtlspec.meta.episodes import EpisodeSampler
+    from mtlspec.meta import adapts
+    from mtlspec.meta.episodes import EpisodeSampler, label_reader
     from mtlspec.meta.fit import few_shot
+    from mtlspec.meta.functional import adapted_names
     from mtlspec.tasks import task_type_class
 
     loaded = load_run(run_dir)
@@ -71,8 +73,6 @@ def adapt(run_dir: Path, task_spec: Path, shots: int, ways: int | None = None, q
     queries = queries if queries is not None else (meta.episodes.queries if meta else 15)
     steps = steps if steps is not None else (meta.inner_steps if meta else 10)
     lr = lr if lr is not None else (meta.inner_lr if meta else 0.05)
-    from mtlspec.meta import adapts
-
     adapt = ("heads" if heads_only else "all") if heads_only is not None else (adapts(meta) if meta else "all")
     image_level = [t for t, tt in loaded.task_types.items() if tt.image_level]
     source = source or (loaded.spec.meta.task if loaded.spec.meta else (image_level or list(loaded.task_types))[0])
@@ -86,20 +86,17 @@ def adapt(run_dir: Path, task_spec: Path, shots: int, ways: int | None = None, q
 
         topology = build_model(loaded.spec, loaded.task_types).topology
     section = spec.tasks[task]
-    head_type = task_type_class("classification")(task, ways, section)
     reused = loaded.spec.meta is not None and not scratch and source == loaded.spec.meta.task and loaded.tasks[source]["num_classes"] == ways
-    head = copy.deepcopy(loaded.model.heads[source]) if reused else head_type.build_head(topology.vector_channels, topology.pyramid_channels,
-                                                                                         topology.strides, loaded.image_size)
+    head = copy.deepcopy(loaded.model.heads[source]) if reused else task_type_class(section.type)(task, ways, section).build_head(
+        topology.vector_channels, topology.pyramid_channels, topology.strides, loaded.image_size)
     model = AdaptedModel(topology, source, task, head).to(device)
 
     data = spec.model_copy(update={"data": spec.data.model_copy(update={"image_size": loaded.image_size})})
     base = task_spec.resolve().parent
-    reader = {task: task_type_class("classification")(task, task_type_class("classification").classes(section, build_sources(data, "train", base)[section.dataset]), section)}
+    reader = label_reader(task, section, build_sources(data, "train", base)[section.dataset])  # class count as a run counts it
     split = spec.evaluation.split
     dataset = build_dataset(data, split, False, base, reader)
     sampler = EpisodeSampler(dataset, task, ways, shots, queries, seed, classes, f"{split} split")
-    from mtlspec.meta.functional import adapted_names
-
     try:
         adapted_names(model, task, adapt)
     except ValueError as exc:  # an adapt prefix the run's meta section names, absent from this model

@@ -27,22 +27,38 @@ class Episode:
     query_labels: list[int]
 
 
+def label_reader(task: str, section: Any, source: Any) -> dict[str, Any]:
+    """The task type that reads a classification task's labels as its dataset has them (every
+    class; a meta-learned head answers only `ways`), keyed by the task, for build_dataset."""
+    from mtlspec.tasks import task_type_class
+
+    cls = task_type_class(section.type)
+    return {task: cls(task, cls.classes(section, source), section)}
+
+
+def class_index(dataset: Any, task: str) -> dict[int, list[int]]:
+    """Sample indices of the split by class, read from the labels (no image decoded)."""
+    tt = dataset.task_types[task]
+    name = tt.spec.dataset
+    source = dataset.sources[name]
+    start = int(dataset.offsets[dataset.names.index(name)])
+    by_class: dict[int, list[int]] = {}
+    for local in range(len(source)):
+        value, present = tt.target({"labels": labels_of(source, local), "meta": {"file": getattr(source, "name", ""), "index": local}})
+        if present:
+            by_class.setdefault(int(value), []).append(start + local)
+    return by_class
+
+
 class EpisodeSampler:
     """Episodes of `task` from `dataset` (a MultiTaskDataset of one split), drawing from `classes`
-    (all the task's classes when None)."""
+    (all the task's classes when None); `index` is the split's class_index when already read."""
 
     def __init__(self, dataset: Any, task: str, ways: int, shots: int, queries: int, seed: int, classes: list[int] | None = None,
-                 split: str = ""):
+                 split: str = "", index: dict[int, list[int]] | None = None):
         self.dataset, self.task, self.ways, self.shots, self.queries, self.seed = dataset, task, ways, shots, queries, seed
-        tt = dataset.task_types[task]
-        name = tt.spec.dataset
-        source = dataset.sources[name]
-        start = int(dataset.offsets[dataset.names.index(name)])
-        by_class: dict[int, list[int]] = {}
-        for local in range(len(source)):
-            value, present = tt.target({"labels": labels_of(source, local), "meta": {"file": getattr(source, "name", ""), "index": local}})
-            if present:
-                by_class.setdefault(int(value), []).append(start + local)
+        name = dataset.task_types[task].spec.dataset
+        by_class = index if index is not None else class_index(dataset, task)
         allowed = sorted(by_class) if classes is None else sorted(set(classes))
         need = shots + queries
         self.by_class = {c: np.asarray(by_class.get(c, []), np.int64) for c in allowed}

@@ -19,13 +19,12 @@ import numpy as np
 import torch
 
 from mtlspec.build import Built
-from mtlspec.data.build import describe
 from mtlspec.inference.model_file import save_model
 from mtlspec.meta import adapts, algorithm_for
-from mtlspec.meta.episodes import EpisodeSampler
+from mtlspec.meta.episodes import EpisodeSampler, class_index, label_reader
 from mtlspec.meta.functional import adapted, adapted_names, logits
 from mtlspec.train import checkpoint as ckpt
-from mtlspec.train.loop import FitResult, TrainingError, resolve_device, thread_count
+from mtlspec.train.loop import FitResult, TrainingError, describe_splits, resolve_device, thread_count
 from mtlspec.train.optim import build_optimizer, build_scheduler
 
 Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval, as few-shot papers report
@@ -63,12 +62,10 @@ def label_reading(built: Built, split: str) -> Any:
     """A split's samples with the task's labels as the dataset has them (all its classes; the
     model's head has `ways`), read without augmentation."""
     from mtlspec.data.build import build_dataset
-    from mtlspec.tasks import task_type_class
 
     task = built.spec.meta.task
     section = built.spec.tasks[task]
-    cls = task_type_class(section.type)
-    reader = {task: cls(task, cls.classes(section, built.sources[section.dataset]), section)}
+    reader = label_reader(task, section, built.sources[section.dataset])
     return build_dataset(built.spec, split, False, built.data_root, reader, sources=built.sources if split == "train" else None)
 
 
@@ -105,9 +102,10 @@ class MetaTrainer:
         self.algorithm = algorithm_for(meta)
         shape = meta.episodes
         self.train_set, self.val_set, self.test_set = (label_reading(built, split) for split in ("train", "val", spec.evaluation.split))
-        every = EpisodeSampler(self.train_set, self.task, 2, 1, 1, spec.seed, None, "training split").by_class
+        every = class_index(self.train_set, self.task)  # read once: it names the classes and indexes the training samples
         train_classes, eval_classes = class_sets(meta, sorted(every))
-        self.train_sampler = EpisodeSampler(self.train_set, self.task, shape.ways, shape.shots, shape.queries, spec.seed, train_classes, "training split")
+        self.train_sampler = EpisodeSampler(self.train_set, self.task, shape.ways, shape.shots, shape.queries, spec.seed, train_classes,
+                                            "training split", every)
         self.val_sampler = EpisodeSampler(self.val_set, self.task, shape.ways, shape.shots, shape.queries, spec.seed + 1, eval_classes, "validation split")
         self.test_sampler = EpisodeSampler(self.test_set, self.task, shape.ways, shape.shots, shape.queries, spec.seed + 2, eval_classes,
                                            f"{spec.evaluation.split} split")
@@ -168,14 +166,11 @@ class MetaTrainer:
                     self._checkpoint()
         self._save_model()
         final = self._few_shot(self.test_sampler, 0)
-        splits = {name: {"train": describe(src)} for name, src in self.train_set.sources.items()}
-        for split, dataset in (("val", self.val_set), (spec.evaluation.split, self.test_set)):
-            for name, src in dataset.sources.items():
-                splits[name][split] = describe(src)
         return FitResult(
             metrics={self.task: {"accuracy": final["accuracy"]}}, baselines={self.task: {"accuracy": 1.0 / meta.episodes.ways}},
             history=self.history, epochs_run=self.epoch, stopped_early=False, device=str(self.device),
-            fingerprints={name: src.fingerprint() for name, src in self.train_set.sources.items()}, splits=splits,
+            fingerprints={name: src.fingerprint() for name, src in self.train_set.sources.items()},
+            splits=describe_splits(self.train_set, {"val": self.val_set, spec.evaluation.split: self.test_set}),
             num_parameters=sum(p.numel() for p in self.model.parameters()), wall_seconds=time.perf_counter() - started,
             split=spec.evaluation.split, task_types={t: s.type for t, s in spec.tasks.items()},
             few_shot={self.task: {**final, "algorithm": meta.algorithm, "held_out_classes": list(meta.held_out_classes)}})

@@ -354,10 +354,7 @@ class Trainer:
         test_loader = make_loader(self.test_set, spec.data.batch_size, spec.data.num_workers)
         final, _ = evaluate(self.model, self.task_types, test_loader, self.device, spec.data.image_size, self.autocast)
         baselines = trivial_baselines(self.task_types, self.train_set.unaugmented(), test_loader, spec.data.image_size)
-        splits = {name: {"train": describe(src)} for name, src in self.train_set.sources.items()}
-        for split, dataset in (("val", self.val_set), (spec.evaluation.split, self.test_set)):
-            for name, src in dataset.sources.items():
-                splits[name][split] = describe(src)
+        splits = describe_splits(self.train_set, {"val": self.val_set, spec.evaluation.split: self.test_set})
         return FitResult(
             metrics=final, baselines=baselines, history=self.history, epochs_run=self.completed, stopped_early=self.stopped_early,
             device=str(self.device), fingerprints={name: src.fingerprint() for name, src in self.train_set.sources.items()},
@@ -365,6 +362,15 @@ class Trainer:
             wall_seconds=time.perf_counter() - started, split=spec.evaluation.split,
             task_types={t: s.type for t, s in spec.tasks.items()},
         )
+
+
+def describe_splits(train_set: Any, others: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per dataset and split, its size and origin, for the manifest and the report."""
+    splits = {name: {"train": describe(src)} for name, src in train_set.sources.items()}
+    for split, dataset in others.items():
+        for name, src in dataset.sources.items():
+            splits[name][split] = describe(src)
+    return splits
 
 
 def fit(built: Built, spec_hash: str, run_dir: Path, resume: dict[str, Any] | None = None, log: Callable[[str], None] = print,
