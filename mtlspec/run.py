@@ -19,6 +19,7 @@ from mtlspec.io import write_text_atomic
 from mtlspec.language.root import Spec
 from mtlspec.language.validate import Result
 from mtlspec.rundir import new_run_dir, now, read_manifest, record_failure, running, write_manifest
+from mtlspec.train.timing import TIMINGS_FILE
 
 Log = Callable[[str], None]
 REFUSED_WARNINGS = ("not-implemented", "missing-file")  # warnings in validate, errors when a run would need the part
@@ -113,6 +114,7 @@ def prepare_resume(run_dir: Path, digest: str) -> tuple[dict[str, Any], dict[str
     ckpt.remove_partial_writes(run_dir / "checkpoints")
     ckpt.remove_partial_writes(run_dir)
     truncate_metrics(run_dir / "metrics.jsonl", state["step"], state["epoch"])
+    truncate_metrics(run_dir / TIMINGS_FILE, state["step"], state["epoch"])  # its rows are epochs
     info["resumed"] = [*info.get("resumed", []), {"at": now(), "from": path.name}]
     return info, state, path
 

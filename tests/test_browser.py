@@ -21,11 +21,17 @@ window.__errors = [];
 window.addEventListener("error", e => window.__errors.push(String(e.message || (e.target && e.target.src) || e.type)), true);
 const original = console.error;
 console.error = (...args) => { window.__errors.push(args.join(" ")); original(...args); };
-window.addEventListener("load", () => {
+window.addEventListener("load", () => setTimeout(() => {
   const images = [...document.images].map(i => ({src: i.src.slice(0, 60), ok: i.complete && i.naturalWidth > 0}));
   const fits = document.documentElement.scrollWidth <= window.innerWidth + 1;  // nothing runs off the right edge
-  document.body.setAttribute("data-probe", JSON.stringify({images, errors: window.__errors, fits}));
-});
+  // a chart is drawn when its SVG has a size and holds marks: lines, points, bars or a heatmap's image
+  const charts = [...document.querySelectorAll("div.chart")].map(c => {
+    const svg = c.querySelector("svg.main-svg");
+    const marks = c.querySelectorAll(".scatterlayer path.js-line, .scatterlayer path.point, .barlayer path, .heatmaplayer image").length;
+    return {id: (c.querySelector(".js-plotly-plot") || {}).id, marks, drawn: !!svg && svg.getBoundingClientRect().width > 200 && marks > 0};
+  });
+  document.body.setAttribute("data-probe", JSON.stringify({images, charts, errors: window.__errors, fits}));
+}, 500));
 </script>"""
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--virtual-time-budget=5000", "--hide-scrollbars"]
@@ -51,7 +57,7 @@ def inspect(chromium, html_file, screenshot, tmp_path):
     match = re.search(r'data-probe="([^"]*)"', dom.stdout)
     assert match, dom.stderr[-2000:]
     result = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
-    subprocess.run([chromium, *FLAGS, *profile, "--window-size=1100,1400", f"--screenshot={screenshot}", html_file.as_uri()],
+    subprocess.run([chromium, *FLAGS, *profile, "--window-size=1100,2400", f"--screenshot={screenshot}", html_file.as_uri()],
                    capture_output=True, timeout=120)
     probe.unlink()
     return result
@@ -67,13 +73,16 @@ depth: {type: depth, dataset: digits}
     assert cli("run", str(spec), "--quiet", "--out", str(tmp_path / "runs")).exit_code == 0
     (run,) = (tmp_path / "runs" / "browser" / "weighting=ew").iterdir()
     report = inspect(chromium, run / "report.html", tmp_path / "report.png", tmp_path)
-    assert len(report["images"]) == 3 and all(i["ok"] for i in report["images"]), report
-    assert report["errors"] == []
+    assert [c["id"] for c in report["charts"]] == ["chart-loss", "chart-lr", "chart-val_metrics", "chart-time", "chart-largest_confusion",
+                                                   "chart-largest_per_class"], report  # ew: no weights chart
+    assert all(c["drawn"] for c in report["charts"]) and report["errors"] == [], report
+    assert len(report["images"]) == 6 and all(i["ok"] for i in report["images"]), report  # the prediction examples
     runs = sorted((tmp_path / "runs" / "browser").glob("*/*"))
     html = tmp_path / "compare.html"
     assert cli("compare", *map(str, runs), "--baseline", str(runs[0]), "--format", "html", "-o", str(html)).exit_code == 0
     comparison = inspect(chromium, html, tmp_path / "compare.png", tmp_path)
-    assert len(comparison["images"]) == 2 and all(i["ok"] for i in comparison["images"]), comparison
+    assert [c["id"] for c in comparison["charts"]] == ["chart-pareto", "chart-delta_m", "chart-training_curves", "chart-validation_curves"]
+    assert all(c["drawn"] for c in comparison["charts"]), comparison
     assert comparison["errors"] == [] and comparison["fits"]
     wide = [run / f"wide-{i}" for i in range(3)]  # issue 21: many columns ran off the right edge at 1400 px
     for i, folder in enumerate(wide):

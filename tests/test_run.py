@@ -68,7 +68,11 @@ def test_run_writes_a_complete_run_directory(tmp_path):
     for name in ("spec.resolved.yaml", "manifest.json", "metrics.jsonl", "report.json", "report.md", "report.html"):
         assert (run / name).is_file(), name
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-0001.pt", "epoch-0002.pt"]
-    assert {p.name for p in (run / "plots").iterdir()} == {"loss.png", "lr.png", "val_metrics.png"}  # ew: no weights plot
+    # ew: no weights plot and no gradient cosines (a loss weighting forms no per-task gradients)
+    assert {p.name for p in (run / "plots").iterdir()} == {"loss.png", "lr.png", "val_metrics.png", "time.png", "largest_confusion.png",
+                                                          "largest_per_class.png", "present_per_class.png", "boxes_per_class.png",
+                                                          "boxes_pr.png", "seg_confusion.png", "seg_per_class.png", "examples"}
+    assert sorted(p.name for p in (run / "plots" / "examples").iterdir()) == [f"digits_{i:06d}.png" for i in range(6)]  # predictions drawn
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["seed"] == 3 and len(manifest["spec_hash"]) == 64
     assert manifest["versions"]["mmdet"] == "3.3.0" and manifest["dataset_fingerprints"]["digits"]
@@ -88,7 +92,19 @@ def test_run_writes_a_complete_run_directory(tmp_path):
     assert [s["epoch"] for s in steps if s["kind"] == "epoch"] == [1, 2]
     assert len([s for s in steps if s["kind"] == "step"]) == 6  # 48 samples / batch 16 x 2 epochs
     assert "| boxes | detection | map50 |" in (run / "report.md").read_text()
-    assert '<img src="plots/loss.png"' in (run / "report.html").read_text()
+    page = (run / "report.html").read_text()
+    assert page.count('<div class="chart">') == 11 and 'id="chart-loss"' in page and "Plotly.newPlot" in page
+    assert page.count('<img src="data:image/png;base64,') == 6 and report["examples"][0] == "examples/digits_000000.png"
+    assert "https://" not in page.split("<body>")[1].split("<details>")[0].replace("https://plotly.com", "")  # nothing fetched at view time
+    # issue 21: time per epoch, per-class scores and the confusion matrix in the report
+    timings = [json.loads(line) for line in (run / "timings.jsonl").read_text().splitlines()]
+    assert [t["epoch"] for t in timings] == [1, 2] and all(t["steps"] == 3 and t["epoch_seconds"] >= t["train_seconds"] > 0 for t in timings)
+    assert report["time"]["mean_step_seconds"] > 0 and report["time"]["epochs"] == timings
+    confusion = report["tasks"]["largest"]["details"]["confusion"]
+    assert len(confusion) == 10 and sum(map(sum, confusion)) == 16  # the test split's 16 images, each counted once
+    boxes = report["tasks"]["boxes"]["details"]
+    assert len(boxes["ap"]) == 10 and len(boxes["recall"]) == 101 and boxes["names"] == [str(d) for d in range(10)]
+    assert "## Time" in (run / "report.md").read_text() and "## boxes: per class (test split)" in (run / "report.md").read_text()
     # issue 21: dataset sizes and the spec as run are in the report, not only in other files
     assert report["data"]["digits"]["train"]["size"] == 48 and set(report["data"]["digits"]) == {"train", "val", "test"}
     markdown, page = (run / "report.md").read_text(), (run / "report.html").read_text()
@@ -105,8 +121,11 @@ def test_same_spec_and_seed_give_identical_metrics_and_resume_matches(tmp_path):
         run_result(spec, tmp_path / "c", log=lambda m: None, callbacks=[StopAfter(1)])
     (stopped,) = list((tmp_path / "c" / "tiny").iterdir())
     assert [p.name for p in (stopped / "checkpoints").iterdir()] == ["epoch-0001.pt"]
+    (stopped / "timings.jsonl").write_text((stopped / "timings.jsonl").read_text() + '{"kind": "epoch", "epoch": 2, "steps"')  # cut by a kill
     resumed = run_result(spec, tmp_path / "c", resume_dir=stopped, log=lambda m: None).report
     assert _metrics(resumed) == _metrics(first)
+    timings = [json.loads(line) for line in (stopped / "timings.jsonl").read_text().splitlines()]
+    assert [t["epoch"] for t in timings] == [1, 2]  # the cut line dropped, epoch 2 timed once
 
 
 def test_resume_refuses_a_checkpoint_from_another_spec(tmp_path):
@@ -179,7 +198,11 @@ def test_plots_show_what_varies_and_what_the_spec_reports(tmp_path):
     """Issue 21: ew's weights plot was flat lines; top_k (not in the table) was plotted; every
     metric of a task shared one axis. Weights are drawn where they vary, the learning rate and the
     validation loss are drawn, and each reported metric gets a panel of its own."""
-    from mtlspec.report.plots import panels, write_plots
+    from mtlspec.report.figures import panels, run_figures
+    from mtlspec.report.render_png import write_pngs
+
+    def write_plots(steps, epochs, folder, metrics):
+        return write_pngs(run_figures(steps, epochs, [], metrics), folder)
 
     steps = [{"step": i, "lr": 0.1 / (i + 1), "loss": {"a": 1.0 / (i + 1), "b": 2.0}, "weight": {"a": 1.0, "b": 1.0}} for i in range(20)]
     epochs = [{"kind": "epoch", "epoch": e, "step": 10 * e, "val": {"a": {"accuracy": 0.5, "top_k": 1.0, "macro_f1": 0.4}, "b": {"mae": 0.3}},

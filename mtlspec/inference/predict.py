@@ -7,6 +7,7 @@ scaled) before they are written (writers.py), with an overlay per image (overlay
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,9 +80,9 @@ def batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
 
 
 def predict(run_dir: Path, inputs: list[str], out: Path, batch_size: int = 16, device: str = "cpu", overlays: bool = True,
-            score_threshold: float = 0.3, progress: Callable[[int, int], Any] | None = None) -> dict[str, Any]:
+            score_threshold: float = 0.3, progress: Callable[[int, int], Any] | None = None, limit: int | None = None) -> dict[str, Any]:
     """Predict every task of the run on `inputs` (image files or folders, or one split name) into
-    `out`; `progress(done, total)` after each batch."""
+    `out` (the first `limit` images only, when given); `progress(done, total)` after each batch."""
     loaded = load_run(run_dir)
     if len(inputs) == 1 and inputs[0] in SPLITS and not Path(inputs[0]).exists():
         count, items = from_split(loaded.spec, inputs[0], _data_root(run_dir))
@@ -89,6 +90,8 @@ def predict(run_dir: Path, inputs: list[str], out: Path, batch_size: int = 16, d
     else:
         count, items = from_files([Path(p) for p in inputs])
         what = ", ".join(inputs)
+    if limit is not None:
+        count, items = min(count, limit), itertools.islice(items, limit)
     model = loaded.model.to(torch.device(device))
     writers = {t: TaskWriter(out, t, loaded.tasks[t], getattr(tt.spec, "threshold", 0.5)) for t, tt in loaded.task_types.items()}
     images = []

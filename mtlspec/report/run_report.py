@@ -1,21 +1,40 @@
-"""The run directory's reports: report.json (schema-versioned), report.md and report.html from report/templates/."""
+"""The run directory's reports: report.json (schema-versioned), report.md (with PNG charts) and
+report.html (with the same charts, interactive) from report/templates/."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
 
 from mtlspec.io import write_text_atomic
-from mtlspec.report.plots import write_plots
+from mtlspec.report.figures import run_figures
+from mtlspec.report.render_png import write_pngs
+from mtlspec.train.timing import TIMINGS_FILE, read_timings
 from mtlspec.language.tasks import directions
 
 REPORT_SCHEMA_VERSION = 1
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data: found in a wheel install too
 
 
-def build_report(spec: Any, manifest: dict[str, Any], result: Any, plots: list[str], baseline: dict | None = None) -> dict[str, Any]:
+def time_summary(timings: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Per epoch, where the time went; and over the run, the mean step, images per second and the
+    share of training time spent waiting for data."""
+    if not timings:
+        return None
+    train = sum(t["train_seconds"] for t in timings)
+    steps = sum(t["steps"] for t in timings)
+    return {"epochs": timings, "mean_epoch_seconds": sum(t["epoch_seconds"] for t in timings) / len(timings),
+            "mean_step_seconds": (train - sum(t["data_seconds"] for t in timings)) / max(steps, 1),
+            "images_per_second": sum(t["images_per_second"] * t["train_seconds"] for t in timings if t["images_per_second"]) / train if train else None,
+            "data_share": sum(t["data_seconds"] for t in timings) / train if train else None}
+
+
+def build_report(spec: Any, manifest: dict[str, Any], result: Any, plots: list[str], baseline: dict | None = None,
+                 timings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     tasks = {}
+    details = getattr(result, "details", None) or {}
     for task, metrics in result.metrics.items():
         chosen = spec.tasks[task].metrics
         values = {m: float(metrics[m]) for m in chosen if m in metrics}
@@ -24,6 +43,7 @@ def build_report(spec: Any, manifest: dict[str, Any], result: Any, plots: list[s
             "metrics": values,
             "higher_is_better": {m: directions(spec)[task][m] for m in values},
             "baseline": {m: float(v) for m, v in result.baselines.get(task, {}).items() if m in values},
+            **({"details": details[task]} if task in details else {}),
         }
     last_val = next((e["val"] for e in reversed(result.history) if "val" in e), {})
     val = {t: {m: float(v) for m, v in last_val.get(t, {}).items() if m in spec.tasks[t].metrics} for t in last_val}
@@ -49,10 +69,44 @@ def build_report(spec: Any, manifest: dict[str, Any], result: Any, plots: list[s
             "device": result.device, "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
             "wall_seconds": result.wall_seconds, "num_parameters": result.num_parameters,
         },
+        "time": time_summary(timings or []),
         "plots": plots,
         **({"few_shot": result.few_shot} if getattr(result, "few_shot", None) else {}),
         "data": {name: {split: dict(info) for split, info in splits.items()} for name, splits in (getattr(result, "splits", None) or {}).items()},
     }
+
+
+PER_CLASS_COLUMNS = ("ap", "ap50", "iou", "recall", "precision", "f1")
+
+
+def per_class_tables(report: dict[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """Per task with details: the columns and rows of its per-class table (a class per row)."""
+    out = {}
+    for task, t in report["tasks"].items():
+        details = t.get("details") or {}
+        columns = [c for c in PER_CLASS_COLUMNS if isinstance(details.get(c), list)]
+        if not columns:
+            continue
+        count = len(details[columns[0]])
+        names = details.get("names") or [str(i) for i in range(count)]
+        rows = [[str(names[i]) if i < len(names) else str(i)] + ["-" if details[c][i] is None else f"{details[c][i]:.4f}" for c in columns]
+                for i in range(count)]
+        out[task] = (columns, rows)
+    return out
+
+
+def _examples(run_dir: Path, spec: Any) -> list[str]:
+    """The overlays of a few evaluation images (report/examples.py) under plots/examples/; none,
+    with a warning, when they cannot be drawn: the run itself has finished and must not fail here."""
+    from mtlspec.report.examples import draw_examples
+
+    try:
+        return draw_examples(run_dir, spec.evaluation.split, run_dir / "plots" / "examples")
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        import warnings
+
+        warnings.warn(f"{run_dir}: the report's prediction examples could not be drawn ({type(exc).__name__}: {exc})", stacklevel=2)
+        return []
 
 
 def _read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
@@ -68,8 +122,12 @@ def write_reports(run_dir: Path, spec: Any, manifest: dict[str, Any], result: An
     import jinja2
 
     metrics = {task: list(section.metrics) for task, section in spec.tasks.items()}
-    plots = write_plots(*_read_metrics(run_dir / "metrics.jsonl"), run_dir / "plots", metrics) if spec.report.plots else []
-    report = build_report(spec, manifest, result, plots, baseline)
+    timings = read_timings(run_dir / TIMINGS_FILE)
+    figures = run_figures(*_read_metrics(run_dir / "metrics.jsonl"), timings, metrics, getattr(result, "details", None)) if spec.report.plots else []
+    plots = write_pngs(figures, run_dir / "plots")
+    examples = _examples(run_dir, spec) if spec.report.plots and spec.meta is None else []
+    report = build_report(spec, manifest, result, plots, baseline, timings)
+    report["examples"] = [f"examples/{name}" for name in examples]
     resolved = run_dir / "spec.resolved.yaml"
     spec_text = resolved.read_text() if resolved.is_file() else ""  # folded into report.md/html (report.json names the file)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=jinja2.select_autoescape(["html"]),
@@ -77,7 +135,13 @@ def write_reports(run_dir: Path, spec: Any, manifest: dict[str, Any], result: An
     if "json" in spec.report.formats:
         write_text_atomic(run_dir / "report.json", json.dumps(report, indent=2) + "\n")
     if "md" in spec.report.formats:
-        write_text_atomic(run_dir / "report.md", env.get_template("report.md.j2").render(report=report, spec_text=spec_text))
+        write_text_atomic(run_dir / "report.md", env.get_template("report.md.j2").render(report=report, spec_text=spec_text, per_class=per_class_tables(report)))
     if "html" in spec.report.formats:
-        write_text_atomic(run_dir / "report.html", env.get_template("report.html.j2").render(report=report, spec_text=spec_text))
+        from mtlspec.report import render_plotly
+
+        charts = [render_plotly.chart(f) for f in figures]
+        inline = {name: "data:image/png;base64," + base64.b64encode((run_dir / "plots" / name).read_bytes()).decode() for name in report["examples"]}
+        page = env.get_template("report.html.j2").render(report=report, spec_text=spec_text, charts=charts, per_class=per_class_tables(report), examples=inline,
+                                                         plotly=render_plotly.script() if charts else "")
+        write_text_atomic(run_dir / "report.html", page)
     return report

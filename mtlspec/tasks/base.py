@@ -189,3 +189,18 @@ class Metric(ABC):
     @abstractmethod
     def compute(self) -> dict[str, float]:
         ...
+
+    def details(self) -> dict[str, Any] | None:
+        """After `compute`, what the report shows beyond the scalar metrics (per-class scores, a
+        confusion matrix, precision-recall curves), as JSON-ready lists; None where nothing applies."""
+        return None
+
+
+def confusion_details(confusion: torch.Tensor) -> dict[str, Any]:
+    """A confusion matrix (rows true, columns predicted) with each class's recall and precision
+    (None for a class never true, or never predicted)."""
+    c = confusion.double()
+    tp, true, predicted = c.diag(), c.sum(1), c.sum(0)
+    return {"confusion": confusion.tolist(),
+            "recall": [float(a / b) if b else None for a, b in zip(tp, true)],
+            "precision": [float(a / b) if b else None for a, b in zip(tp, predicted)]}

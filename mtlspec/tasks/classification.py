@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mtlspec.tasks.base import Form, ImageLabelTask, Metric, masked_mean
+from mtlspec.tasks.base import Form, ImageLabelTask, Metric, confusion_details, masked_mean
 
 
 class VectorHead(nn.Module):
@@ -80,6 +80,7 @@ class ClassificationMetric(Metric):
         if len(target) == 0:
             return {}
         pred = probs.argmax(dim=1)
+        self.confusion = torch.bincount(target * self.num_classes + pred, minlength=self.num_classes**2).reshape(self.num_classes, self.num_classes)
         topk = probs.topk(self.top_k, dim=1).indices
         f1s = []
         for c in range(self.num_classes):
@@ -93,3 +94,9 @@ class ClassificationMetric(Metric):
             "top_k": (topk == target[:, None]).any(dim=1).float().mean().item(),
             "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0,
         }
+
+    def details(self):
+        """The confusion matrix (rows: true class, columns: predicted) and each class's recall and precision."""
+        confusion = getattr(self, "confusion", None)
+        return None if confusion is None else confusion_details(confusion)
+

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from mtlspec.tasks.base import Form, Metric
-from mtlspec.tasks.objects import ObjectTask, crowd_flags
+from mtlspec.tasks.objects import ObjectTask, coco_details, crowd_flags
 
 
 class Detection(ObjectTask):
@@ -98,4 +98,9 @@ class DetectionMetric(Metric):
             evaluation.accumulate()
             evaluation.summarize()
         stats = [max(float(s), 0.0) for s in evaluation.stats[:3]]
+        self.per_class = coco_details(evaluation)
         return {"map": stats[0], "map50": stats[1], "map75": stats[2]}
+
+    def details(self):
+        """Per-class box AP and the precision-recall curve at IoU 0.50 (see objects.coco_details)."""
+        return getattr(self, "per_class", None)

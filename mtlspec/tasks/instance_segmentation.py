@@ -12,7 +12,7 @@ import torch
 
 from mtlspec.data.records import DataError
 from mtlspec.tasks.base import Form, Metric
-from mtlspec.tasks.objects import ObjectTask, crowd_flags
+from mtlspec.tasks.objects import ObjectTask, coco_details, crowd_flags
 
 
 class InstanceSegmentation(ObjectTask):
@@ -123,6 +123,11 @@ class InstanceMetric(Metric):
                 stats = [max(float(s), 0.0) for s in evaluation.stats[:3]]
                 if kind == "segm":
                     out.update(mask_map=stats[0], mask_map50=stats[1], mask_map75=stats[2])
+                    self.per_class = coco_details(evaluation)
                 else:
                     out["box_map"] = stats[0]
         return out
+
+    def details(self):
+        """Per-class mask AP and the mask precision-recall curve at IoU 0.50 (see objects.coco_details)."""
+        return getattr(self, "per_class", None)

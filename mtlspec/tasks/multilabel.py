@@ -73,6 +73,7 @@ class MultilabelMetric(Metric):
         if len(target) == 0:
             return {}
         aps = [average_precision(scores[:, j], target[:, j]) for j in range(target.shape[1])]
+        self.per_label = {"ap": [a if a == a else None for a in aps]}
         aps = [a for a in aps if a == a]
         pred = scores >= self.threshold
         f1s = []
@@ -81,4 +82,9 @@ class MultilabelMetric(Metric):
             denom = 2 * tp + (pred[:, j] & ~target[:, j]).sum().item() + (~pred[:, j] & target[:, j]).sum().item()
             if denom:
                 f1s.append(2 * tp / denom)
+            self.per_label.setdefault("f1", []).append(2 * tp / denom if denom else None)
         return {"map": sum(aps) / len(aps) if aps else 0.0, "f1": sum(f1s) / len(f1s) if f1s else 0.0}
+
+    def details(self):
+        """Each label's average precision and F1 at the threshold (None for a label never present)."""
+        return getattr(self, "per_label", None)

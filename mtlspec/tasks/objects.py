@@ -54,3 +54,23 @@ def without_crowd(target: dict) -> dict:
         return target
     keep = ~target["crowd"].bool()
     return {k: v[keep] for k, v in target.items() if k != "crowd"}
+
+
+def coco_details(evaluation) -> dict:
+    """Per class, AP over IoU 0.50:0.95 and AP at IoU 0.50, and the precision-recall curve at IoU
+    0.50 (COCO's 101 recall points; all areas, 100 detections an image), from an accumulated
+    COCOeval. `curve` is the mean over the classes that have ground truth, as mAP50 averages them;
+    a class without ground truth scores None."""
+    precision = evaluation.eval["precision"][:, :, :, 0, -1]  # (IoU thresholds, recall points, classes)
+    at50 = list(evaluation.params.iouThrs).index(0.5)
+    per_class, per_class50, curves = [], [], []
+    for k in range(precision.shape[2]):
+        valid = precision[:, :, k] > -1
+        per_class.append(float(precision[:, :, k][valid].mean()) if valid.any() else None)
+        curve = precision[at50, :, k]
+        per_class50.append(float(curve[curve > -1].mean()) if (curve > -1).any() else None)
+        curves.append([float(v) for v in np.clip(curve, 0.0, None)] if (curve > -1).any() else None)
+    present = [c for c in curves if c is not None]
+    return {"ap": per_class, "ap50": per_class50, "recall": [float(r) for r in evaluation.params.recThrs],
+            "precision50": [float(v) for v in np.mean(present, axis=0)] if present else None,
+            "precision50_per_class": curves}

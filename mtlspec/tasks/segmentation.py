@@ -8,7 +8,7 @@ from torch.nn import functional as F
 from mtlspec.data.records import IGNORE_INDEX
 import numpy as np
 
-from mtlspec.tasks.base import Form, Metric, TaskType, masked_mean
+from mtlspec.tasks.base import Form, Metric, TaskType, confusion_details, masked_mean
 from mtlspec.tasks.dense import PyramidDecoder
 
 
@@ -82,3 +82,11 @@ class SegmentationMetric(Metric):
         union = c.sum(0) + c.sum(1) - tp
         present = union > 0
         return {"miou": (tp[present] / union[present]).mean().item(), "pixel_accuracy": (tp.sum() / c.sum()).item()}
+
+    def details(self):
+        """The pixel confusion matrix, each class's recall and precision, and its IoU (None where it never occurs)."""
+        if self.confusion.sum() == 0:
+            return None
+        c = self.confusion.double()
+        union = c.sum(0) + c.sum(1) - c.diag()
+        return {**confusion_details(self.confusion), "iou": [float(a / b) if b else None for a, b in zip(c.diag(), union)]}

@@ -24,8 +24,9 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, task_types: dict[str, TaskType], loader: Any, device: torch.device,
-             image_size: int, autocast: Any) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """Metrics per task (labelled samples only) and the mean loss per task over the split."""
+             image_size: int, autocast: Any, details: dict[str, Any] | None = None) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Metrics per task (labelled samples only) and the mean loss per task over the split; each
+    task's metric details (per-class scores, confusion, PR curves) put into `details` when given."""
     model.eval()
     metrics = {task: tt.metric() for task, tt in task_types.items()}
     loss_sums = {task: 0.0 for task in task_types}
@@ -41,7 +42,10 @@ def evaluate(model: torch.nn.Module, task_types: dict[str, TaskType], loader: An
             metrics[task].update(_cpu(prediction), _cpu(target), has.cpu())
         batches += 1
     model.train()
-    return {task: m.compute() for task, m in metrics.items()}, {t: s / max(batches, 1) for t, s in loss_sums.items()}
+    scores = {task: m.compute() for task, m in metrics.items()}
+    if details is not None:
+        details.update({task: found for task, m in metrics.items() if (found := m.details()) is not None})
+    return scores, {t: s / max(batches, 1) for t, s in loss_sums.items()}
 
 
 def _cpu(value: Any) -> Any:

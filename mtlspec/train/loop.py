@@ -24,6 +24,7 @@ from mtlspec.inference.model_file import FILE as MODEL_FILE, save_model, vocabul
 from mtlspec.train import checkpoint as ckpt
 from mtlspec.train.evaluate import evaluate, to_device, trivial_baselines
 from mtlspec.train.optim import build_optimizer, build_scheduler
+from mtlspec.train.timing import TIMINGS_FILE, EpochClock
 from mtlspec.weighting.base import gradient_step  # noqa: F401  (re-exported: ../shared/bench/libmtl_side_by_side.py imports it from here)
 
 
@@ -47,6 +48,7 @@ class FitResult:
     task_types: dict[str, str] = field(default_factory=dict)
     threads: int = 0
     few_shot: dict[str, dict[str, Any]] = field(default_factory=dict)  # meta runs: per task, the few-shot evaluation
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)  # per task, the final evaluation's Metric.details() and class names
 
 
 class Callback:
@@ -265,10 +267,12 @@ class Trainer:
             for epoch in range(self.epoch, spec.training.epochs if not self.stopped_early else self.epoch):
                 self.epoch = epoch
                 self._train_epoch(epoch, sink)
+                evaluating = time.perf_counter()
                 record = self._end_epoch(epoch)
                 self.completed = epoch + 1
                 sink.write(json.dumps(record) + "\n")
                 sink.flush()
+                self.clock.write(self.run_dir / TIMINGS_FILE, time.perf_counter() - evaluating)
                 self._each("end_epoch", record)
                 if (epoch + 1) % spec.training.checkpoint.every_epochs == 0 or epoch + 1 == spec.training.epochs or self.stopped_early:
                     self._checkpoint(epoch)
@@ -284,7 +288,8 @@ class Trainer:
         self.train_set.set_epoch(epoch)
         self._each("start_epoch", epoch, spec.training.epochs, self.steps_per_epoch)
         sums, counts = {t: 0.0 for t in self.task_types}, {t: 0 for t in self.task_types}
-        for batch in self.train_loader:
+        clock = EpochClock(epoch + 1, self.step, spec.data.batch_size)
+        for batch in clock.batches(self.train_loader):
             batch = to_device(batch, self.device)
             check = functools.partial(_stop_if_not_finite, step=self.step + 1, epoch=epoch + 1, last_good=self.last_good)
             losses, weights = train_step(self.model, self.task_types, self.weighting, self.optimizer, batch, self.autocast, spec.training.grad_clip, check)
@@ -303,9 +308,13 @@ class Trainer:
                    "weight": {t: None if t in absent else (float(w.detach()) if torch.is_tensor(w) else w) for t, w in weights.items()}}
             if absent:  # no labelled sample in this batch: the task took no part in the update, weight None
                 row["absent"] = absent
+            cosines = self.weighting.gradient_cosines()
+            if cosines is not None:
+                row["cosine"] = cosines
             sink.write(json.dumps(row) + "\n")
             self._each("step", row)
         self.weighting.end_epoch({t: v / max(counts[t], 1) for t, v in sums.items()})
+        self.clock = clock
 
     def _end_epoch(self, epoch: int) -> dict[str, Any]:
         """The epoch's record: the validation metrics and losses when it evaluates, and early stopping's verdict."""
@@ -352,7 +361,8 @@ class Trainer:
         """The final evaluation on the spec's split, beside what trivial predictors score there."""
         spec = self.spec
         test_loader = make_loader(self.test_set, spec.data.batch_size, spec.data.num_workers)
-        final, _ = evaluate(self.model, self.task_types, test_loader, self.device, spec.data.image_size, self.autocast)
+        details: dict[str, Any] = {}
+        final, _ = evaluate(self.model, self.task_types, test_loader, self.device, spec.data.image_size, self.autocast, details)
         baselines = trivial_baselines(self.task_types, self.train_set.unaugmented(), test_loader, spec.data.image_size)
         splits = describe_splits(self.train_set, {"val": self.val_set, spec.evaluation.split: self.test_set})
         return FitResult(
@@ -361,6 +371,7 @@ class Trainer:
             splits=splits, num_parameters=sum(p.numel() for p in self.model.parameters()),
             wall_seconds=time.perf_counter() - started, split=spec.evaluation.split,
             task_types={t: s.type for t, s in spec.tasks.items()},
+            details={t: {**found, "names": self.vocabulary[t]["names"]} for t, found in details.items()},
         )
 
 

@@ -48,6 +48,12 @@ class Weighting(ABC):
         """Learned parameters the trainer's optimizer updates (no weight decay)."""
         return []
 
+    def gradient_cosines(self) -> dict[str, float] | None:
+        """The cosine between each two task gradients of the last step ("a|b" -> value), for the
+        log; None for methods that never form per-task gradients (the loss weightings: measuring
+        them would cost one extra backward pass per task)."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
@@ -93,6 +99,8 @@ class GradientAggregator(Weighting):
         super().__init__(tasks, spec)
         self.space = getattr(spec, "space", "params")
         self.last_weights: torch.Tensor | None = None  # w of g = G^T w, for the active tasks
+        self.last_gramian: np.ndarray | None = None  # K of the active tasks, when the method formed it
+        self.last_cosines: dict[str, float] | None = None
 
     def weights(self, K: np.ndarray, losses: np.ndarray, active: list[int]) -> np.ndarray:
         """The weights of the active tasks' gradients. K: their Gramian (float64); losses: theirs;
@@ -102,8 +110,12 @@ class GradientAggregator(Weighting):
     def aggregate(self, G: torch.Tensor, losses: torch.Tensor, active: list[int] | None = None) -> torch.Tensor:
         """G: (T', P) gradients of the active tasks; losses: (T',) detached. Returns the (P,) direction."""
         active = list(range(len(G))) if active is None else active
-        w = self.weights(gramian(G), losses.detach().double().cpu().numpy(), active)
+        self.last_gramian = gramian(G)
+        w = self.weights(self.last_gramian, losses.detach().double().cpu().numpy(), active)
         return weighted(G, torch.as_tensor(w), self)
+
+    def gradient_cosines(self):
+        return self.last_cosines
 
     def backward(self, model, losses, present=None):
         return gradient_step(model, self, losses, present)
@@ -147,11 +159,15 @@ def gradient_step(model: Any, method: GradientAggregator, losses: Losses, presen
         zero = torch.zeros(sum(x.numel() for x in shared), dtype=shared[0].dtype if shared else torch.float32,
                            device=shared[0].device if shared else None)
         direction, weights = zero, []
+        method.last_cosines = {}
     else:
         keep = method.space == "representation"  # the direction is back-propagated through the representation afterwards
         G = task_gradients([losses[tasks[i]] for i in active], shared, [own[tasks[i]] for i in active], keep_graph=keep)
         vector = torch.stack([losses[tasks[i]].detach().float() for i in active])
+        own_rows = type(method).aggregate is not GradientAggregator.aggregate  # it may change G's rows in place: K first
+        K = gramian(G) if own_rows else None
         direction = method.aggregate(G, vector, active)
+        method.last_cosines = cosines(method.last_gramian if K is None else K, [tasks[i] for i in active])
         weights = None if method.last_weights is None else [float(v) for v in method.last_weights]
     if method.space == "representation":
         chunks, offset = [], 0
@@ -165,6 +181,16 @@ def gradient_step(model: Any, method: GradientAggregator, losses: Losses, presen
     out: dict[str, float | None] = {t: None for t in tasks}
     if weights is not None:
         out.update({tasks[i]: w for i, w in zip(active, weights)})
+    return out
+
+
+def cosines(K: np.ndarray, names: list[str]) -> dict[str, float]:
+    """cos(g_i, g_j) = K_ij / sqrt(K_ii K_jj) for each pair i < j ("a|b"); None for a zero gradient."""
+    out = {}
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            norm = float(np.sqrt(K[i, i] * K[j, j]))
+            out[f"{names[i]}|{names[j]}"] = min(1.0, max(-1.0, float(K[i, j] / norm))) if norm > 0 else None  # rounding may pass ±1
     return out
 
 
