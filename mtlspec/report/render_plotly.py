@@ -70,7 +70,7 @@ def _traces(panel: Panel, legend: bool) -> list[Any]:
         mode = {"line": "lines", "dashed": "lines+markers", "faint": "lines", "points": "lines+markers"}[s.style]
         if s.labels:
             mode = "markers+text"
-        traces.append(go.Scatter(x=s.x, y=s.y, name=s.name, mode=mode, text=s.labels, textposition="top center",
+        traces.append(go.Scatter(x=s.x, y=s.y, name=s.name, mode=mode, text=s.labels, textposition="top center", cliponaxis=not s.labels,
                                  line={"color": colour(s.colour), "dash": "dash" if s.style == "dashed" else None, "width": 1 if s.style == "faint" else 2},
                                  opacity=0.6 if s.style == "faint" else 1.0,
                                  showlegend=legend, hovertemplate=f"{s.name}<br>%{{x}}: %{{y:.4g}}<extra></extra>"))
@@ -85,5 +85,13 @@ def _axes(fig: Any, panel: Panel, row: int, col: int) -> None:
         fig.update_yaxes(autorange="reversed", row=row, col=col)
     if panel.kind == "hbars":
         fig.update_yaxes(autorange="reversed", row=row, col=col)
+    labelled = [s for s in panel.series if s.labels]
+    if labelled:  # room for the labels beside the outermost points
+        xs = [v for s in labelled for v in s.x if v is not None]
+        ys = [v for s in labelled for v in s.y if v is not None]
+        for values, update in ((xs, fig.update_xaxes), (ys, fig.update_yaxes)):
+            low, high = min(values), max(values)
+            pad = 0.25 * (high - low) if high > low else 0.05 * max(abs(high), 1e-3)
+            update(range=[low - pad, high + pad], row=row, col=col)
     if panel.zero_line:
         fig.add_hline(y=0.0, line_width=1, line_color="black", row=row, col=col)
