@@ -73,7 +73,7 @@ def test_per_class_ap_and_pr_curve_agree_with_pycocotools_summary():
     assert np.mean(details["ap"]) == pytest.approx(scores["map"], abs=1e-12)
     assert np.mean(details["ap50"]) == pytest.approx(scores["map50"], abs=1e-12)
     assert np.mean(details["precision50"]) == pytest.approx(scores["map50"], abs=1e-12)
-    assert len(details["recall"]) == 101 and details["recall"][0] == 0.0 and details["recall"][-1] == 1.0
+    assert len(details["recall_thresholds"]) == 101 and details["recall_thresholds"][0] == 0.0 and details["recall_thresholds"][-1] == 1.0
     assert all(a >= b - 1e-12 for a, b in zip(details["precision50"], details["precision50"][1:]))
 
 
@@ -131,3 +131,50 @@ def test_comparison_charts_pit_two_tasks_and_overlay_every_run(tmp_path):
     assert page.count('<div class="chart">') == 3 and "Plotly.newPlot" in page
     with pytest.raises(UsageError, match="no run reports seg.nope; the metrics are: seg.miou, seg.acc, depth.mae"):
         to_html(rows, False, ("seg.nope", "depth.mae"))
+
+
+def test_detection_per_class_table_has_one_row_per_class_and_only_per_class_columns():
+    """The review found COCO's 101 recall thresholds shown as a per-class 'recall' column."""
+    from mtlspec.report.run_report import per_class_tables
+    from mtlspec.tasks.detection import DetectionMetric
+
+    metric = DetectionMetric(3)
+    for pred, truth in _detections(2):
+        metric.update([pred], [truth], torch.ones(1, dtype=torch.bool))
+    metric.compute()
+    details = {**metric.details(), "names": ["cat", "dog", "bird"]}
+    ((columns, rows),) = per_class_tables({"tasks": {"boxes": {"details": details}}}).values()
+    assert columns == ["ap", "ap50"] and [r[0] for r in rows] == ["cat", "dog", "bird"]
+    assert rows[1][1] == f"{details['ap'][1]:.4f}"
+
+
+def test_no_detection_at_all_scores_zero_for_the_classes_with_ground_truth():
+    from mtlspec.tasks.detection import DetectionMetric
+
+    metric = DetectionMetric(4)
+    empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}
+    for _, truth in _detections(3, classes=3):
+        metric.update([empty], [truth], torch.ones(1, dtype=torch.bool))
+    assert metric.compute() == {"map": 0.0, "map50": 0.0, "map75": 0.0}
+    details = metric.details()
+    assert details["ap"] == [0.0, 0.0, 0.0, None] and details["precision50"] == [0.0] * 101
+
+
+def test_training_curves_leave_out_the_steps_a_task_was_absent_from():
+    """An absent task logs a loss of 0 (no labelled sample): no measurement, so not on the curve."""
+    from mtlspec.report.figures import loss_figure
+
+    steps = [{"step": i, "loss": {"a": 1.0, "b": 2.0 if i % 2 else 0.0}, **({} if i % 2 else {"absent": ["b"]})} for i in range(1, 9)]
+    train = {s.name: s for s in loss_figure(steps, []).panels[0].series}
+    assert train["b (train)"].x == [1, 3, 5, 7] and train["b (train)"].y == [2.0] * 4 and train["a (train)"].x == list(range(1, 9))
+
+
+def test_large_confusion_matrices_stay_drawable():
+    from mtlspec.report.figures import detail_figures
+
+    def confusion(k):
+        return {"confusion": [[int(i == j) for j in range(k)] for i in range(k)], "recall": [1.0] * k, "names": [f"c{i}" for i in range(k)]}
+
+    (heat, bars) = detail_figures("t", confusion(100))
+    assert heat.panels[0].counts is None and heat.width == heat.height + 1.5  # square, no per-cell text
+    assert [f.name for f in detail_figures("t", confusion(400))] == ["t_per_class"]  # too many classes to draw a matrix

@@ -62,7 +62,7 @@ def _metrics(report):
     return {t: v["metrics"] for t, v in report["tasks"].items()}
 
 
-def test_run_writes_a_complete_run_directory(tmp_path):
+def test_run_writes_a_complete_run_directory(tmp_path, monkeypatch):
     outcome = run_result(_spec(tmp_path), tmp_path / "runs", log=lambda m: None)
     run = outcome.run_dir
     for name in ("spec.resolved.yaml", "manifest.json", "metrics.jsonl", "report.json", "report.md", "report.html"):
@@ -95,6 +95,11 @@ def test_run_writes_a_complete_run_directory(tmp_path):
     page = (run / "report.html").read_text()
     assert page.count('<div class="chart">') == 11 and 'id="chart-loss"' in page and "Plotly.newPlot" in page
     assert page.count('<img src="data:image/png;base64,') == 6 and report["examples"][0] == "examples/digits_000000.png"
+    from mtlspec.report.examples import draw_examples
+
+    (tmp_path / "elsewhere" / "test").mkdir(parents=True)  # a folder named like the split: still the run's split
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert draw_examples(run, "test", tmp_path / "again", count=2) == ["digits_000000.png", "digits_000001.png"]
     assert "https://" not in page.split("<body>")[1].split("<details>")[0].replace("https://plotly.com", "")  # nothing fetched at view time
     # issue 21: time per epoch, per-class scores and the confusion matrix in the report
     timings = [json.loads(line) for line in (run / "timings.jsonl").read_text().splitlines()]
@@ -103,7 +108,7 @@ def test_run_writes_a_complete_run_directory(tmp_path):
     confusion = report["tasks"]["largest"]["details"]["confusion"]
     assert len(confusion) == 10 and sum(map(sum, confusion)) == 16  # the test split's 16 images, each counted once
     boxes = report["tasks"]["boxes"]["details"]
-    assert len(boxes["ap"]) == 10 and len(boxes["recall"]) == 101 and boxes["names"] == [str(d) for d in range(10)]
+    assert len(boxes["ap"]) == 10 and len(boxes["recall_thresholds"]) == 101 and boxes["names"] == [str(d) for d in range(10)]
     assert "## Time" in (run / "report.md").read_text() and "## boxes: per class (test split)" in (run / "report.md").read_text()
     # issue 21: dataset sizes and the spec as run are in the report, not only in other files
     assert report["data"]["digits"]["train"]["size"] == 48 and set(report["data"]["digits"]) == {"train", "val", "test"}

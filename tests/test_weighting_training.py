@@ -171,3 +171,34 @@ def test_logged_gradient_cosines_equal_those_of_the_task_gradients(spec_file, na
     for pair, value in logged.items():
         a, b = pair.split("|")
         assert value == pytest.approx(float(torch.nn.functional.cosine_similarity(rows[a], rows[b], dim=0)), abs=1e-5)
+
+
+def test_logged_cosines_in_representation_space_are_those_of_the_representation_gradients(spec_file):
+    """With space: representation the cosines logged are between the task gradients of the shared
+    representation (what the method combines), taken here one by one with autograd."""
+    from mtlspec.build import build
+    from mtlspec.data.dataset import collate
+    from mtlspec.weighting.base import gradient_step
+
+    (result,) = validate_file(spec_file, ["weighting.type=mgda", "weighting.space=representation"])
+    torch.manual_seed(0)
+    built = build(result.spec, spec_file.parent)
+    model, task_types = built.model, built.task_types
+    batch = collate([built.dataset("train")[i] for i in range(8)], task_types)
+
+    def losses():
+        outputs = model(batch["image"])
+        return {t: tt.loss(outputs[t], batch["targets"][t], batch["has"][t], batch["weight"][t]) for t, tt in task_types.items()}
+
+    found = losses()
+    shared = [r for r in model.topology.representation if r.requires_grad]
+    rows = {}
+    for t, loss in found.items():
+        grads = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
+        rows[t] = torch.cat([(torch.zeros_like(r) if g is None else g).flatten() for r, g in zip(shared, grads)]).double()
+    gradient_step(model, built.weighting, losses())
+    logged = built.weighting.gradient_cosines()
+    assert len(logged) == 3
+    for pair, value in logged.items():
+        a, b = pair.split("|")
+        assert value == pytest.approx(float(torch.nn.functional.cosine_similarity(rows[a], rows[b], dim=0)), abs=1e-5)

@@ -80,13 +80,18 @@ def batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
 
 
 def predict(run_dir: Path, inputs: list[str], out: Path, batch_size: int = 16, device: str = "cpu", overlays: bool = True,
-            score_threshold: float = 0.3, progress: Callable[[int, int], Any] | None = None, limit: int | None = None) -> dict[str, Any]:
-    """Predict every task of the run on `inputs` (image files or folders, or one split name) into
-    `out` (the first `limit` images only, when given); `progress(done, total)` after each batch."""
+            score_threshold: float = 0.3, progress: Callable[[int, int], Any] | None = None, limit: int | None = None,
+            split: str | None = None) -> dict[str, Any]:
+    """Predict every task of the run on `inputs` (image files or folders, or one split name when
+    no such path exists) or on `split` (a split of the run's data, whatever the current folder
+    holds) into `out` (the first `limit` images only, when given); `progress(done, total)` after
+    each batch."""
     loaded = load_run(run_dir)
-    if len(inputs) == 1 and inputs[0] in SPLITS and not Path(inputs[0]).exists():
-        count, items = from_split(loaded.spec, inputs[0], _data_root(run_dir))
-        what = f"the {inputs[0]} split of {', '.join(sorted({t.dataset for t in loaded.spec.tasks.values()}))}"
+    if split is None and len(inputs) == 1 and inputs[0] in SPLITS and not Path(inputs[0]).exists():
+        split = inputs[0]
+    if split is not None:
+        count, items = from_split(loaded.spec, split, _data_root(run_dir))
+        what = f"the {split} split of {', '.join(sorted({t.dataset for t in loaded.spec.tasks.values()}))}"
     else:
         count, items = from_files([Path(p) for p in inputs])
         what = ", ".join(inputs)

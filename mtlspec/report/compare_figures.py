@@ -12,7 +12,7 @@ from typing import Any
 
 from mtlspec.errors import UsageError
 from mtlspec.report.compare import Row, columns
-from mtlspec.report.figures import Figure, Panel, Series, smooth
+from mtlspec.report.figures import Figure, Panel, Series, smooth, task_losses
 
 
 def default_pair(rows: list[Row]) -> tuple[str, str]:
@@ -94,7 +94,7 @@ def curve_figures(rows: list[Row]) -> list[Figure]:
     for task in tasks:
         train_panel, val_panel = Panel(f"{task}: training loss", xlabel="step", log_y=True), Panel(f"{task}: validation {primary[task]}", xlabel="epoch")
         for n, row in enumerate(rows):
-            steps = _mean_curve([[(s["step"], s["loss"][task]) for s in st if s.get("loss", {}).get(task) is not None] for st, _ in logs[row.label]])
+            steps = _mean_curve([task_losses(st, task) for st, _ in logs[row.label]])
             if steps:
                 train_panel.series.append(Series(row.label, [x for x, _ in steps], smooth([v for _, v in steps]), colour=n))
             points = _mean_curve([[(e["epoch"], e["val"][task][primary[task]]) for e in ep if primary[task] in e.get("val", {}).get(task, {})]

@@ -17,7 +17,7 @@ def draw_examples(run_dir: Path, split: str, folder: Path, count: int = EXAMPLES
     from mtlspec.inference.predict import OVERLAYS, predict
 
     with tempfile.TemporaryDirectory(prefix="mtlspec-examples-") as scratch:
-        predict(run_dir, [split], Path(scratch), overlays=True, limit=count)
+        predict(run_dir, [], Path(scratch), overlays=True, limit=count, split=split)
         drawn = sorted((Path(scratch) / OVERLAYS).rglob("*.png"))
         folder.mkdir(parents=True, exist_ok=True)
         names = []

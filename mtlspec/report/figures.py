@@ -48,6 +48,11 @@ class Figure:
     columns: int = 1
     height: float = 3.2  # inches per row of panels (the PNG); the HTML chart scales from it
     shared_legend: bool = False  # several panels, the same series names in each (runs): one legend for all
+    width: float | None = None  # inches of the PNG; 8 (one panel) or 3 a column when None
+
+
+MAX_CONFUSION = 300  # classes: a larger confusion matrix is not drawn (report.json names its file)
+CELL_TEXT = 60  # classes: above this the heatmap has no per-cell hover text (it would be megabytes)
 
 
 def smooth(values: list[float], window: int = 10) -> list[float]:
@@ -59,6 +64,13 @@ def smooth(values: list[float], window: int = 10) -> list[float]:
             acc -= values[i - window]
         out.append(acc / min(i + 1, window))
     return out
+
+
+def task_losses(steps: list[dict[str, Any]], task: str) -> list[tuple[int, float]]:
+    """(step, loss) of a task at the steps whose batch had it: a step where it was absent logs a
+    loss of 0 that is no measurement."""
+    return [(s["step"], s["loss"][task]) for s in steps
+            if s.get("loss", {}).get(task) is not None and task not in (s.get("absent") or [])]
 
 
 def varies(steps: list[dict[str, Any]], task: str) -> bool:
@@ -79,7 +91,9 @@ def loss_figure(steps: list[dict[str, Any]], epochs: list[dict[str, Any]]) -> Fi
     panel = Panel("Per-task loss: training (smoothed) and validation", xlabel="step", ylabel="loss", log_y=True)
     val_rows = [e for e in epochs if e.get("val_loss")]
     for n, task in enumerate(steps[0]["loss"]):
-        panel.series.append(Series(f"{task} (train)", [s["step"] for s in steps], smooth([s["loss"][task] for s in steps]), colour=n))
+        points = task_losses(steps, task)
+        if points:
+            panel.series.append(Series(f"{task} (train)", [x for x, _ in points], smooth([v for _, v in points]), colour=n))
         points = [(e["step"], e["val_loss"][task]) for e in val_rows if e["val_loss"].get(task) is not None and e["val_loss"][task] > 0]
         if points:
             panel.series.append(Series(f"{task} (validation)", *map(list, zip(*points)), style="dashed", colour=n))
@@ -153,13 +167,15 @@ def detail_figures(task: str, details: dict[str, Any]) -> list[Figure]:
     and the precision-recall curve at IoU 0.50 for detection and instance segmentation."""
     names = details.get("names") or []
     out = []
-    if details.get("confusion"):
+    if details.get("confusion") and len(details["confusion"]) <= MAX_CONFUSION:
         counts = details["confusion"]
         labels = [str(names[i]) if i < len(names) else str(i) for i in range(len(counts))]
         rows = [[c / sum(row) if sum(row) else 0.0 for c in row] for row in counts]
+        side = min(14.0, max(3.0, 0.28 * len(labels) + 1.2))
         out.append(Figure(f"{task}_confusion", f"{task}: confusion matrix (rows: true class, normalised)",
-                          [Panel(f"{task}: confusion matrix", xlabel="predicted", ylabel="true", kind="heatmap", matrix=rows, counts=counts,
-                                 categories=labels)], height=max(3.0, 0.28 * len(labels) + 1.2)))
+                          [Panel(f"{task}: confusion matrix", xlabel="predicted", ylabel="true", kind="heatmap", matrix=rows,
+                                 counts=counts if len(counts) <= CELL_TEXT else None, categories=labels)],
+                          height=side, width=side + 1.5))
     score, what = next(((details[k], label) for k, label in (("ap", "AP"), ("iou", "IoU"), ("recall", "recall")) if details.get(k)), (None, ""))
     if score:
         labels = [str(names[i]) if i < len(names) else str(i) for i in range(len(score))]
@@ -170,7 +186,7 @@ def detail_figures(task: str, details: dict[str, Any]) -> list[Figure]:
                                      xlabel=what, kind="hbars", categories=[label for label, _ in kept])],
                               height=max(2.0, 0.22 * len(kept) + 1.0)))
     if details.get("precision50"):
-        recall = details["recall"]
+        recall = details["recall_thresholds"]
         series = [Series("mean over classes", recall, details["precision50"], colour=0)]
         curves = details.get("precision50_per_class") or []
         if len(curves) <= 20:  # one line per class while they can be told apart

@@ -44,6 +44,8 @@ def build(figure: Figure) -> Any:
                 named.add(trace.name)
             fig.add_trace(trace, row=row, col=col)
         _axes(fig, panel, row, col)
+    if figure.width:  # a square heatmap stays square
+        fig.update_layout(width=int(figure.width * PIXELS_PER_INCH) + 80)
     stacked = any(p.kind == "stacked" for p in figure.panels)
     fig.update_layout(title={"text": figure.title, "font": {"size": 14}}, height=int(figure.height * rows * PIXELS_PER_INCH) + 60,
                       margin={"l": 60, "r": 20, "t": 60, "b": 50}, barmode="stack" if stacked else None,
@@ -56,6 +58,9 @@ def _traces(panel: Panel, legend: bool) -> list[Any]:
 
     colour = lambda n: PALETTE[n % len(PALETTE)]  # noqa: E731
     if panel.kind == "heatmap":
+        if panel.counts is None:  # many classes: the classes and the share only
+            return [go.Heatmap(z=panel.matrix, x=panel.categories, y=panel.categories, colorscale="Blues", zmin=0, zmax=1,
+                               hovertemplate="true %{y}, predicted %{x}<br>share of the row: %{z:.3f}<extra></extra>")]
         text = [[f"true {t}, predicted {p}: {c}" for p, c in zip(panel.categories, row)] for t, row in zip(panel.categories, panel.counts)]
         return [go.Heatmap(z=panel.matrix, x=panel.categories, y=panel.categories, colorscale="Blues", zmin=0, zmax=1,
                            text=text, hovertemplate="%{text}<br>share of the row: %{z:.3f}<extra></extra>")]

@@ -30,7 +30,7 @@ def draw(figure: Figure) -> Any:
     from matplotlib import pyplot as plt
 
     rows, columns = rows_of(figure), figure.columns
-    width = 8 if columns == 1 else 3 * columns
+    width = figure.width or (8 if columns == 1 else 3 * columns)
     fig, axes = plt.subplots(rows, columns, figsize=(width, figure.height * rows), squeeze=False)
     for ax, panel in zip(axes.flat, figure.panels):
         _panel(ax, panel, small=len(figure.panels) > 1, shared=figure.shared_legend)
@@ -52,10 +52,11 @@ def _panel(ax: Any, panel: Panel, small: bool, shared: bool = False) -> None:
     colour = lambda n: colours[n % len(colours)]  # noqa: E731
     if panel.kind == "heatmap":
         image = ax.imshow(panel.matrix, cmap="Blues", vmin=0.0, vmax=1.0)
-        ticks = range(len(panel.categories))
-        ax.set_xticks(list(ticks), panel.categories, fontsize=7, rotation=90 if len(panel.categories) > 6 else 0)
-        ax.set_yticks(list(ticks), panel.categories, fontsize=7)
-        if len(panel.categories) <= 12:  # counts in the cells while they are readable
+        if len(panel.categories) <= 60:  # class names while they can be read; the pattern alone above
+            ticks = range(len(panel.categories))
+            ax.set_xticks(list(ticks), panel.categories, fontsize=7, rotation=90 if len(panel.categories) > 6 else 0)
+            ax.set_yticks(list(ticks), panel.categories, fontsize=7)
+        if len(panel.categories) <= 12 and panel.counts:  # counts in the cells while they are readable
             for i, row in enumerate(panel.counts):
                 for j, count in enumerate(row):
                     ax.text(j, i, str(count), ha="center", va="center", fontsize=6, color="white" if panel.matrix[i][j] > 0.5 else "black")

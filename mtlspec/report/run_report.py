@@ -77,6 +77,7 @@ def build_report(spec: Any, manifest: dict[str, Any], result: Any, plots: list[s
 
 
 PER_CLASS_COLUMNS = ("ap", "ap50", "iou", "recall", "precision", "f1")
+CONFUSION_INLINE = 50  # classes: a larger confusion matrix goes to confusion_<task>.json beside report.json
 
 
 def per_class_tables(report: dict[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]:
@@ -84,11 +85,11 @@ def per_class_tables(report: dict[str, Any]) -> dict[str, tuple[list[str], list[
     out = {}
     for task, t in report["tasks"].items():
         details = t.get("details") or {}
-        columns = [c for c in PER_CLASS_COLUMNS if isinstance(details.get(c), list)]
+        names = details.get("names") or []
+        count = len(names) if names else max((len(details[c]) for c in PER_CLASS_COLUMNS if isinstance(details.get(c), list)), default=0)
+        columns = [c for c in PER_CLASS_COLUMNS if isinstance(details.get(c), list) and len(details[c]) == count]  # one value per class
         if not columns:
             continue
-        count = len(details[columns[0]])
-        names = details.get("names") or [str(i) for i in range(count)]
         rows = [[str(names[i]) if i < len(names) else str(i)] + ["-" if details[c][i] is None else f"{details[c][i]:.4f}" for c in columns]
                 for i in range(count)]
         out[task] = (columns, rows)
@@ -102,7 +103,7 @@ def _examples(run_dir: Path, spec: Any) -> list[str]:
 
     try:
         return draw_examples(run_dir, spec.evaluation.split, run_dir / "plots" / "examples")
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 (anything: the trained model and its metrics are already safe on disk)
         import warnings
 
         warnings.warn(f"{run_dir}: the report's prediction examples could not be drawn ({type(exc).__name__}: {exc})", stacklevel=2)
@@ -128,6 +129,12 @@ def write_reports(run_dir: Path, spec: Any, manifest: dict[str, Any], result: An
     examples = _examples(run_dir, spec) if spec.report.plots and spec.meta is None else []
     report = build_report(spec, manifest, result, plots, baseline, timings)
     report["examples"] = [f"examples/{name}" for name in examples]
+    for task, t in report["tasks"].items():
+        details = t.get("details") or {}
+        if len(details.get("confusion") or []) > CONFUSION_INLINE:  # kept out of report.json: 150 classes are 22,500 counts
+            name = f"confusion_{task}.json"
+            write_text_atomic(run_dir / name, json.dumps({"task": task, "names": details.get("names"), "confusion": details["confusion"]}) + "\n")
+            t["details"] = {**{k: v for k, v in details.items() if k != "confusion"}, "confusion_file": name}
     resolved = run_dir / "spec.resolved.yaml"
     spec_text = resolved.read_text() if resolved.is_file() else ""  # folded into report.md/html (report.json names the file)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=jinja2.select_autoescape(["html"]),

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from mtlspec.tasks.base import Form, Metric
-from mtlspec.tasks.objects import ObjectTask, coco_details, crowd_flags
+from mtlspec.tasks.objects import ObjectTask, coco_details, crowd_flags, no_detection_details
 
 
 class Detection(ObjectTask):
@@ -87,6 +87,7 @@ class DetectionMetric(Metric):
                 x1, y1, x2, y2 = (float(v) for v in box)
                 detections.append({"image_id": image_id, "category_id": int(label) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
         if not detections:
+            self.per_class = no_detection_details(self.num_classes, [a["category_id"] - 1 for a in annotations if not a["iscrowd"]])
             return {"map": 0.0, "map50": 0.0, "map75": 0.0}
         truth = COCO()
         truth.dataset = {"images": images, "annotations": annotations, "categories": [{"id": c + 1} for c in range(self.num_classes)]}

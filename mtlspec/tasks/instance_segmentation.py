@@ -12,7 +12,7 @@ import torch
 
 from mtlspec.data.records import DataError
 from mtlspec.tasks.base import Form, Metric
-from mtlspec.tasks.objects import ObjectTask, coco_details, crowd_flags
+from mtlspec.tasks.objects import ObjectTask, coco_details, crowd_flags, no_detection_details
 
 
 class InstanceSegmentation(ObjectTask):
@@ -108,6 +108,7 @@ class InstanceMetric(Metric):
                                     "bbox": [x1, y1, x2 - x1, y2 - y1], "area": area, "segmentation": rle})
             detections.extend({**d, "image_id": image_id} for d in found)
         if not detections:
+            self.per_class = no_detection_details(self.num_classes, [a["category_id"] - 1 for a in annotations if not a["iscrowd"]])
             return {"mask_map": 0.0, "mask_map50": 0.0, "mask_map75": 0.0, "box_map": 0.0}
         truth = COCO()
         truth.dataset = {"images": images, "annotations": annotations, "categories": [{"id": c + 1} for c in range(self.num_classes)]}

@@ -71,6 +71,16 @@ def coco_details(evaluation) -> dict:
         per_class50.append(float(curve[curve > -1].mean()) if (curve > -1).any() else None)
         curves.append([float(v) for v in np.clip(curve, 0.0, None)] if (curve > -1).any() else None)
     present = [c for c in curves if c is not None]
-    return {"ap": per_class, "ap50": per_class50, "recall": [float(r) for r in evaluation.params.recThrs],
+    return {"ap": per_class, "ap50": per_class50, "recall_thresholds": [float(r) for r in evaluation.params.recThrs],
             "precision50": [float(v) for v in np.mean(present, axis=0)] if present else None,
             "precision50_per_class": curves}
+
+
+def no_detection_details(num_classes: int, labels: list) -> dict:
+    """coco_details when nothing was detected: AP 0 and precision 0 for the classes with ground
+    truth (None for the others), as COCOeval scores them."""
+    seen = {int(label) for label in labels}
+    zero = [0.0] * 101
+    return {"ap": [0.0 if k in seen else None for k in range(num_classes)], "ap50": [0.0 if k in seen else None for k in range(num_classes)],
+            "recall_thresholds": [float(r) for r in np.linspace(0.0, 1.0, 101)], "precision50": zero if seen else None,
+            "precision50_per_class": [zero if k in seen else None for k in range(num_classes)]}
