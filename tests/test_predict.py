@@ -152,7 +152,7 @@ def test_images_of_any_size_and_mode_come_back_in_their_own_coordinates(trained,
         assert np.asarray(Image.open(out / "seg" / f"{key}.png")).shape == shape
         assert np.asarray(Image.open(out / "depth" / f"{key}.png")).shape == shape
         zoom = -(-256 // min(shape))  # small images are drawn enlarged by a whole factor, so their labels stay readable
-        assert Image.open(out / "_overlays" / f"{key}.png").size == (shape[1] * zoom, shape[0] * zoom)
+        assert Image.open(out / "_overlays" / f"{key}.png").size == (2 * shape[1] * zoom, shape[0] * zoom)  # the depth panel beside
     images = {im["key"]: im for im in json.loads((out / "_images.json").read_text())["images"]}
     for det in json.loads((out / "boxes.json").read_text()):
         key = next(k for k, im in images.items() if im["id"] == det["image_id"])
@@ -328,3 +328,15 @@ def test_a_faster_rcnn_run_trains_evaluates_and_predicts(tmp_path, cli, monkeypa
     predicted(cli, run_dir, out, "val")
     detections = json.loads((out / "boxes.json").read_text())
     assert all(d["category_id"] in range(1, 11) and len(d["bbox"]) == 4 for d in detections)
+
+
+def test_depth_panel_runs_from_the_smallest_to_the_largest_value():
+    from matplotlib import colormaps
+
+    from mtlspec.inference.overlay import value_panel
+
+    values = np.tile(np.linspace(2.0, 5.0, 40, dtype=np.float32), (20, 1))
+    pixels = np.asarray(value_panel("depth", values, zoom=2))
+    assert pixels.shape == (40, 80, 3)
+    ends = (np.array(colormaps["viridis"](0.0)[:3]) * 255).astype(np.uint8), (np.array(colormaps["viridis"](1.0)[:3]) * 255).astype(np.uint8)
+    assert (pixels[-1, 0] == ends[0]).all() and (pixels[-1, -1] == ends[1]).all()  # bottom row: below the range text

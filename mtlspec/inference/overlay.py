@@ -1,5 +1,6 @@
 """An image per input for people to look at: the segmentation and instance masks blended in, boxes
-with their class and score, and the image-level predictions written in the corner."""
+with their class and score, the image-level predictions written in the corner, and each dense
+value map (depth) as a panel of its own to the right, coloured from its own range."""
 
 from __future__ import annotations
 
@@ -66,4 +67,26 @@ def draw(image: np.ndarray, predictions: dict[str, tuple[Form, Any, list[str]]],
             lines.append(f"{task}: {float(prediction):.3g}")
     for row, line in enumerate(lines):
         pen.text((3, 3 + 11 * row), line, fill=(255, 255, 0), stroke_width=1, stroke_fill=(0, 0, 0))
-    return out
+    panels = [value_panel(task, np.asarray(prediction, np.float32), zoom) for task, (form, prediction, _) in predictions.items()
+              if form is Form.VALUE_MAPS]
+    if not panels:
+        return out
+    whole = Image.new("RGB", (out.width * (1 + len(panels)), out.height))
+    for n, image in enumerate([out, *panels]):
+        whole.paste(image, (n * out.width, 0))
+    return whole
+
+
+def value_panel(task: str, values: np.ndarray, zoom: int) -> Image.Image:
+    """A value map (depth) in viridis from its smallest to its largest value, the range written on it."""
+    from matplotlib import colormaps
+
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    scaled = np.clip((np.nan_to_num(values, nan=low) - low) / (high - low if high > low else 1.0), 0.0, 1.0)
+    rgb = (colormaps["viridis"](scaled)[..., :3] * 255).astype(np.uint8)
+    if zoom > 1:
+        rgb = np.kron(rgb, np.ones((zoom, zoom, 1), np.uint8))
+    panel = Image.fromarray(rgb)
+    ImageDraw.Draw(panel).text((3, 3), f"{task}: {low:.3g} (dark) to {high:.3g}", fill=(255, 255, 255), stroke_width=1, stroke_fill=(0, 0, 0))
+    return panel
