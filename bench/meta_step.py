@@ -78,6 +78,7 @@ def main() -> None:
             optimizer.step()
             if step >= 2:  # the first two are warm-up
                 times[name].append(time.perf_counter() - start)
+    check = finite_difference_check(model, task, meta, [sampler.tensors(sampler.episode(0, 10_000, b), trainer.device) for b in range(2)])
     base = statistics.median(times["ordinary step"])
     print(f"{meta.meta_batch} episodes of {meta.episodes.ways}-way {meta.episodes.shots}-shot with {meta.episodes.queries} queries "
           f"({len(images)} images), {meta.inner_steps} inner steps, {args.steps} steps each, {torch.get_num_threads()} threads")
@@ -85,6 +86,44 @@ def main() -> None:
     for name, values in times.items():
         median = statistics.median(values)
         print(f"{name:<14} {1000 * median:>10.1f} {median / base:>11.2f}" + (f"   gradient off the looped one by {gap[name]:.1e}" if name in gap else ""))
+    print(check)
+
+
+def finite_difference_check(model, task, meta, episodes) -> str:
+    """MAML's meta-gradient at the first BatchNorm scale (a parameter the second-order term
+    reaches through BatchNorm), looped and vmapped, against central finite differences of the
+    query loss, all in float64 on a copy of the model."""
+    import copy
+
+    from mtlspec.meta.functional import adapted, logits
+
+    model = copy.deepcopy(model).double()
+    episodes = [tuple(t.double() if t.is_floating_point() else t for t in e) for e in episodes]
+    name = next(n for n, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)) + ".weight"
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+    def query_loss(p) -> float:
+        total = 0.0
+        for sx, sy, qx, qy in episodes:
+            fast = adapted(model, p, list(p), task, sx, sy, meta.inner_steps, meta.inner_lr, create_graph=False)
+            total += float(F.cross_entropy(logits(model, fast, task, qx), qy)) / len(episodes)
+        return total
+
+    shifted = []
+    for sign in (1.0, -1.0):
+        p = {n: v.detach().clone().requires_grad_(True) for n, v in params.items()}
+        with torch.no_grad():
+            p[name][0] += sign * 1e-6
+        shifted.append(query_loss(p))
+    numeric = (shifted[0] - shifted[1]) / 2e-6
+    found = {}
+    for label, algorithm in (("looped", MAML(meta)), ("vmapped", Vmapped(meta))):
+        model.zero_grad(set_to_none=True)
+        algorithm.meta_gradient(model, task, episodes)
+        found[label] = float(params[name].grad[0])
+    return (f"d(query loss)/d {name}[0], float64: finite differences {numeric:.10f}, looped {found['looped']:.10f} "
+            f"(off by {abs(found['looped'] - numeric) / abs(numeric):.1e}), vmapped {found['vmapped']:.10f} "
+            f"(off by {abs(found['vmapped'] - numeric) / abs(numeric):.1e})")
 
 
 class Vmapped:
@@ -115,7 +154,7 @@ class Vmapped:
         with batch_statistics_only(model):
             losses = vmap(query_loss, in_dims=(None, 0, 0, 0, 0))(params, *stacked)
         losses.mean().backward()
-        return float(losses.mean()), 0.0
+        return float(losses.detach().mean()), 0.0
 
 
 @contextlib.contextmanager

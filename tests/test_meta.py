@@ -350,3 +350,82 @@ def test_validate_counts_only_the_digits_a_dataset_shows_and_refuses_ignored_dat
     (tmp_path / "b.yaml").write_text(SPEC.replace("ALGORITHM", "maml").replace("  batch_size: 8\n", "  batch_size: 8\n  bootstrap: 1\n"))
     (result,) = validate_file(tmp_path / "b.yaml", [])
     assert any(f.path == "data.bootstrap" and "no effect" in f.message for f in result.errors), result.errors
+
+
+ATTRIBUTES = """\
+name: attrs
+seed: 2
+data:
+  datasets:
+    digits: {type: multidigits, canvas: 32, objects: {min: 1, max: 3}, splits: {train: 160, val: 100, test: 100}}
+  batch_size: 8
+  image_size: 32
+tasks:
+  present: {type: multilabel, dataset: digits, label: present}
+model: {backbone: {type: SmallCNN, channels: [8, 16]}, neck: {type: none}, sharing: {type: hps}}
+meta:
+  algorithm: maml
+  task: present
+  episodes: {ways: 2, shots: 2, queries: 3}
+  held_out_classes: [8, 9]
+  inner_steps: 1
+  inner_lr: 0.1
+  meta_batch: 2
+  steps_per_epoch: 2
+  eval_episodes: 4
+training: {epochs: 1, device: cpu, optimizer: {type: adam, lr: 1.0e-3}}
+evaluation: {split: test}
+report: {formats: [json, md], plots: false}
+"""
+
+
+def test_attribute_episodes_are_binary_tasks_of_one_held_in_attribute_each(tmp_path, monkeypatch):
+    """Issue 18: a task distribution built from a multilabel task. Each episode asks about one
+    attribute (is digit d in the image?): every sample labelled with the group it is in (has d or
+    not, in a random order per episode), no sample in both sets, held-out attributes never asked."""
+    from mtlspec.meta.episodes import EpisodeSampler
+    from mtlspec.meta.fit import class_sets, label_reading
+    from mtlspec.train.loop import seeded_build
+
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "a.yaml").write_text(ATTRIBUTES)
+    (result,) = validate_file(tmp_path / "a.yaml", [])
+    assert result.errors == [], result.errors
+    built = seeded_build(result.spec, tmp_path)
+    train = label_reading(built, "train")
+    shows = {i: set(np.flatnonzero(np.asarray(train[i]["targets"]["present"]) > 0.5).tolist()) for i in range(len(train))}
+    training, held = class_sets(result.spec.meta, list(range(10)))
+    sampler = EpisodeSampler(train, "present", 2, 2, 3, seed=4, classes=training)
+    orders = set()
+    for key in range(40):
+        ep = sampler.episode(0, key)
+        (attribute,) = set(ep.classes)
+        assert attribute not in held and not set(ep.support) & set(ep.query) and len(ep.support) == 4 and len(ep.query) == 6
+        for i, label in zip(ep.support + ep.query, ep.support_labels + ep.query_labels):
+            assert (attribute in shows[i]) == (label == ep.has)
+        orders.add(ep.has)
+        assert sampler.episode(0, key) == ep
+    assert orders == {0, 1}  # "has it" is label 0 in some episodes and 1 in others: nothing to memorise
+    with pytest.raises(Exception, match="binary"):
+        EpisodeSampler(train, "present", 3, 2, 3, seed=0)
+
+
+def test_a_meta_run_over_attributes_trains_and_reports_few_shot_accuracy(tmp_path, monkeypatch, cli):
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "a.yaml").write_text(ATTRIBUTES)
+    (result,) = validate_file(tmp_path / "a.yaml", [])
+    outcome = run_result(result, tmp_path / "runs")
+    report = outcome.report
+    few = report["few_shot"]["present"]
+    assert few["ways"] == 2 and few["episodes"] == 4 and report["tasks"]["present"]["baseline"]["accuracy"] == 0.5
+    assert set(report["tasks"]["present"]["metrics"]) == {"accuracy"}
+    (tmp_path / "new.yaml").write_text(ATTRIBUTES.split("model:")[0].replace("name: attrs", "name: new"))
+    out = tmp_path / "adapt.json"
+    done = cli("adapt", str(outcome.run_dir), "--task", str(tmp_path / "new.yaml"), "--shots", "2", "--episodes", "3", "--classes", "8,9",
+               "--out", str(out))
+    assert done.exit_code == 0, done.output
+    adapted = json.loads(out.read_text())
+    assert adapted["ways"] == 2 and adapted["classes"] == [8, 9] and adapted["head"] == "the run's meta-learned head"
+    (tmp_path / "bad.yaml").write_text(ATTRIBUTES.replace("ways: 2", "ways: 3").replace("held_out_classes: [8, 9]", "held_out_classes: [8, 11]"))
+    (bad,) = validate_file(tmp_path / "bad.yaml", [])
+    assert {(f.code, str(f.path).split(".")[-1]) for f in bad.errors} == {("incompatible", "ways"), ("out-of-range", "held_out_classes")}, bad.errors

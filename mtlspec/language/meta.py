@@ -24,16 +24,19 @@ class Meta(Section):
     Levine, ICML 2017; first-order MAML from the same paper; ANIL: Raghu et al., ICLR 2020, which
     adapts the head alone) or by moving it towards the adapted weights (Reptile: Nichol, Achiam and
     Schulman, 2018). The outer step is training.optimizer's; training.epochs x `steps_per_epoch`
-    steps in all. The task's head has `ways` outputs, classes assigned at random in each episode."""
+    steps in all. The task's head has `ways` outputs, classes assigned at random in each episode.
+    Of a multilabel task, each episode is a new binary task: one attribute (label), images with it
+    against images without it (`ways: 2`)."""
 
     algorithm: Literal["maml", "fomaml", "anil", "reptile"] = "maml"
     task: Name
-    """The classification task whose classes episodes are drawn from (the spec's only task)."""
+    """The spec's only task: a classification task, whose classes N-way episodes are drawn from, or
+    a multilabel task, whose attributes (labels) each make a binary episode."""
     episodes: Episodes = Episodes()
     held_out_classes: list[Annotated[int, Field(ge=0)]] = []
-    """Classes never drawn in meta-training: evaluation episodes (and `mtlspec adapt`) use only these
-    when given, as the few-shot literature holds test classes out; otherwise every class, from the
-    evaluation split's samples."""
+    """Classes (of a multilabel task: attributes) never drawn in meta-training: evaluation episodes
+    (and `mtlspec adapt`) use only these when given, as the few-shot literature holds test classes
+    out; otherwise every class, from the evaluation split's samples."""
     inner_steps: Annotated[int, Field(ge=1, le=100)] = 5
     inner_lr: Annotated[float, Field(gt=0, le=10)] = 0.05
     """Learning rate of the inner (adaptation) steps: plain gradient descent."""

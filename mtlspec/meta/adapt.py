@@ -1,8 +1,9 @@
 """`mtlspec adapt`: a trained model (meta-learned, or any run) adapted to a new classification task
 from K labelled examples per class, scored over many N-way K-shot episodes of the new task's
-evaluation split (mean query accuracy and its 95% confidence interval, as few-shot papers report).
+evaluation split (mean query accuracy and its 95% confidence interval, as few-shot papers report);
+or to new binary tasks, one attribute of a multilabel task per episode (2-way: has it or not).
 
-The new task comes from a spec file with one classification task (its dataset, label and, where
+The new task comes from a spec file with one classification or multilabel task (its dataset, label and, where
 it has one, a `meta` section for the episode shape and inner loop); `classes` restricts episodes to
 some of its classes (those a meta-learned run held out, for the few-shot protocol). The model is the run's
 topology with a head for the episode: a meta-learned run's own head when it answers as many
@@ -47,9 +48,10 @@ def _new_task(task_spec: Path) -> tuple[Any, str]:
     from mtlspec.tasks import task_type_class
     from mtlspec.tasks.base import Form
 
-    tasks = [name for name, section in result.spec.tasks.items() if task_type_class(section.type).form is Form.CLASS_PROBABILITIES]
+    tasks = [name for name, section in result.spec.tasks.items()
+             if task_type_class(section.type).form in (Form.CLASS_PROBABILITIES, Form.LABEL_PROBABILITIES)]
     if len(result.spec.tasks) != 1 or not tasks:
-        raise UsageError(f"{task_spec} must have exactly one task, of type classification (it has: "
+        raise UsageError(f"{task_spec} must have exactly one task, of type classification or multilabel (it has: "
                          f"{', '.join(f'{n} ({s.type})' for n, s in result.spec.tasks.items())})")
     return result.spec, tasks[0]
 
@@ -65,11 +67,13 @@ def adapt(run_dir: Path, task_spec: Path, shots: int, ways: int | None = None, q
     from mtlspec.meta.fit import few_shot
     from mtlspec.meta.functional import adapted_names
     from mtlspec.tasks import task_type_class
+    from mtlspec.tasks.base import Form
 
     loaded = load_run(run_dir)
     spec, task = _new_task(task_spec)
     meta = loaded.spec.meta or spec.meta
-    ways = ways if ways is not None else (meta.episodes.ways if meta else 5)
+    binary = task_type_class(spec.tasks[task].type).form is Form.LABEL_PROBABILITIES  # a multilabel task's episodes: one attribute each
+    ways = ways if ways is not None else (2 if binary else meta.episodes.ways if meta else 5)
     queries = queries if queries is not None else (meta.episodes.queries if meta else 15)
     steps = steps if steps is not None else (meta.inner_steps if meta else 10)
     lr = lr if lr is not None else (meta.inner_lr if meta else 0.05)

@@ -187,6 +187,6 @@ class MetaTrainer:
         self._each("checkpointed", self.epoch, path)
 
     def _save_model(self) -> None:
-        tasks = {self.task: {"type": "classification", "num_classes": self.meta.episodes.ways, "names": None, "category_ids": None}}
+        tasks = {self.task: {"type": self.spec.tasks[self.task].type, "num_classes": self.meta.episodes.ways, "names": None, "category_ids": None}}
         save_model(self.run_dir, self.model, self.spec_hash, self.epoch, f"the last epoch ({self.epoch}); a meta-learned initialisation",
                    tasks, self.spec.data.image_size)

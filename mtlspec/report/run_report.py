@@ -35,13 +35,14 @@ def build_report(spec: Any, manifest: dict[str, Any], result: Any, plots: list[s
                  timings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     tasks = {}
     details = getattr(result, "details", None) or {}
+    few_shot = getattr(result, "few_shot", None) or {}
     for task, metrics in result.metrics.items():
-        chosen = spec.tasks[task].metrics
+        chosen = ["accuracy"] if task in few_shot else spec.tasks[task].metrics  # a meta run scores few-shot accuracy, whatever the task type
         values = {m: float(metrics[m]) for m in chosen if m in metrics}
         tasks[task] = {
             "type": result.task_types[task],
             "metrics": values,
-            "higher_is_better": {m: directions(spec)[task][m] for m in values},
+            "higher_is_better": {m: True if task in few_shot else directions(spec)[task][m] for m in values},
             "baseline": {m: float(v) for m, v in result.baselines.get(task, {}).items() if m in values},
             **({"details": details[task]} if task in details else {}),
         }

@@ -1,6 +1,7 @@
-"""Rules on `meta`: it names the spec's one task, a classification task; it trains alone (no
-ensemble, no baseline runs, no early stopping); its held-out classes leave enough classes on both
-sides for N-way episodes where the dataset says how many classes there are."""
+"""Rules on `meta`: it names the spec's one task, a classification task (N-way episodes of its
+classes) or a multilabel one (2-way episodes, a new attribute each); it trains alone (no ensemble,
+no baseline runs, no early stopping); its held-out classes (attributes) leave enough on both sides
+for the episodes where the dataset says how many there are."""
 
 from __future__ import annotations
 
@@ -21,8 +22,14 @@ def check_meta(data: dict) -> list[Finding]:
     if isinstance(name, str) and tasks and name not in tasks:
         out.append(Finding(("meta", "task"), "unknown-task", f"no task '{name}'{did_you_mean(name, list(tasks))}; meta-learning needs one of the spec's tasks"))
     elif isinstance(name, str) and name in tasks:
-        if tag(tasks[name]) != "classification":
-            out.append(Finding(("meta", "task"), "incompatible", f"meta-learning draws N-way episodes of a classification task; '{name}' is a {tasks[name].get('type')} task"))
+        kind = tag(tasks[name])
+        ways = get_in(meta, "episodes", "ways")
+        if kind not in ("classification", "multilabel"):
+            out.append(Finding(("meta", "task"), "incompatible", f"meta-learning draws N-way episodes of a classification task, or binary "
+                                                                 f"episodes of a multilabel task's attributes; '{name}' is a {tasks[name].get('type')} task"))
+        elif kind == "multilabel" and ways != 2:
+            out.append(Finding(("meta", "episodes", "ways") if isinstance(ways, int) else ("meta", "task"), "incompatible",
+                               f"episodes of the multilabel task '{name}' are binary (an image has the attribute or not): set meta.episodes.ways: 2"))
         others = [t for t in tasks if t != name]
         if others:
             out.append(Finding(("tasks", others[0]), "incompatible", f"a meta-learning spec trains the episodes of '{name}' alone; "
@@ -56,9 +63,12 @@ def _classes(data: dict, meta: dict, task: dict) -> list[Finding]:
     held = [c for c in held if isinstance(c, int)]
     if count is None:
         return []
+    what = "classes"
+    if tag(task) == "multilabel":  # each episode one attribute: one on each side is enough
+        ways, what = 1, "attributes"
     present = set(range(count))
     chosen = dataset.get("digits")
-    if isinstance(chosen, list) and all(isinstance(d, int) for d in chosen) and task["label"] in ("largest_digit", "smallest_digit"):
+    if isinstance(chosen, list) and all(isinstance(d, int) for d in chosen) and task["label"] in ("largest_digit", "smallest_digit", "present"):
         present &= set(chosen)  # the dataset shows only these digits
     out = []
     outside = [c for c in held if c not in present]
@@ -69,5 +79,6 @@ def _classes(data: dict, meta: dict, task: dict) -> list[Finding]:
     if held and len(set(held)) < ways:
         out.append(Finding(("meta", "held_out_classes"), "incompatible", f"{ways}-way evaluation episodes need {ways} held-out classes; {len(set(held))} are held out"))
     if kept < ways:
-        out.append(Finding(("meta", "episodes", "ways"), "incompatible", f"{ways}-way training episodes need {ways} classes; label '{task['label']}' leaves {kept} for meta-training"))
+        out.append(Finding(("meta", "held_out_classes") if what == "attributes" else ("meta", "episodes", "ways"), "incompatible",
+                           f"training episodes need {ways} {what}; label '{task['label']}' leaves {kept} for meta-training"))
     return out
