@@ -239,6 +239,9 @@ def _execute(request, out: Path, resume: Optional[Path], console, quiet: bool):
         typer.echo("\n".join(printable(line) for line in f"error: {request.name}: {exc}".splitlines()), err=True)
         return None, EXIT_FAILED
     except KeyboardInterrupt as exc:
+        if str(exc):  # stopped at a step boundary on a signal: the message names the checkpoint and the resume
+            typer.echo(printable(f"error: {request.name}: {exc}"), err=True)
+            return None, EXIT_FAILED
         where = getattr(exc, "mtlspec_trace", None)
         resume_hint = f"; continue with --resume {where.parent}" if where is not None and (where.parent / "checkpoints").is_dir() else ""
         typer.echo(f"error: {request.name}: interrupted{resume_hint}", err=True)

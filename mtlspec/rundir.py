@@ -73,6 +73,9 @@ def record_failure(run_dir: Path, info: dict[str, Any], exc: BaseException) -> P
     trace = run_dir / "traceback.txt"
     write_text_atomic(trace, "".join(traceback.format_exception(exc)))
     interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
-    cause = "interrupted" if isinstance(exc, KeyboardInterrupt) else printable(f"{type(exc).__name__}: {exc}".splitlines()[0])[:500]
+    if isinstance(exc, KeyboardInterrupt):  # a stop signal's message names the checkpoint it wrote
+        cause = printable(f"interrupted: {exc}" if str(exc) else "interrupted")[:500]
+    else:
+        cause = printable(f"{type(exc).__name__}: {exc}".splitlines()[0])[:500]
     write_manifest(run_dir, {**info, "status": "interrupted" if interrupted else "failed", "error": cause, "ended": now()})
     return trace

@@ -58,7 +58,13 @@ Scheduler = Annotated[Union[Constant, Cosine, Step, Cyclic], Field(discriminator
 
 
 class Checkpoint(Section):
+    """Resumable checkpoints (`mtlspec run SPEC --resume RUN_DIR`). SIGTERM or Ctrl-C also write one,
+    after the step in progress, before the run stops."""
+
     every_epochs: PositiveInt = 1
+    every_steps: PositiveInt | None = None
+    """Also a checkpoint every this many steps within an epoch (long epochs on preemptible
+    machines); a resume continues from that step and ends with the same weights and metrics.jsonl."""
     keep: PositiveInt = 2
     """How many of the newest checkpoints stay on disk."""
 

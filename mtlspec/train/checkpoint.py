@@ -100,8 +100,20 @@ def unhealthy(model: torch.nn.Module) -> str | None:
     return None
 
 
+def epoch_file(epochs_done: int) -> str:
+    """The checkpoint at the end of an epoch."""
+    return f"epoch-{epochs_done:04d}.pt"
+
+
+def step_file(epochs_done: int, step: int) -> str:
+    """A checkpoint within epoch `epochs_done + 1`, after `step` steps in all. The names sort in
+    training order: "epoch-0003_step-..." after "epoch-0003.pt" ('_' sorts after '.') and before
+    "epoch-0004.pt"."""
+    return f"epoch-{epochs_done:04d}_step-{step:09d}.pt"
+
+
 def prune(folder: Path, keep: int) -> None:
-    """Keep the newest `keep` epoch checkpoints."""
+    """Keep the newest `keep` checkpoints (of epoch ends and within epochs)."""
     old = sorted(folder.glob("epoch-*.pt"))[:-keep]
     for path in old:
         path.unlink(missing_ok=True)

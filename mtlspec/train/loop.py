@@ -24,6 +24,7 @@ from mtlspec.inference.model_file import FILE as MODEL_FILE, save_model, vocabul
 from mtlspec.train import checkpoint as ckpt
 from mtlspec.train.evaluate import evaluate, to_device, trivial_baselines
 from mtlspec.train.optim import build_optimizer, build_scheduler
+from mtlspec.train.preemption import Preempted, StopRequest, graceful_stop, quiet_worker
 from mtlspec.train.timing import TIMINGS_FILE, EpochClock
 from mtlspec.weighting.base import gradient_step  # noqa: F401  (re-exported: ../shared/bench/libmtl_side_by_side.py imports it from here)
 
@@ -108,8 +109,10 @@ def thread_count(spec: Any) -> int:
 
 
 def one_thread_per_worker(_: int) -> None:
-    """Data-loader workers decode and transform; each keeps to one thread so the trainer's threads keep their cores."""
+    """Data-loader workers decode and transform; each keeps to one thread so the trainer's threads
+    keep their cores, and leaves SIGTERM and SIGINT to the trainer (train/preemption.py)."""
     torch.set_num_threads(1)
+    quiet_worker()
 
 
 def seeded_build(spec: Any, data_root: Path, sources: dict[str, Any] | None = None) -> Built:
@@ -124,11 +127,12 @@ class BatchOrder(torch.utils.data.Sampler):
     def __init__(self, sizes: list[int], batch_size: int, policy: str, t: float, seed: int, max_steps: int | None):
         self.sizes, self.batch_size, self.policy, self.t, self.seed = sizes, batch_size, policy, t, seed
         self.max_steps, self.epoch = max_steps, 0
+        self.skip = 0  # batches of this epoch already trained (a resume from within the epoch)
 
     def __iter__(self):
         order = epoch_order(self.sizes, self.policy, self.seed, self.epoch, self.t)
         batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order) - self.batch_size + 1, self.batch_size)]
-        return iter(batches[: self.max_steps] if self.max_steps else batches)
+        return iter((batches[: self.max_steps] if self.max_steps else batches)[self.skip :])
 
     def __len__(self) -> int:
         n = sum(self.sizes) // self.batch_size
@@ -234,6 +238,9 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.epoch, self.step, self.best, self.bad_epochs, self.stopped_early = 0, 0, None, 0, False
         self.completed = 0  # epochs finished (a resumed run starts from its checkpoint's)
+        self.batch = 0  # batches of the current epoch done (a checkpoint within an epoch resumes after them)
+        self.epoch_losses: tuple[dict[str, float], dict[str, int]] | None = None  # that epoch's loss sums and counts so far
+        self.stop = StopRequest()
 
     def _scan(self) -> None:
         """Every sample of every split checked before the first step (files, annotations, labels)."""
@@ -253,7 +260,12 @@ class Trainer:
         ckpt.set_rng_state(state["rng"])
         self.epoch, self.step, self.best, self.bad_epochs, self.history = state["epoch"], state["step"], state["best"], state["bad_epochs"], state["history"]
         self.completed, self.stopped_early = state["epoch"], bool(state.get("stopped_early", False))
-        self.log(f"resumed after epoch {self.epoch}")
+        self.batch = int(state.get("batch", 0))
+        if self.batch:
+            self.epoch_losses = (dict(state["epoch_loss_sums"]), dict(state["epoch_loss_counts"]))
+            self.log(f"resumed in epoch {self.epoch + 1}, after step {self.step} (batch {self.batch} of {self.steps_per_epoch})")
+        else:
+            self.log(f"resumed after epoch {self.epoch}")
 
     def _each(self, hook: str, *args: Any) -> None:
         for callback in self.callbacks:
@@ -263,7 +275,7 @@ class Trainer:
         spec = self.spec
         self.last_good = ckpt.latest(self.ckpt_dir)
         self.model.train()
-        with open(self.run_dir / "metrics.jsonl", "a") as sink:
+        with open(self.run_dir / "metrics.jsonl", "a") as sink, graceful_stop(self.log) as self.stop:
             for epoch in range(self.epoch, spec.training.epochs if not self.stopped_early else self.epoch):
                 self.epoch = epoch
                 self._train_epoch(epoch, sink)
@@ -274,8 +286,11 @@ class Trainer:
                 sink.flush()
                 self.clock.write(self.run_dir / TIMINGS_FILE, time.perf_counter() - evaluating)
                 self._each("end_epoch", record)
-                if (epoch + 1) % spec.training.checkpoint.every_epochs == 0 or epoch + 1 == spec.training.epochs or self.stopped_early:
+                if (epoch + 1) % spec.training.checkpoint.every_epochs == 0 or epoch + 1 == spec.training.epochs or self.stopped_early \
+                        or self.stop.signal:
                     self._checkpoint(epoch)
+                if self.stop.signal and epoch + 1 < spec.training.epochs and not self.stopped_early:
+                    raise self._preempted(self.last_good)
                 if self.stopped_early:
                     self.log(f"early stopping after epoch {epoch + 1}: {spec.training.early_stopping.monitor} has not improved for {self.bad_epochs} evaluations")
                     break
@@ -287,7 +302,9 @@ class Trainer:
         self.order.epoch = epoch
         self.train_set.set_epoch(epoch)
         self._each("start_epoch", epoch, spec.training.epochs, self.steps_per_epoch)
-        sums, counts = {t: 0.0 for t in self.task_types}, {t: 0 for t in self.task_types}
+        sums, counts = self.epoch_losses if self.batch else ({t: 0.0 for t in self.task_types}, {t: 0 for t in self.task_types})
+        self.order.skip = self.batch  # a resume from within this epoch: its first batches are done
+        every = spec.training.checkpoint.every_steps
         clock = EpochClock(epoch + 1, self.step, spec.data.batch_size)
         for batch in clock.batches(self.train_loader):
             batch = to_device(batch, self.device)
@@ -313,6 +330,13 @@ class Trainer:
                 row["cosine"] = cosines
             sink.write(json.dumps(row) + "\n")
             self._each("step", row)
+            self.batch += 1
+            if self.batch < self.steps_per_epoch and (self.stop.signal or (every and self.step % every == 0)):
+                sink.flush()  # the checkpoint's rows are on disk before it
+                path = self._checkpoint_within(epoch, sums, counts)
+                if self.stop.signal:
+                    raise self._preempted(path)
+        self.order.skip, self.batch, self.epoch_losses = 0, 0, None
         self.weighting.end_epoch({t: v / max(counts[t], 1) for t, v in sums.items()})
         self.clock = clock
 
@@ -341,21 +365,33 @@ class Trainer:
             save_model(self.run_dir, self.model, self.spec_hash, epoch + 1, selected, self.vocabulary, self.spec.data.image_size)
 
     def _checkpoint(self, epoch: int) -> None:
-        path = self.ckpt_dir / f"epoch-{epoch + 1:04d}.pt"
+        self._save_state(self.ckpt_dir / ckpt.epoch_file(epoch + 1), epoch + 1, f"the end of epoch {epoch + 1}")
+        self._each("checkpointed", epoch + 1, self.last_good)
+
+    def _checkpoint_within(self, epoch: int, sums: dict[str, float], counts: dict[str, int]) -> Path:
+        """A checkpoint after this step, within epoch `epoch + 1` (every_steps, or a stop signal)."""
+        path = self.ckpt_dir / ckpt.step_file(epoch, self.step)
+        self._save_state(path, epoch, f"step {self.step}", batch=self.batch, epoch_loss_sums=sums, epoch_loss_counts=counts)
+        return path
+
+    def _save_state(self, path: Path, epochs_done: int, when: str, **within: Any) -> None:
         diverged = ckpt.unhealthy(self.model)
         if diverged:  # a state no resume could continue from is never saved as one
             where = f"last good checkpoint: {self.last_good}" if self.last_good else "no checkpoint was written"
-            raise TrainingError(f"training diverged by the end of epoch {epoch + 1}: {diverged}; stopped, {where} "
+            raise TrainingError(f"training diverged by {when}: {diverged}; stopped, {where} "
                                 f"(lower training.optimizer.lr, or set training.grad_clip)")
         ckpt.save(path, {
-            "spec_hash": self.spec_hash, "epoch": epoch + 1, "step": self.step, "model": self.model.state_dict(),
+            "spec_hash": self.spec_hash, "epoch": epochs_done, "step": self.step, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "weighting": self.weighting.state_dict(), "rng": ckpt.rng_state(), "best": self.best,
-            "bad_epochs": self.bad_epochs, "history": self.history, "stopped_early": self.stopped_early,
+            "bad_epochs": self.bad_epochs, "history": self.history, "stopped_early": self.stopped_early, **within,
         })
         ckpt.prune(self.ckpt_dir, self.spec.training.checkpoint.keep)
         self.last_good = path
-        self._each("checkpointed", epoch + 1, path)
+
+    def _preempted(self, path: Path | None) -> Preempted:
+        return Preempted(f"stopped by {self.stop.signal} after step {self.step} (epoch {self.epoch + 1}), checkpoint {path}; "
+                         f"continue with: mtlspec run SPEC --resume {self.run_dir}")
 
     def result(self, started: float) -> FitResult:
         """The final evaluation on the spec's split, beside what trivial predictors score there."""

@@ -46,6 +46,9 @@ def check_meta(data: dict) -> list[Finding]:
         ignored.append("sample_weights")
     for key in ignored:
         out.append(Finding(("data", key), "incompatible", f"meta-learning draws its episodes from the plain splits; data.{key} would have no effect; remove it", "key"))
+    if get_in(data, "training", "checkpoint", "every_steps") is not None:
+        out.append(Finding(("training", "checkpoint", "every_steps"), "incompatible",
+                           "a meta-learning run checkpoints at epoch ends (meta.steps_per_epoch outer steps); remove every_steps", "key"))
     if isinstance(get_in(data, "training", "early_stopping"), dict):
         out.append(Finding(("training", "early_stopping"), "incompatible", "meta-learning runs every epoch (early stopping is for ordinary training); remove it", "key"))
     return out
