@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -181,6 +181,7 @@ def run(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     allow: AllowOption = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Train this many matrix combinations at once, each in its own process on its share of the cores.")] = 1,
 ) -> None:
     """Compile a spec into a model, train it, evaluate it, and write a run directory with reports.
 
@@ -193,8 +194,14 @@ def run(
     if resume is not None and len(results) > 1:
         _fail_usage("--resume continues one run; this spec has a matrix of several")
     console = Console(stderr=True, highlight=False, emoji=False)  # ":100:" in a message is a line number, not an emoji
-    outcomes = [_execute(RunRequest.of(result), out, resume, console, quiet) for result in results]
-    done = [outcome.run_dir for outcome, _ in outcomes if outcome is not None]
+    if jobs > 1 and len(results) > 1:
+        from mtlspec.parallel import run_jobs
+
+        outcomes = [(Path(d) if d else None, status) for d, status in run_jobs(_combination, spec, set_ or [], allow or [], len(results), out, jobs)]
+        done = [d for d, _ in outcomes if d is not None]
+    else:
+        outcomes = [_execute(RunRequest.of(result), out, resume, console, quiet) for result in results]
+        done = [outcome.run_dir for outcome, _ in outcomes if outcome is not None]
     if len(results) > 1 and done:
         from mtlspec.report.compare import write_comparison
 
@@ -202,6 +209,26 @@ def run(
         failed = len(results) - len(done)
         typer.echo(f"comparison of {len(done)} run(s) in {path}" + (f"; {failed} combination(s) failed" if failed else ""))
     raise typer.Exit(max(status for _, status in outcomes))
+
+
+def _combination(spec_file: str, overrides: list[str], allow: list[str], index: int, out: str) -> tuple[str | None, int]:
+    """In a `--jobs` process (mtlspec/parallel.py): train combination `index` of the spec (validated
+    again here: specs are cheap to check, and only paths cross the process boundary). Returns (run
+    directory or None, exit status)."""
+    from rich.console import Console
+
+    from mtlspec.run import RunRequest
+
+    results = _runnable(Path(spec_file), overrides, [Path(a) for a in allow])
+    request = RunRequest.of(results[index])
+    console = Console(stderr=True, highlight=False, emoji=False)
+
+    class Prefixed:  # every line says which combination it is about
+        def print(self, message: str, **kwargs: Any) -> None:
+            console.print(f"[{request.name}] {message}", **kwargs)
+
+    outcome, status = _execute(request, Path(out), None, Prefixed(), quiet=True)
+    return (str(outcome.run_dir) if outcome is not None else None), status
 
 
 def _execute(request, out: Path, resume: Optional[Path], console, quiet: bool):
