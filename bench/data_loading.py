@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 
 from mtlspec.build import build  # noqa: E402
 from mtlspec.language import validate_file  # noqa: E402
-from mtlspec.train.loop import BatchOrder, make_loader  # noqa: E402
+from mtlspec.train.setup import BatchOrder, make_loader  # noqa: E402
 
 
 def main() -> int:

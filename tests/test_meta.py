@@ -426,6 +426,52 @@ def test_a_meta_run_over_attributes_trains_and_reports_few_shot_accuracy(tmp_pat
     assert done.exit_code == 0, done.output
     adapted = json.loads(out.read_text())
     assert adapted["ways"] == 2 and adapted["classes"] == [8, 9] and adapted["head"] == "the run's meta-learned head"
+    # review of issue 18: the few-shot validation score is in the report; options and data that cannot work say so
+    assert set(report["val"]["present"]) == {"accuracy"}
+    wrong_ways = cli("adapt", str(outcome.run_dir), "--task", str(tmp_path / "new.yaml"), "--ways", "3")
+    assert wrong_ways.exit_code == 2 and "2-way" in wrong_ways.output, wrong_ways.output
+    missing = cli("adapt", str(outcome.run_dir), "--task", str(tmp_path / "new.yaml"), "--shots", "2", "--classes", "8,12")
+    assert missing.exit_code == 3 and "[12]" in missing.output, missing.output  # a named class that cannot be used is not dropped
+    predicted = cli("predict", str(outcome.run_dir), "test", "--out", str(tmp_path / "pred"))
+    assert predicted.exit_code == 2 and "meta-learned run" in predicted.output and not (tmp_path / "pred").exists(), predicted.output
+    (tmp_path / "one.yaml").write_text(ATTRIBUTES.replace("splits: {train: 160, val: 100, test: 100}}", "splits: {train: 160, val: 100, test: 100}, digits: [3]}")
+                                       .replace("objects: {min: 1, max: 3}", "objects: {min: 1, max: 1}").replace("held_out_classes: [8, 9]", "held_out_classes: []"))
+    (one,) = validate_file(tmp_path / "one.yaml", [])
+    assert any("every image shows digit 3" in d.message for d in one.errors), one.errors
     (tmp_path / "bad.yaml").write_text(ATTRIBUTES.replace("ways: 2", "ways: 3").replace("held_out_classes: [8, 9]", "held_out_classes: [8, 11]"))
     (bad,) = validate_file(tmp_path / "bad.yaml", [])
     assert {(f.code, str(f.path).split(".")[-1]) for f in bad.errors} == {("incompatible", "ways"), ("out-of-range", "held_out_classes")}, bad.errors
+
+
+def test_maml_meta_gradient_through_batchnorm_equals_finite_differences():
+    """The second-order term through BatchNorm (batch statistics in the inner and outer loops), on a
+    smooth float64 model (no ReLU kinks), against central differences of the mean query loss.
+    Tolerance 1e-6 of the largest entry: h = 1e-6 leaves an O(h^2) error far below it."""
+    torch.manual_seed(5)
+    model = nn.Module()
+    model.body = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Tanh()).double()
+    model.heads = nn.ModuleDict({TASK: nn.Linear(6, 3).double()})
+    model.forward = lambda x: {TASK: model.heads[TASK](model.body(x))}
+    episodes = [_episode(11), _episode(12)]
+    MAML(_meta(2, 0.3)).meta_gradient(model, TASK, episodes)
+    analytic = torch.cat([model.body[1].weight.grad, model.body[1].bias.grad, model.body[0].weight.grad.flatten()])
+    params = dict(model.named_parameters())
+
+    def loss(p):
+        from mtlspec.meta.functional import adapted, logits
+
+        return sum(float(F.cross_entropy(logits(model, adapted(model, p, list(p), TASK, sx, sy, 2, 0.3, create_graph=False), TASK, qx), qy))
+                   for sx, sy, qx, qy in episodes) / len(episodes)
+
+    numeric = []
+    for name in ("body.1.weight", "body.1.bias", "body.0.weight"):
+        for i in range(params[name].numel()):
+            ends = []
+            for sign in (1.0, -1.0):
+                p = {n: v.detach().clone().requires_grad_(True) for n, v in params.items()}
+                with torch.no_grad():
+                    p[name].view(-1)[i] += sign * 1e-6
+                ends.append(loss(p))
+            numeric.append((ends[0] - ends[1]) / 2e-6)
+    numeric = torch.tensor(numeric, dtype=torch.float64)
+    assert float((analytic - numeric).abs().max() / numeric.abs().max()) < 1e-6

@@ -25,7 +25,7 @@ class Threads:
 
 @pytest.mark.parametrize("threads, workers", [(1, 0), ("auto", 1)])
 def test_a_run_trains_with_its_thread_count_and_gives_the_process_its_own_back(threads, workers, tmp_path, monkeypatch):
-    from mtlspec.train.loop import TORCH_DEFAULT_THREADS
+    from mtlspec.train.setup import TORCH_DEFAULT_THREADS
 
     monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
     path = tmp_path / "t.yaml"

@@ -116,7 +116,7 @@ def member_predictions(spec: Spec, members: list[Member], split: str, data_root:
     """Over a split in dataset order, batch by batch: (batch, {task: each member's contribution}),
     as each task type gives it to ensembles (class maps as probabilities)."""
     from mtlspec.data.build import build_dataset
-    from mtlspec.train.loop import make_loader
+    from mtlspec.train.setup import make_loader
 
     task_types = members[0].task_types
     dataset = build_dataset(spec, split, False, data_root, task_types)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from mtlspec.errors import UsageError
-from mtlspec.inference.model_file import load_run
+from mtlspec.inference.model_file import load_run, refuse_meta
 from mtlspec.io import write_text_atomic
 
 
@@ -65,6 +65,7 @@ def export(run_dir: Path, format: str, out: Path | None = None, check_images: in
     """Write the exported model and `<file>.json` (input, output names, how it was checked); raise
     UsageError naming the task whose head cannot be exported."""
     loaded = load_run(run_dir)
+    refuse_meta(loaded, "export")
     if loaded.spec.model.backbone.type == "Swin":
         raise UsageError("a Swin backbone cannot be exported: MMDetection's shifted-window attention computes the batch size as a "
                          "Python number (window_reverse), so a traced graph answers only the batch size it was traced with "

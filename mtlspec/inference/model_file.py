@@ -110,3 +110,14 @@ def _tasks_from_data(spec: Any, run_dir: Path) -> dict[str, dict[str, Any]]:
     root = Path(manifest.get("spec_file") or run_dir / "spec.resolved.yaml").resolve().parent
     sources = build_sources(spec, "train", root)
     return vocabulary(build_task_types(spec, sources), sources)
+
+
+def refuse_meta(loaded: Loaded, what: str) -> None:
+    """A meta-learned run's head answers the `ways` labels of one episode (a random assignment each
+    time), not the task's classes: nothing to predict with or export until it is adapted."""
+    from mtlspec.errors import UsageError
+
+    if loaded.spec.meta is not None:
+        raise UsageError(f"this is a meta-learned run: its head answers the {loaded.spec.meta.episodes.ways} labels of an episode, "
+                         f"not the classes of '{loaded.spec.meta.task}', so there is nothing to {what}; score it on new tasks "
+                         f"with `mtlspec adapt RUN_DIR --task SPEC --shots K`")

@@ -73,6 +73,8 @@ def adapt(run_dir: Path, task_spec: Path, shots: int, ways: int | None = None, q
     spec, task = _new_task(task_spec)
     meta = loaded.spec.meta or spec.meta
     binary = task_type_class(spec.tasks[task].type).form is Form.LABEL_PROBABILITIES  # a multilabel task's episodes: one attribute each
+    if binary and ways not in (None, 2):
+        raise UsageError(f"--ways {ways}: episodes of the multilabel task '{task}' are binary (has the attribute or not), so 2-way")
     ways = ways if ways is not None else (2 if binary else meta.episodes.ways if meta else 5)
     queries = queries if queries is not None else (meta.episodes.queries if meta else 15)
     steps = steps if steps is not None else (meta.inner_steps if meta else 10)
@@ -100,7 +102,7 @@ def adapt(run_dir: Path, task_spec: Path, shots: int, ways: int | None = None, q
     reader = label_reader(task, section, build_sources(data, "train", base)[section.dataset])  # class count as a run counts it
     split = spec.evaluation.split
     dataset = build_dataset(data, split, False, base, reader)
-    sampler = EpisodeSampler(dataset, task, ways, shots, queries, seed, classes, f"{split} split")
+    sampler = EpisodeSampler(dataset, task, ways, shots, queries, seed, classes, f"{split} split", every_class=classes is not None)
     try:
         adapted_names(model, task, adapt)
     except ValueError as exc:  # an adapt prefix the run's meta section names, absent from this model

@@ -70,10 +70,11 @@ def class_index(dataset: Any, task: str) -> dict[int, list[list[int]]]:
 class EpisodeSampler:
     """Episodes of `task` from `dataset` (a MultiTaskDataset of one split), drawing from `classes`
     (the classes, or the attributes of a multilabel task; all when None); `index` is the split's
-    class_index when already read."""
+    class_index when already read. A class without enough samples for an episode is left out,
+    unless `every_class` (classes named by the user): then it is an error naming it."""
 
     def __init__(self, dataset: Any, task: str, ways: int, shots: int, queries: int, seed: int, classes: list[int] | None = None,
-                 split: str = "", index: dict[int, list[list[int]]] | None = None):
+                 split: str = "", index: dict[int, list[list[int]]] | None = None, every_class: bool = False):
         self.dataset, self.task, self.ways, self.shots, self.queries, self.seed = dataset, task, ways, shots, queries, seed
         name = dataset.task_types[task].spec.dataset
         self.attributes = is_attribute_task(dataset, task)
@@ -85,6 +86,13 @@ class EpisodeSampler:
         empty = [[], []] if self.attributes else [[]]
         self.groups = {c: [np.asarray(g, np.int64) for g in groups.get(c, empty)] for c in allowed}
         self.classes = [c for c in allowed if all(len(g) >= need for g in self.groups[c])]
+        short = [c for c in allowed if c not in self.classes]
+        if every_class and short:  # classes asked for by name (held out, `adapt --classes`) are all used, or it is an error
+            what = "attribute" if self.attributes else "class"
+            counts = ", ".join(f"{c}: {'/'.join(str(len(g)) for g in self.groups[c])}" for c in short)
+            raise DataError(f"{shots}-shot episodes with {queries} queries need {need} samples of each group; in the {split or 'split'} "
+                            f"of dataset '{name}', {what}(es) {short} have fewer ({counts}"
+                            + (" samples without/with" if self.attributes else "") + "): lower shots or queries, or leave them out", name)
         wanted = 1 if self.attributes else ways
         if len(self.classes) < wanted:
             what = "attributes with at least {need} samples with and {need} without" if self.attributes else "classes with at least {need} samples each"

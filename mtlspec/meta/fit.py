@@ -106,9 +106,11 @@ class MetaTrainer:
         train_classes, eval_classes = class_sets(meta, sorted(every))
         self.train_sampler = EpisodeSampler(self.train_set, self.task, shape.ways, shape.shots, shape.queries, spec.seed, train_classes,
                                             "training split", every)
-        self.val_sampler = EpisodeSampler(self.val_set, self.task, shape.ways, shape.shots, shape.queries, spec.seed + 1, eval_classes, "validation split")
+        named = eval_classes is not None  # held-out classes are the evaluation: each one is used, or it is an error
+        self.val_sampler = EpisodeSampler(self.val_set, self.task, shape.ways, shape.shots, shape.queries, spec.seed + 1, eval_classes,
+                                          "validation split", every_class=named)
         self.test_sampler = EpisodeSampler(self.test_set, self.task, shape.ways, shape.shots, shape.queries, spec.seed + 2, eval_classes,
-                                           f"{spec.evaluation.split} split")
+                                           f"{spec.evaluation.split} split", every_class=named)
         self.optimizer = build_optimizer(spec.training.optimizer, [p for p in self.model.parameters() if p.requires_grad])
         self.steps_per_epoch = meta.steps_per_epoch
         self.scheduler = build_scheduler(spec.training.scheduler, self.optimizer, self.steps_per_epoch, spec.training.epochs)

@@ -18,6 +18,13 @@ REPORT_SCHEMA_VERSION = 1
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data: found in a wheel install too
 
 
+def reported_metrics(spec: Any) -> dict[str, list[str]]:
+    """Per task, the metrics its report shows: the spec's; for a meta run's task, the few-shot
+    accuracy (what its episodes score, whatever the task type)."""
+    meta_task = spec.meta.task if getattr(spec, "meta", None) is not None else None
+    return {task: ["accuracy"] if task == meta_task else list(section.metrics) for task, section in spec.tasks.items()}
+
+
 def time_summary(timings: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Per epoch, where the time went; and over the run, the mean step, images per second and the
     share of training time spent waiting for data."""
@@ -37,7 +44,7 @@ def build_report(spec: Any, manifest: dict[str, Any], result: Any, plots: list[s
     details = getattr(result, "details", None) or {}
     few_shot = getattr(result, "few_shot", None) or {}
     for task, metrics in result.metrics.items():
-        chosen = ["accuracy"] if task in few_shot else spec.tasks[task].metrics  # a meta run scores few-shot accuracy, whatever the task type
+        chosen = reported_metrics(spec)[task]
         values = {m: float(metrics[m]) for m in chosen if m in metrics}
         tasks[task] = {
             "type": result.task_types[task],
@@ -47,7 +54,7 @@ def build_report(spec: Any, manifest: dict[str, Any], result: Any, plots: list[s
             **({"details": details[task]} if task in details else {}),
         }
     last_val = next((e["val"] for e in reversed(result.history) if "val" in e), {})
-    val = {t: {m: float(v) for m, v in last_val.get(t, {}).items() if m in spec.tasks[t].metrics} for t in last_val}
+    val = {t: {m: float(v) for m, v in last_val.get(t, {}).items() if m in reported_metrics(spec)[t]} for t in last_val}
     delta = None
     if baseline is not None:
         from mtlspec.report.delta_m import delta_m
@@ -123,7 +130,7 @@ def _read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
 def write_reports(run_dir: Path, spec: Any, manifest: dict[str, Any], result: Any, baseline: dict | None = None) -> dict[str, Any]:
     import jinja2
 
-    metrics = {task: list(section.metrics) for task, section in spec.tasks.items()}
+    metrics = reported_metrics(spec)
     timings = read_timings(run_dir / TIMINGS_FILE)
     figures = run_figures(*_read_metrics(run_dir / "metrics.jsonl"), timings, metrics, getattr(result, "details", None)) if spec.report.plots else []
     plots = write_pngs(figures, run_dir / "plots")

@@ -74,6 +74,11 @@ def _classes(data: dict, meta: dict, task: dict) -> list[Finding]:
     if isinstance(chosen, list) and all(isinstance(d, int) for d in chosen) and task["label"] in ("largest_digit", "smallest_digit", "present"):
         present &= set(chosen)  # the dataset shows only these digits
     out = []
+    minimum = get_in(dataset, "objects", "min")
+    if what == "attributes" and len(present) == 1 and (minimum if isinstance(minimum, int) else default(MultiDigits, "objects", "min")) >= 1:
+        out.append(Finding(("data", "datasets", task["dataset"], "digits"), "incompatible",
+                           f"every image shows digit {next(iter(present))}: attribute episodes of '{task['label']}' need images without it; "
+                           f"show more digits"))
     outside = [c for c in held if c not in present]
     if outside:
         out.append(Finding(("meta", "held_out_classes"), "out-of-range",

@@ -1,0 +1,98 @@
+"""What a training run is set up with before its first step: the device, autocast for the
+precision, the seeds, the CPU thread count, and the data loaders with the batch order of each epoch
+(deterministic in seed and epoch, and able to start partway through an epoch on a resume)."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from mtlspec.data.dataset import collate_fn
+from mtlspec.data.sampling import epoch_order
+from mtlspec.train.preemption import quiet_worker
+
+
+class TrainingError(Exception):
+    """The run cannot go on (a loss turned NaN, a checkpoint does not fit); the message says why and what is safe."""
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("training.device is cuda but torch sees no CUDA device (see `mtlspec env`)")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(choice)
+    except RuntimeError:  # only a command-line option can name one the language does not
+        from mtlspec.errors import UsageError
+
+        raise UsageError(f"--device {choice!r}: expected cpu, cuda, cuda:N or auto") from None
+
+
+def autocast_for(device: torch.device, precision: str) -> Callable[[], Any]:
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+TORCH_DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice (physical cores), before any run sets it
+
+
+def thread_count(spec: Any) -> int:
+    """The CPU threads a run uses: `training.threads`, or for `auto` torch's default (physical
+    cores) capped at the cores available less one per data-loader worker, at least 1."""
+    import os
+
+    chosen = spec.training.threads
+    if chosen != "auto":
+        return int(chosen)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(TORCH_DEFAULT_THREADS, cores - spec.data.num_workers))
+
+
+def one_thread_per_worker(_: int) -> None:
+    """Data-loader workers decode and transform; each keeps to one thread so the trainer's threads
+    keep their cores, and leaves SIGTERM and SIGINT to the trainer (train/preemption.py)."""
+    torch.set_num_threads(1)
+    quiet_worker()
+
+
+class BatchOrder(torch.utils.data.Sampler):
+    """Batches of one epoch, in the order the sampling policy gives for (seed, epoch)."""
+
+    def __init__(self, sizes: list[int], batch_size: int, policy: str, t: float, seed: int, max_steps: int | None):
+        self.sizes, self.batch_size, self.policy, self.t, self.seed = sizes, batch_size, policy, t, seed
+        self.max_steps, self.epoch = max_steps, 0
+        self.skip = 0  # batches of this epoch already trained (a resume from within the epoch)
+
+    def __iter__(self):
+        order = epoch_order(self.sizes, self.policy, self.seed, self.epoch, self.t)
+        batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order) - self.batch_size + 1, self.batch_size)]
+        return iter((batches[: self.max_steps] if self.max_steps else batches)[self.skip :])
+
+    def __len__(self) -> int:
+        n = sum(self.sizes) // self.batch_size
+        return min(n, self.max_steps) if self.max_steps else n
+
+
+def make_loader(dataset: Any, batch_size: int, workers: int, sampler: Any = None) -> torch.utils.data.DataLoader:
+    """Batches in the sampler's order (training) or in dataset order (evaluation)."""
+    collate = collate_fn(dataset.task_types)
+    if sampler is not None:
+        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+                                           worker_init_fn=one_thread_per_worker if workers else None)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=workers,
+                                       worker_init_fn=one_thread_per_worker if workers else None)
