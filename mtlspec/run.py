@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mtlspec.errors import Diagnostic, SpecError, UsageError
+from mtlspec import tracking
 from mtlspec.io import write_text_atomic
 from mtlspec.language.root import Spec
 from mtlspec.language.validate import Result
@@ -133,6 +134,7 @@ def run_one(request: RunRequest, root: Path, resume_dir: Path | None = None, log
     data_root = Path(request.file).resolve().parent
     sources = build_sources(spec, "train", data_root)
     preflight(request, sources)
+    tracking.require(spec)
     state = None
     if resume_dir is not None:
         info, state, path = prepare_resume(resume_dir, digest)
@@ -144,6 +146,7 @@ def run_one(request: RunRequest, root: Path, resume_dir: Path | None = None, log
         info = manifest(spec, request.file, request.variant, digest, started=now())
     info = running(info)
     write_manifest(run_dir, info)
+    board = None
     try:
         baseline = baseline_metrics(spec, request.file, root, log, train_or_reuse)
         built = seeded_build(spec, data_root, sources)
@@ -156,12 +159,18 @@ def run_one(request: RunRequest, root: Path, resume_dir: Path | None = None, log
                 + (f"; other shapes: {len(init['mismatched'])}" if init["mismatched"] else ""))
         if spec.meta is not None:
             from mtlspec.meta.fit import fit_meta as fit
-        outcome = fit(built, digest, run_dir, resume=state, log=log, callbacks=callbacks, baseline_val=baseline["val"] if baseline else None)
+        board = tracking.TensorBoardLog(run_dir, state["step"] if state else None) if spec.tracking.tensorboard else None
+        outcome = fit(built, digest, run_dir, resume=state, log=log, callbacks=[*callbacks, *([board] if board else [])],
+                      baseline_val=baseline["val"] if baseline else None)
         info.update(status="finished", device=outcome.device, threads=outcome.threads, dataset_fingerprints=outcome.fingerprints, data=outcome.splits,
                     wall_seconds=round(outcome.wall_seconds, 3), epochs_run=outcome.epochs_run, ended=now())
         report = write_reports(run_dir, spec, info, outcome, baseline)
         write_manifest(run_dir, info)
+        if board is not None:
+            board.finish(report, info, max([0, *(e.get("step", 0) for e in outcome.history)]))
     except BaseException as exc:
+        if board is not None:
+            board.close()
         exc.mtlspec_trace = record_failure(run_dir, info, exc)  # type: ignore[attr-defined]
         raise
     return Outcome(run_dir, report)

@@ -11,6 +11,7 @@ from mtlspec.language.evaluation import Evaluation, Report
 from mtlspec.language.meta import Meta
 from mtlspec.language.model import Model
 from mtlspec.language.tasks import Task
+from mtlspec.language.tracking import Tracking
 from mtlspec.language.training import Training
 from mtlspec.language.weighting import EqualWeighting, Weighting
 
@@ -35,6 +36,8 @@ class Spec(Section):
     meta: Meta | None = None
     """Meta-learning instead of ordinary training (docs/meta.md)."""
     report: Report = Report()
+    tracking: Tracking = Tracking()
+    """Experiment trackers the run also writes to (TensorBoard)."""
     matrix: dict[str, Annotated[list[Any], Field(min_length=1)]] | None = None
     """Dotted paths to lists of values: one run per combination (expanded by the loader)."""
 
