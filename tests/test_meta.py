@@ -475,3 +475,43 @@ def test_maml_meta_gradient_through_batchnorm_equals_finite_differences():
             numeric.append((ends[0] - ends[1]) / 2e-6)
     numeric = torch.tensor(numeric, dtype=torch.float64)
     assert float((analytic - numeric).abs().max() / numeric.abs().max()) < 1e-6
+
+
+@pytest.mark.parametrize("algorithm", ["fomaml", "reptile"])
+@pytest.mark.parametrize("adapt", ["all", "heads"])
+def test_vectorized_first_order_algorithms_equal_the_looped_ones(algorithm, adapt):
+    """meta.vectorize: the same update as the episode-by-episode loop, with BatchNorm in the body
+    (float64; tolerance 1e-10: the same arithmetic batched in another order)."""
+    from mtlspec.meta.vectorized import VectorizedFirstOrder
+
+    def model_with_batchnorm():
+        torch.manual_seed(6)
+        model = nn.Module()
+        model.body = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Tanh()).double()
+        model.heads = nn.ModuleDict({TASK: nn.Linear(6, 3).double()})
+        model.forward = lambda x: {TASK: model.heads[TASK](model.body(x))}
+        return model
+
+    episodes = [_episode(21), _episode(22), _episode(23)]
+    meta = _meta(3, 0.2, adapt)
+    looped_model, vmapped_model = model_with_batchnorm(), model_with_batchnorm()
+    looped = (Reptile(meta) if algorithm == "reptile" else MAML(meta, first_order=True, adapt=adapt)).meta_gradient(looped_model, TASK, episodes)
+    vmapped = VectorizedFirstOrder(meta, algorithm, adapt).meta_gradient(vmapped_model, TASK, episodes)
+    assert vmapped[0] == pytest.approx(looped[0], abs=1e-10) and vmapped[1] == pytest.approx(looped[1], abs=1e-6)  # accuracy: a float32 mean
+    for (name, a), b in zip(looped_model.named_parameters(), vmapped_model.parameters()):
+        assert (a.grad is None) == (b.grad is None), name
+        if a.grad is not None:
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-10, atol=1e-12)
+    assert torch.equal(looped_model.body[1].running_mean, vmapped_model.body[1].running_mean)  # left alone by both
+
+
+def test_vectorize_is_refused_for_second_order_maml_and_runs_first_order(tmp_path, monkeypatch):
+    (tmp_path / "v.yaml").write_text(SPEC.replace("ALGORITHM", "maml").replace("  inner_steps: 2\n", "  inner_steps: 2\n  vectorize: true\n"))
+    (result,) = validate_file(tmp_path / "v.yaml", [])
+    assert any(str(d.path).endswith("vectorize") and "first-order" in d.message for d in result.errors), result.errors
+    (tmp_path / "f.yaml").write_text(SPEC.replace("ALGORITHM", "fomaml").replace("  inner_steps: 2\n", "  inner_steps: 2\n  vectorize: true\n"))
+    (ok,) = validate_file(tmp_path / "f.yaml", [])
+    assert ok.errors == []
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    report = run_result(ok, tmp_path / "runs").report  # the compiled CNN, BatchNorm2d included, end to end
+    assert report["few_shot"]["digit"]["episodes"] == 4

@@ -1,6 +1,6 @@
 """Meta-learning (the spec's `meta` section): episodes of a classification task, the algorithms
 that learn an initialisation from them (maml.py: MAML, first-order MAML and ANIL; reptile.py:
-Reptile), meta-training as a run (fit.py), few-shot evaluation and `mtlspec adapt` (adapt.py).
+Reptile; vectorized.py: the first-order ones over all episodes at once), meta-training as a run (fit.py), few-shot evaluation and `mtlspec adapt` (adapt.py).
 Everything runs through torch.func.functional_call on the spec's own compiled model."""
 
 from __future__ import annotations
@@ -13,6 +13,10 @@ def algorithm_for(meta: Any) -> Any:
     from mtlspec.meta.maml import MAML
     from mtlspec.meta.reptile import Reptile
 
+    if getattr(meta, "vectorize", False):  # validate allows it for the first-order algorithms only
+        from mtlspec.meta.vectorized import VectorizedFirstOrder
+
+        return VectorizedFirstOrder(meta, meta.algorithm, adapts(meta))
     if meta.algorithm == "reptile":
         return Reptile(meta)
     return MAML(meta, first_order=meta.algorithm == "fomaml", adapt=adapts(meta))

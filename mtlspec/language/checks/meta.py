@@ -9,7 +9,7 @@ from mtlspec.language.base import default
 from mtlspec.language.checks.common import Finding, entries, get_in, tag
 from mtlspec.language.data import MultiDigits, multidigits_classes
 from mtlspec.language.diagnose import did_you_mean
-from mtlspec.language.meta import Episodes
+from mtlspec.language.meta import Episodes, Meta
 
 
 def check_meta(data: dict) -> list[Finding]:
@@ -46,6 +46,10 @@ def check_meta(data: dict) -> list[Finding]:
         ignored.append("sample_weights")
     for key in ignored:
         out.append(Finding(("data", key), "incompatible", f"meta-learning draws its episodes from the plain splits; data.{key} would have no effect; remove it", "key"))
+    algorithm = meta.get("algorithm", default(Meta, "algorithm"))
+    if meta.get("vectorize") is True and algorithm not in ("fomaml", "reptile"):
+        out.append(Finding(("meta", "vectorize"), "incompatible", f"vectorize runs the first-order algorithms (fomaml, reptile); {algorithm}'s "
+                                                                 f"meta-gradient through BatchNorm is wrong under vmap (docs/results.md); remove vectorize"))
     if get_in(data, "training", "checkpoint", "every_steps") is not None:
         out.append(Finding(("training", "checkpoint", "every_steps"), "incompatible",
                            "a meta-learning run checkpoints at epoch ends (meta.steps_per_epoch outer steps); remove every_steps", "key"))
