@@ -197,10 +197,20 @@ def run(
     if jobs > 1 and len(results) > 1:
         from mtlspec.parallel import run_jobs
 
+        shared = [r.spec.name for r in results if r.spec.ensemble is not None or r.spec.evaluation.baseline.type == "single_task"]
+        if shared:
+            _fail_usage("--jobs: this matrix trains ensembles or single-task baselines, which parallel jobs would train several times "
+                        "over at once; run it without --jobs")
+
         outcomes = [(Path(d) if d else None, status) for d, status in run_jobs(_combination, spec, set_ or [], allow or [], len(results), out, jobs)]
         done = [d for d, _ in outcomes if d is not None]
     else:
-        outcomes = [_execute(RunRequest.of(result), out, resume, console, quiet) for result in results]
+        outcomes = []
+        for result in results:
+            outcome, status = _execute(RunRequest.of(result), out, resume, console, quiet)
+            outcomes.append((outcome, status))
+            if status is EXIT_STOPPED:  # a stop signal ends the sweep, not only this combination
+                break
         done = [outcome.run_dir for outcome, _ in outcomes if outcome is not None]
     if len(results) > 1 and done:
         from mtlspec.report.compare import write_comparison
@@ -217,18 +227,30 @@ def _combination(spec_file: str, overrides: list[str], allow: list[str], index: 
     directory or None, exit status)."""
     from rich.console import Console
 
+    from mtlspec.parallel import stopped
     from mtlspec.run import RunRequest
 
+    if stopped():
+        typer.echo(f"combination {index + 1}: not started (the sweep was stopped)", err=True)
+        return None, EXIT_FAILED
     results = _runnable(Path(spec_file), overrides, [Path(a) for a in allow])
     request = RunRequest.of(results[index])
     console = Console(stderr=True, highlight=False, emoji=False)
 
-    class Prefixed:  # every line says which combination it is about
+    class Prefixed:  # every line says which combination it is about (not wrapped: a continuation line would not)
         def print(self, message: str, **kwargs: Any) -> None:
-            console.print(f"[{request.name}] {message}", **kwargs)
+            console.print(f"[{request.name}] {message}", soft_wrap=True, **kwargs)
 
     outcome, status = _execute(request, Path(out), None, Prefixed(), quiet=True)
-    return (str(outcome.run_dir) if outcome is not None else None), status
+    return (str(outcome.run_dir) if outcome is not None else None), int(status)
+
+
+class _Stopped(int):
+    """The exit status of a run stopped by a signal: 3 like any run that could not finish, told
+    apart (`is EXIT_STOPPED`) so a sweep stops there instead of starting the next combination."""
+
+
+EXIT_STOPPED = _Stopped(EXIT_FAILED)
 
 
 def _execute(request, out: Path, resume: Optional[Path], console, quiet: bool):
@@ -268,11 +290,11 @@ def _execute(request, out: Path, resume: Optional[Path], console, quiet: bool):
     except KeyboardInterrupt as exc:
         if str(exc):  # stopped at a step boundary on a signal: the message names the checkpoint and the resume
             typer.echo(printable(f"error: {request.name}: {exc}"), err=True)
-            return None, EXIT_FAILED
+            return None, EXIT_STOPPED
         where = getattr(exc, "mtlspec_trace", None)
         resume_hint = f"; continue with --resume {where.parent}" if where is not None and (where.parent / "checkpoints").is_dir() else ""
         typer.echo(f"error: {request.name}: interrupted{resume_hint}", err=True)
-        return None, EXIT_FAILED
+        return None, EXIT_STOPPED
     except Exception as exc:
         return None, _internal_error(exc, request.name)
     finally:

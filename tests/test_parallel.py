@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import tiny_spec
 
 from mtlspec.parallel import core_shares
@@ -42,3 +44,44 @@ def test_jobs_run_a_matrix_in_parallel_with_the_results_of_a_sequential_run(tmp_
         assert json.loads((a / "report.json").read_text())["tasks"] == json.loads((b / "report.json").read_text())["tasks"]
         assert (a / "metrics.jsonl").read_text() == (b / "metrics.jsonl").read_text()
     assert (tmp_path / "parallel" / "sweep" / "comparison.md").is_file()
+
+
+def test_gpu_ids_follow_the_parents_visible_devices(monkeypatch):
+    from mtlspec.parallel import gpu_ids
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert gpu_ids(2) == ["2", "3"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert gpu_ids(2) == ["0", "1"] and gpu_ids(0) == []
+
+
+@pytest.mark.parametrize("jobs", ["2", "1"])
+def test_a_stopped_sweep_starts_no_further_combination_and_its_jobs_stop_with_a_checkpoint(tmp_path, jobs):
+    """SIGTERM to `mtlspec run` of four combinations, in parallel jobs or one after another, once a
+    run has logged a step: the running ones stop at a step boundary with a checkpoint, the others
+    never start, exit 3."""
+    import signal
+    import time
+
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(tiny_spec("sweep", "largest: {type: classification, dataset: digits, label: largest_digit}\n",
+                              "training: {epochs: 40, device: cpu, threads: 1}\nreport: {formats: [json], plots: false}\n"
+                              "matrix:\n  seed: [0, 1, 2, 3]\n"))
+    env = {**os.environ, "MTLSPEC_CACHE": str(tmp_path / "cache")}
+    process = subprocess.Popen([sys.executable, "-m", "mtlspec", "run", str(spec), "--quiet", "--out", str(tmp_path / "runs"), "--jobs", jobs],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        logs = list((tmp_path / "runs").rglob("metrics.jsonl")) if (tmp_path / "runs").is_dir() else []
+        if any('"kind": "step"' in log.read_text() for log in logs):
+            process.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.05)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 3, err
+    assert "stopped by SIGTERM after step" in err, err
+    if jobs == "2":
+        assert "no further combination starts" in err and "not started" in err, err
+    manifests = [json.loads(m.read_text()) for m in (tmp_path / "runs").rglob("manifest.json")]
+    assert 1 <= len(manifests) <= int(jobs) and all(m["status"] == "interrupted" for m in manifests), manifests  # none finished
+    assert all(list((m.parent / "checkpoints").iterdir()) for m in (tmp_path / "runs").rglob("manifest.json"))

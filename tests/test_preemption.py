@@ -162,3 +162,17 @@ def test_sigterm_to_mtlspec_run_stops_with_a_resumable_checkpoint(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     whole = run_result(spec, tmp_path / "whole")
     assert metrics.read_text() == (whole.run_dir / "metrics.jsonl").read_text()
+
+
+def test_a_resume_within_an_epoch_keeps_the_random_draws_of_a_weighting_method(tmp_path):
+    """RLW draws random weights every step: a resume from within an epoch must leave torch's
+    generator exactly where the uninterrupted run has it (a data loader's pass once drew from it)."""
+    spec = _spec(tmp_path)
+    text = (tmp_path / "pre.yaml").read_text().replace("weighting: {type: pcgrad}", "weighting: {type: rlw}")
+    (tmp_path / "pre.yaml").write_text(text)
+    (spec,) = validate_file(tmp_path / "pre.yaml", [])
+    whole = run_result(spec, tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        run_result(spec, tmp_path / "runs", callbacks=[SignalAt(2)])
+    (run_dir,) = (tmp_path / "runs" / "pre").iterdir()
+    _same(run_result(spec, tmp_path / "runs", resume_dir=run_dir), whole)

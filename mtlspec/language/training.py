@@ -59,7 +59,7 @@ Scheduler = Annotated[Union[Constant, Cosine, Step, Cyclic], Field(discriminator
 
 class Checkpoint(Section):
     """Resumable checkpoints (`mtlspec run SPEC --resume RUN_DIR`). SIGTERM or Ctrl-C also write one,
-    after the step in progress, before the run stops."""
+    after the step in progress, before the run stops (meta-learning runs: at epoch ends only)."""
 
     every_epochs: PositiveInt = 1
     every_steps: PositiveInt | None = None

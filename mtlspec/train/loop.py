@@ -307,7 +307,8 @@ class Trainer:
 
     def _preempted(self, path: Path | None) -> Preempted:
         return Preempted(f"stopped by {self.stop.signal} after step {self.step} (epoch {self.epoch + 1}), checkpoint {path}; "
-                         f"continue with: mtlspec run SPEC --resume {self.run_dir}")
+                         f"continue with: mtlspec run SPEC --resume {self.run_dir} (SPEC: the spec it was run from; for a matrix "
+                         f"combination, a single-task baseline or an ensemble member, {self.run_dir / 'spec.resolved.yaml'})")
 
     def result(self, started: float) -> FitResult:
         """The final evaluation on the spec's split, beside what trivial predictors score there."""

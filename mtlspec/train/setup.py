@@ -89,10 +89,14 @@ class BatchOrder(torch.utils.data.Sampler):
 
 
 def make_loader(dataset: Any, batch_size: int, workers: int, sampler: Any = None) -> torch.utils.data.DataLoader:
-    """Batches in the sampler's order (training) or in dataset order (evaluation)."""
+    """Batches in the sampler's order (training) or in dataset order (evaluation). Each loader has a
+    random generator of its own: every pass over a DataLoader draws its workers' base seed from
+    its generator, and from torch's global one without it, which would shift every later draw
+    (RLW's weights, dropout) of a run resumed within an epoch. Samples are augmented from seeds of
+    their own (seed, epoch, index), so the workers' seeds change nothing they compute."""
     collate = collate_fn(dataset.task_types)
+    common = {"collate_fn": collate, "num_workers": workers, "worker_init_fn": one_thread_per_worker if workers else None,
+              "generator": torch.Generator().manual_seed(0)}
     if sampler is not None:
-        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
-                                           worker_init_fn=one_thread_per_worker if workers else None)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=workers,
-                                       worker_init_fn=one_thread_per_worker if workers else None)
+        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, **common)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)
