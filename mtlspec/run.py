@@ -96,7 +96,40 @@ def truncate_metrics(path: Path, step: int, epoch: int) -> None:
     write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
-def prepare_resume(run_dir: Path, digest: str) -> tuple[dict[str, Any], dict[str, Any], Path]:
+def spec_differences(run_dir: Path, spec: Any) -> str:
+    """Where this spec and the run's spec.resolved.yaml differ, for the refusal's message; keys the
+    run's spec lacks were added to the language after it was made (an earlier mtlspec)."""
+    import yaml
+
+    from mtlspec.language.resolved import resolved_data
+
+    resolved = run_dir / "spec.resolved.yaml"
+    if spec is None or not resolved.is_file():
+        return ""
+    try:
+        old = yaml.safe_load(resolved.read_text())
+    except yaml.YAMLError:
+        return ""
+    found: list[str] = []
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in list(dict.fromkeys([*a, *b])):
+                where = f"{path}.{key}" if path else str(key)
+                if key not in a:
+                    found.append(f"{where} (not in the run's spec: added to the language after an earlier mtlspec made the run)")
+                elif key not in b:
+                    found.append(f"{where} (only in the run's spec)")
+                else:
+                    walk(a[key], b[key], where)
+        elif a != b:
+            found.append(f"{path}: {a!r} in the run, {b!r} now")
+
+    walk(old, yaml.safe_load(yaml.safe_dump(resolved_data(spec))), "")
+    return f"; they differ at {', '.join(found[:5])}{' ...' if len(found) > 5 else ''}" if found else ""
+
+
+def prepare_resume(run_dir: Path, digest: str, spec: Any = None) -> tuple[dict[str, Any], dict[str, Any], Path]:
     """Everything a resume needs, checked before the run directory is touched: the manifest, the
     latest checkpoint (of this spec, loaded safely). Then the directory is tidied: leftovers of an
     interrupted write removed, metrics.jsonl cut back to the checkpoint."""
@@ -107,7 +140,7 @@ def prepare_resume(run_dir: Path, digest: str) -> tuple[dict[str, Any], dict[str
     info = read_manifest(run_dir)
     if info.get("spec_hash") != digest:
         raise ckpt.CheckpointError(f"{run_dir} was made from a different spec (hash {str(info.get('spec_hash'))[:12]}, this spec "
-                                   f"{digest[:12]}); resume only with the spec that made it (its spec.resolved.yaml)")
+                                   f"{digest[:12]}{spec_differences(run_dir, spec)}); resume only with the spec that made it (its spec.resolved.yaml)")
     path = ckpt.latest(run_dir / "checkpoints")
     if path is None:
         raise ckpt.CheckpointError(f"no checkpoint to resume from in {run_dir / 'checkpoints'}")
@@ -137,7 +170,7 @@ def run_one(request: RunRequest, root: Path, resume_dir: Path | None = None, log
     tracking.require(spec)
     state = None
     if resume_dir is not None:
-        info, state, path = prepare_resume(resume_dir, digest)
+        info, state, path = prepare_resume(resume_dir, digest, spec)
         run_dir = resume_dir
         log(f"resuming {run_dir} from {path.name}")
     else:

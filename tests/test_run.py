@@ -136,8 +136,14 @@ def test_same_spec_and_seed_give_identical_metrics_and_resume_matches(tmp_path):
 def test_resume_refuses_a_checkpoint_from_another_spec(tmp_path):
     outcome = run_result(_spec(tmp_path), tmp_path / "runs", log=lambda m: None)
     other = _spec(tmp_path, ["training.optimizer.lr=0.01"])
-    with pytest.raises(CheckpointError, match="different spec"):
+    with pytest.raises(CheckpointError, match=r"different spec .*differ at training.optimizer.lr: 0.003 in the run, 0.01 now"):
         run_result(other, tmp_path / "runs", resume_dir=outcome.run_dir, log=lambda m: None)
+    # a run made by an earlier mtlspec, whose language lacked a key this one has: named as such
+    resolved = outcome.run_dir / "spec.resolved.yaml"
+    resolved.write_text(resolved.read_text().replace("    every_steps: null\n", ""))
+    from mtlspec.run import spec_differences
+
+    assert "training.checkpoint.every_steps (not in the run's spec: added to the language after" in spec_differences(outcome.run_dir, _spec(tmp_path).spec)
 
 
 def test_a_nan_loss_stops_the_run_naming_task_step_and_checkpoint(tmp_path, monkeypatch):
