@@ -48,8 +48,9 @@ class Meta(Section):
     confidence interval)."""
     vectorize: bool = False
     """Run the episodes' inner loops at once with torch.func.vmap: the same update, 27% faster for
-    fomaml on a small CNN (bench/meta_step.py). For `fomaml` and `reptile` only: second-order
-    MAML's meta-gradient through BatchNorm is off under vmap (docs/results.md)."""
+    fomaml on a small CNN (bench/meta_step.py); the few-shot evaluation then adapts `meta_batch`
+    episodes at once too. For `fomaml` and `reptile` only: second-order MAML's meta-gradient
+    through BatchNorm is off under vmap (docs/results.md)."""
     adapt: Literal["all", "heads"] | Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(min_length=1)] = "all"
     """Which parameters the inner steps change: all of them, the task's head alone (ANIL always
     adapts the head alone), or those whose names start with one of a list of prefixes

@@ -39,14 +39,23 @@ def episode_mode(model: torch.nn.Module) -> None:
 
 
 def few_shot(model: torch.nn.Module, sampler: EpisodeSampler, task: str, count: int, steps: int, lr: float, adapt: str | list[str],
-             device: torch.device, key: int = 0) -> dict[str, Any]:
+             device: torch.device, key: int = 0, vectorize: int = 0) -> dict[str, Any]:
     """Adapt to `count` episodes (from the same starting weights each time) and score each on its
-    query set: mean accuracy, its 95% confidence interval (1.96 standard errors) and the episodes."""
+    query set: mean accuracy, its 95% confidence interval (1.96 standard errors) and the episodes.
+    `vectorize`: adapt that many episodes at once (torch.func.vmap; the same first-order
+    adaptation), else one after another."""
     episode_mode(model)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     names = adapted_names(model, task, adapt)
-    accuracies = []
-    for e in range(count):
+    accuracies: list[float] = []
+    if vectorize:
+        from mtlspec.meta.vectorized import adapt_episodes
+
+        for first in range(0, count, vectorize):
+            episodes = [sampler.tensors(sampler.episode(key, e), device) for e in range(first, min(first + vectorize, count))]
+            with torch.no_grad():
+                accuracies += [float(a) for a in adapt_episodes(model, task, names, steps, lr, episodes)[1]]
+    for e in range(len(accuracies), count):
         sx, sy, qx, qy = sampler.tensors(sampler.episode(key, e), device)
         start = {n: p.detach().requires_grad_(n in names) for n, p in params.items()}
         fast = adapted(model, start, names, task, sx, sy, steps, lr, create_graph=False)
@@ -131,7 +140,8 @@ class MetaTrainer:
 
     def _few_shot(self, sampler: EpisodeSampler, key: int) -> dict[str, Any]:
         meta = self.meta
-        return few_shot(self.model, sampler, self.task, meta.eval_episodes, meta.inner_steps, meta.inner_lr, adapts(meta), self.device, key)
+        return few_shot(self.model, sampler, self.task, meta.eval_episodes, meta.inner_steps, meta.inner_lr, adapts(meta), self.device, key,
+                        vectorize=meta.meta_batch if meta.vectorize else 0)
 
     def run(self, started: float) -> FitResult:
         spec, meta = self.spec, self.meta

@@ -39,6 +39,32 @@ def batch_statistics_only(model: torch.nn.Module) -> Iterator[None]:
             m.track_running_stats, m.running_mean, m.running_var, m.num_batches_tracked = track, mean, var, count
 
 
+def adapt_episodes(model: torch.nn.Module, task: str, names: list[str], steps: int, lr: float,
+                   episodes: list[tuple[torch.Tensor, ...]], start: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
+    """Adapt to every episode at once (`steps` of plain gradient descent on each support set,
+    changing `names` only, each inner gradient a constant) and score each on its query set:
+    (query losses, query accuracies, adapted weights stacked by episode). `start`: the weights
+    adaptation begins from (the model's by default; give them with a graph for first-order MAML)."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    fixed = {n: p for n, p in params.items() if n not in names}
+
+    def logits(fast: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(model, {**fixed, **fast}, (x,))[task]
+
+    def episode(first, sx, sy, qx, qy):
+        fast = first
+        for _ in range(steps):
+            g = grad(lambda q: F.cross_entropy(logits(q, sx), sy))(fast)
+            fast = {n: fast[n] - lr * g[n].detach() for n in fast}  # the inner gradient is a constant: first order
+        out = logits(fast, qx)
+        return F.cross_entropy(out, qy), (out.argmax(1) == qy).float().mean(), fast
+
+    stacked = [torch.stack(parts) for parts in zip(*episodes)]
+    first = start if start is not None else {n: params[n].detach() for n in names}
+    with batch_statistics_only(model):
+        return vmap(episode, in_dims=(None, 0, 0, 0, 0))(first, *stacked)
+
+
 class VectorizedFirstOrder:
     """`algorithm`: "fomaml" or "reptile"; `adapt`: what the inner loop changes (as maml.py)."""
 
@@ -51,34 +77,14 @@ class VectorizedFirstOrder:
         (mean query loss, mean query accuracy)."""
         params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         names = adapted_names(model, task, self.adapt)
-        fixed = {n: p for n, p in params.items() if n not in names}
         steps, lr = self.meta.inner_steps, self.meta.inner_lr
-
-        def logits(fast: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-            return functional_call(model, {**fixed, **fast}, (x,))[task]
-
-        def adapt(start: dict[str, torch.Tensor], sx: torch.Tensor, sy: torch.Tensor) -> dict[str, torch.Tensor]:
-            fast = start
-            for _ in range(steps):
-                g = grad(lambda q: F.cross_entropy(logits(q, sx), sy))(fast)
-                fast = {n: fast[n] - lr * g[n].detach() for n in fast}  # the inner gradient is a constant: first order
-            return fast
-
-        def episode(start, sx, sy, qx, qy):
-            fast = adapt(start, sx, sy)
-            out = logits(fast, qx)
-            return F.cross_entropy(out, qy), (out.argmax(1) == qy).float().mean(), fast
-
-        stacked = [torch.stack(parts) for parts in zip(*episodes)]
-        start = {n: params[n] for n in names}
-        with batch_statistics_only(model):
-            if self.algorithm == "fomaml":
-                losses, accuracy, _ = vmap(episode, in_dims=(None, 0, 0, 0, 0))(start, *stacked)
-                losses.mean().backward()
-            else:
-                with torch.no_grad():
-                    losses, accuracy, fast = vmap(episode, in_dims=(None, 0, 0, 0, 0))({n: p.detach() for n, p in start.items()}, *stacked)
-                    for n in names:
-                        step = params[n] - fast[n].mean(0)
-                        params[n].grad = step if params[n].grad is None else params[n].grad + step
+        if self.algorithm == "fomaml":
+            losses, accuracy, _ = adapt_episodes(model, task, names, steps, lr, episodes, start={n: params[n] for n in names})
+            losses.mean().backward()
+        else:
+            with torch.no_grad():
+                losses, accuracy, fast = adapt_episodes(model, task, names, steps, lr, episodes)
+                for n in names:
+                    step = params[n] - fast[n].mean(0)
+                    params[n].grad = step if params[n].grad is None else params[n].grad + step
         return float(losses.detach().mean()), float(accuracy.mean())
