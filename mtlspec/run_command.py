@@ -1,0 +1,134 @@
+"""How `mtlspec run` runs concrete specs from the command line: the specs a file stands for (or
+exit 1 naming why not), one run with its progress bar, signals and one-line failures, a `--jobs`
+combination in its own process, and the one-line report of a bug. cli.py's `run` command is the
+thin layer over these.
+
+Imports nothing heavy at import time: `validate` and `schema` load this module too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from mtlspec.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_USAGE, SpecError, UsageError, printable
+
+
+def fail_usage(message: str) -> None:
+    typer.echo(f"error: {printable(message)}", err=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def runnable(spec: Path, overrides: list[str], allow: list[Path]) -> list:
+    """Every concrete spec the file stands for, or exit 1 naming each error, each part this
+    version cannot run and each file a run would need that is not there."""
+    from mtlspec.run import refusals
+    from mtlspec.language import validate_file
+
+    if not spec.is_file():
+        fail_usage(f"no such spec file: {spec}")
+    try:
+        results = validate_file(spec, overrides, allow=allow)
+    except UsageError as exc:
+        fail_usage(str(exc))
+    blocked = [r for r in results if refusals(r)]
+    if blocked:
+        for r in blocked:
+            for d in refusals(r):
+                typer.echo(d.format(), err=True)
+        typer.echo(f"error: {len(blocked)} of {len(results)} spec(s) cannot run", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    return results
+
+
+def internal_error(exc: BaseException, what: str) -> int:
+    """One line for a bug, with where its full trace went."""
+    from mtlspec.errors import write_trace
+
+    trace = getattr(exc, "mtlspec_trace", None) or write_trace(exc)
+    typer.echo(printable(f"error: {what}: internal error ({type(exc).__name__}: {exc})")[:400], err=True)
+    typer.echo(f"  this is a bug in mtlspec; the full trace is in {trace} (please report it)", err=True)
+    return EXIT_INTERNAL
+
+
+def combination(spec_file: str, overrides: list[str], allow: list[str], index: int, out: str) -> tuple[str | None, int]:
+    """In a `--jobs` process (mtlspec/parallel.py): train combination `index` of the spec (validated
+    again here: specs are cheap to check, and only paths cross the process boundary). Returns (run
+    directory or None, exit status)."""
+    from rich.console import Console
+
+    from mtlspec.parallel import stopped
+    from mtlspec.run import RunRequest
+
+    if stopped():
+        typer.echo(f"combination {index + 1}: not started (the sweep was stopped)", err=True)
+        return None, EXIT_FAILED
+    results = runnable(Path(spec_file), overrides, [Path(a) for a in allow])
+    request = RunRequest.of(results[index])
+    console = Console(stderr=True, highlight=False, emoji=False)
+
+    class Prefixed:  # every line says which combination it is about (not wrapped: a continuation line would not)
+        def print(self, message: str, **kwargs: Any) -> None:
+            console.print(f"[{request.name}] {message}", soft_wrap=True, **kwargs)
+
+    outcome, status = execute_one(request, Path(out), None, Prefixed(), quiet=True)
+    return (str(outcome.run_dir) if outcome is not None else None), int(status)
+
+
+class _Stopped(int):
+    """The exit status of a run stopped by a signal: 3 like any run that could not finish, told
+    apart (`is EXIT_STOPPED`) so a sweep stops there instead of starting the next combination."""
+
+
+EXIT_STOPPED = _Stopped(EXIT_FAILED)
+
+
+def execute_one(request, out: Path, resume: Optional[Path], console, quiet: bool):
+    """Run one concrete spec (or its ensemble); returns (outcome or None, exit status), a failure in one line."""
+    import contextlib
+    import signal
+
+    from mtlspec.data.records import DataError
+    from mtlspec.report.progress import RunProgress
+    from mtlspec.report.summary import summary_lines
+    from mtlspec.run import execute
+    from mtlspec.train.checkpoint import CheckpointError
+    from mtlspec.train.loop import TrainingError
+
+    def log(message: str) -> None:
+        console.print(printable(message), markup=False)
+
+    def terminated(signum, frame):  # SIGTERM (a scheduler's stop) ends the run as Ctrl-C does: recorded, resumable
+        raise KeyboardInterrupt
+
+    log(f"{request.name}: training")
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        with contextlib.ExitStack() as stack:
+            callbacks = [] if quiet else [stack.enter_context(RunProgress(console))]
+            outcome = execute(request, out, resume, log, callbacks)
+    except SpecError as exc:
+        for d in exc.diagnostics:
+            typer.echo(d.format(), err=True)
+        return None, EXIT_INVALID
+    except UsageError as exc:
+        typer.echo(printable(f"error: {request.name}: {exc}"), err=True)
+        return None, EXIT_USAGE
+    except (TrainingError, CheckpointError, DataError) as exc:
+        typer.echo("\n".join(printable(line) for line in f"error: {request.name}: {exc}".splitlines()), err=True)
+        return None, EXIT_FAILED
+    except KeyboardInterrupt as exc:
+        if str(exc):  # stopped at a step boundary on a signal: the message names the checkpoint and the resume
+            typer.echo(printable(f"error: {request.name}: {exc}"), err=True)
+            return None, EXIT_STOPPED
+        where = getattr(exc, "mtlspec_trace", None)
+        resume_hint = f"; continue with --resume {where.parent}" if where is not None and (where.parent / "checkpoints").is_dir() else ""
+        typer.echo(f"error: {request.name}: interrupted{resume_hint}", err=True)
+        return None, EXIT_STOPPED
+    except Exception as exc:
+        return None, internal_error(exc, request.name)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    typer.echo("\n".join(printable(line) for line in summary_lines(request.name, outcome.run_dir, outcome.report, outcome.kind)))
+    return outcome, EXIT_OK
