@@ -17,7 +17,6 @@ Run: .venv/bin/python bench/meta_step.py [--steps N] [--inner-steps K]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import time
@@ -32,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from mtlspec.language import validate_file  # noqa: E402
 from mtlspec.meta.maml import MAML  # noqa: E402
 from mtlspec.meta.reptile import Reptile  # noqa: E402
-from mtlspec.meta.vectorized import VectorizedFirstOrder  # noqa: E402
+from mtlspec.meta.vectorized import VectorizedFirstOrder, batch_statistics_only  # noqa: E402
 from mtlspec.train.loop import seeded_build  # noqa: E402
 
 
@@ -178,20 +177,6 @@ class Vmapped:
             losses = vmap(query_loss, in_dims=(None, 0, 0, 0, 0))(params, *stacked)
         losses.mean().backward()
         return float(losses.detach().mean()), 0.0
-
-
-@contextlib.contextmanager
-def batch_statistics_only(model):
-    saved = []
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            saved.append((m, m.track_running_stats, m.running_mean, m.running_var, m.num_batches_tracked))
-            m.track_running_stats, m.running_mean, m.running_var, m.num_batches_tracked = False, None, None, None
-    try:
-        yield
-    finally:
-        for m, track, mean, var, count in saved:
-            m.track_running_stats, m.running_mean, m.running_var, m.num_batches_tracked = track, mean, var, count
 
 
 if __name__ == "__main__":

@@ -137,50 +137,15 @@ def test_gradient_methods_list_matches_the_implementations():
     assert {n for n, cls in METHODS.items() if issubclass(cls, GradientAggregator)} == set(GRADIENT_METHODS)
 
 
-@pytest.mark.parametrize("name", ["pcgrad", "db_mtl", "nash_mtl"])  # the last two aggregate the rows themselves: the Gramian is formed for the log
-def test_logged_gradient_cosines_equal_those_of_the_task_gradients(spec_file, name):
-    """Issue 21: the cosine between task gradients that metrics.jsonl logs per step equals the
-    cosine of the per-task gradients of the shared parameters taken one by one with autograd.
-    Tolerance 1e-5: float32 gradients; the log's Gramian sums float32 block products in float64."""
+def _cosines_against_autograd(spec_file, overrides, wrt):
+    """Build the spec, take one batch's per-task gradients one by one with autograd (with respect to
+    `wrt(model)`: the shared parameters, or the shared representation), run the method's
+    gradient_step, and return (logged cosines, the autograd rows by task, the task names)."""
     from mtlspec.build import build
     from mtlspec.data.dataset import collate
     from mtlspec.weighting.base import gradient_step
 
-    (result,) = validate_file(spec_file, [f"weighting.type={name}"])
-    torch.manual_seed(0)
-    built = build(result.spec, spec_file.parent)
-    model, task_types = built.model, built.task_types
-    batch = collate([built.dataset("train")[i] for i in range(8)], task_types)
-
-    def losses():
-        outputs = model(batch["image"])
-        return {t: tt.loss(outputs[t], batch["targets"][t], batch["has"][t], batch["weight"][t]) for t, tt in task_types.items()}
-
-    shared = [p for p in model.shared_parameters() if p.requires_grad]
-    def row(loss):  # a parameter a task does not reach (an FPN level only detection uses) has gradient 0 for it
-        grads = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
-        return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(shared, grads)]).double()
-
-    rows = {t: row(loss) for t, loss in losses().items()}
-    method = built.weighting
-    assert type(method).__name__.lower().replace("_", "") == name.replace("_", "")
-    gradient_step(model, method, losses())
-    logged = method.gradient_cosines()
-    tasks = list(task_types)
-    assert set(logged) == {f"{a}|{b}" for i, a in enumerate(tasks) for b in tasks[i + 1:]}
-    for pair, value in logged.items():
-        a, b = pair.split("|")
-        assert value == pytest.approx(float(torch.nn.functional.cosine_similarity(rows[a], rows[b], dim=0)), abs=1e-5)
-
-
-def test_logged_cosines_in_representation_space_are_those_of_the_representation_gradients(spec_file):
-    """With space: representation the cosines logged are between the task gradients of the shared
-    representation (what the method combines), taken here one by one with autograd."""
-    from mtlspec.build import build
-    from mtlspec.data.dataset import collate
-    from mtlspec.weighting.base import gradient_step
-
-    (result,) = validate_file(spec_file, ["weighting.type=mgda", "weighting.space=representation"])
+    (result,) = validate_file(spec_file, overrides)
     torch.manual_seed(0)
     built = build(result.spec, spec_file.parent)
     model, task_types = built.model, built.task_types
@@ -191,14 +156,41 @@ def test_logged_cosines_in_representation_space_are_those_of_the_representation_
         return {t: tt.loss(outputs[t], batch["targets"][t], batch["has"][t], batch["weight"][t]) for t, tt in task_types.items()}
 
     found = losses()
-    shared = [r for r in model.topology.representation if r.requires_grad]
-    rows = {}
-    for t, loss in found.items():
+    shared = wrt(model)
+
+    def row(loss):  # a tensor a task does not reach (an FPN level only detection uses) has gradient 0 for it
         grads = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
-        rows[t] = torch.cat([(torch.zeros_like(r) if g is None else g).flatten() for r, g in zip(shared, grads)]).double()
+        return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(shared, grads)]).double()
+
+    rows = {t: row(loss) for t, loss in found.items()}
     gradient_step(model, built.weighting, losses())
-    logged = built.weighting.gradient_cosines()
-    assert len(logged) == 3
+    return built.weighting, rows, list(task_types)
+
+
+def _assert_cosines(logged, rows):
     for pair, value in logged.items():
         a, b = pair.split("|")
         assert value == pytest.approx(float(torch.nn.functional.cosine_similarity(rows[a], rows[b], dim=0)), abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["pcgrad", "db_mtl", "nash_mtl"])  # the last two aggregate the rows themselves: the Gramian is formed for the log
+def test_logged_gradient_cosines_equal_those_of_the_task_gradients(spec_file, name):
+    """Issue 21: the cosine between task gradients that metrics.jsonl logs per step equals the
+    cosine of the per-task gradients of the shared parameters taken one by one with autograd.
+    Tolerance 1e-5: float32 gradients; the log's Gramian sums float32 block products in float64."""
+    method, rows, tasks = _cosines_against_autograd(spec_file, [f"weighting.type={name}"],
+                                                    lambda model: [p for p in model.shared_parameters() if p.requires_grad])
+    assert type(method).__name__.lower().replace("_", "") == name.replace("_", "")
+    logged = method.gradient_cosines()
+    assert set(logged) == {f"{a}|{b}" for i, a in enumerate(tasks) for b in tasks[i + 1:]}
+    _assert_cosines(logged, rows)
+
+
+def test_logged_cosines_in_representation_space_are_those_of_the_representation_gradients(spec_file):
+    """With space: representation the cosines logged are between the task gradients of the shared
+    representation (what the method combines), taken here one by one with autograd."""
+    method, rows, _ = _cosines_against_autograd(spec_file, ["weighting.type=mgda", "weighting.space=representation"],
+                                                lambda model: [r for r in model.topology.representation if r.requires_grad])
+    logged = method.gradient_cosines()
+    assert len(logged) == 3
+    _assert_cosines(logged, rows)
