@@ -222,16 +222,40 @@ def finished_run(root: Path, digest: str) -> dict[str, Any] | None:
     return None
 
 
+def interrupted_run(root: Path, digest: str) -> Path | None:
+    """The newest run under root of the spec with this hash that was stopped (a signal, Ctrl-C)
+    before it finished and holds a checkpoint to continue from."""
+    for manifest_file in sorted(root.glob("*/manifest.json"), reverse=True):
+        try:
+            info = json.loads(manifest_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if info.get("spec_hash") == digest and info.get("status") == "interrupted" and any((manifest_file.parent / "checkpoints").glob("epoch-*.pt")):
+            return manifest_file.parent
+    return None
+
+
 def train_or_reuse(spec: Spec, spec_file: str, root: Path, log: Log, what: str) -> dict[str, Any]:
-    """A finished run of this exact spec under root/<name>/, or a new one trained now: {"run_dir", "report"}.
-    `what` names the run in the log ("ensemble: member x", "baseline: the single-task run for 'seg'")."""
+    """A finished run of this exact spec under root/<name>/, else an interrupted one resumed from its
+    checkpoint, else a new one trained now: {"run_dir", "report"}. `what` names the run in the log
+    ("ensemble: member x", "baseline: the single-task run for 'seg'")."""
     from mtlspec.report.manifest import spec_hash
+    from mtlspec.train.checkpoint import CheckpointError
 
     label, _, name = what.partition(": ")
-    found = finished_run(root / spec.name, spec_hash(spec))
+    digest = spec_hash(spec)
+    found = finished_run(root / spec.name, digest)
     if found is not None:
         log(f"{label}: reusing {found['run_dir']} for {name}")
         return found
+    stopped = interrupted_run(root / spec.name, digest)
+    if stopped is not None:
+        log(f"{label}: resuming {stopped} for {name} (it was stopped before it finished)")
+        try:
+            outcome = run_one(RunRequest(spec, spec_file), root, resume_dir=stopped, log=log)
+            return {"run_dir": str(outcome.run_dir), "report": outcome.report}
+        except CheckpointError as exc:  # refused before anything was touched: train it anew
+            log(f"{label}: cannot resume {stopped} ({exc}); training {name} anew")
     log(f"{label}: training {name}")
     outcome = run_one(RunRequest(spec, spec_file), root, log=log)
     return {"run_dir": str(outcome.run_dir), "report": outcome.report}

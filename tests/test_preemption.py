@@ -176,3 +176,26 @@ def test_a_resume_within_an_epoch_keeps_the_random_draws_of_a_weighting_method(t
         run_result(spec, tmp_path / "runs", callbacks=[SignalAt(2)])
     (run_dir,) = (tmp_path / "runs" / "pre").iterdir()
     _same(run_result(spec, tmp_path / "runs", resume_dir=run_dir), whole)
+
+
+def test_a_stopped_baseline_is_resumed_when_its_parent_spec_runs_again(tmp_path):
+    """A single-task baseline stopped by a signal (a preempted sweep) is continued from its
+    checkpoint when the multi-task spec runs again, not trained anew, and ends as one never stopped."""
+    from mtlspec.baselines import single_task_spec
+    from mtlspec.run import RunRequest, execute
+
+    (tmp_path / "b.yaml").write_text(tiny_spec("base", TASKS, REST.replace("EXTRA", "") + "evaluation: {baseline: {type: single_task}}\n")
+                                     .replace("splits: {train: 16,", "splits: {train: 32,"))
+    (parent,) = validate_file(tmp_path / "b.yaml", [])
+    assert parent.errors == [], parent.errors
+    baseline = RunRequest(single_task_spec(parent.spec, "largest"), parent.file)
+    whole = execute(baseline, tmp_path / "whole", log=lambda m: None)
+    with pytest.raises(KeyboardInterrupt):
+        execute(baseline, tmp_path / "runs", log=lambda m: None, callbacks=[SignalAt(5)])
+    (stopped,) = (tmp_path / "runs" / "base.single.largest").iterdir()
+    lines = []
+    run_result(parent, tmp_path / "runs", log=lines.append)
+    assert any(f"resuming {stopped}" in line for line in lines), lines
+    assert json.loads((stopped / "manifest.json").read_text())["status"] == "finished"
+    assert (stopped / "metrics.jsonl").read_text() == (whole.run_dir / "metrics.jsonl").read_text()
+    assert len(list((tmp_path / "runs" / "base.single.largest").iterdir())) == 1  # not trained anew beside it
