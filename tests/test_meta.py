@@ -35,6 +35,16 @@ class Tiny(nn.Module):
         return {TASK: self.heads[TASK](torch.tanh(self.body(x)))}
 
 
+def _with_batchnorm(width: int = 6) -> nn.Module:
+    """Linear, BatchNorm, tanh and a head named like a compiled model's, in float64: smooth (no ReLU
+    kinks), so finite differences referee it, with batch statistics in every forward."""
+    model = nn.Module()
+    model.body = nn.Sequential(nn.Linear(4, width), nn.BatchNorm1d(width), nn.Tanh()).double()
+    model.heads = nn.ModuleDict({TASK: nn.Linear(width, 3).double()})
+    model.forward = lambda x: {TASK: model.heads[TASK](model.body(x))}
+    return model
+
+
 def _meta(steps=1, lr=0.3, adapt="all"):
     return SimpleNamespace(inner_steps=steps, inner_lr=lr, adapt=adapt)
 
@@ -170,10 +180,7 @@ def test_batchnorm_running_statistics_are_left_alone():
     """Documented: BatchNorm normalises each batch by its own statistics in the inner and outer
     loops, and meta-training never updates the running statistics."""
     torch.manual_seed(4)
-    model = nn.Module()
-    model.body = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.Tanh()).double()
-    model.heads = nn.ModuleDict({TASK: nn.Linear(5, 3).double()})
-    model.forward = lambda x: {TASK: model.heads[TASK](model.body(x))}
+    model = _with_batchnorm(5)
     model.train()
     before = {n: b.clone() for n, b in model.named_buffers()}
     MAML(_meta(2, 0.3)).meta_gradient(model, TASK, [_episode(7)])
@@ -448,10 +455,7 @@ def test_maml_meta_gradient_through_batchnorm_equals_finite_differences():
     smooth float64 model (no ReLU kinks), against central differences of the mean query loss.
     Tolerance 1e-6 of the largest entry: h = 1e-6 leaves an O(h^2) error far below it."""
     torch.manual_seed(5)
-    model = nn.Module()
-    model.body = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Tanh()).double()
-    model.heads = nn.ModuleDict({TASK: nn.Linear(6, 3).double()})
-    model.forward = lambda x: {TASK: model.heads[TASK](model.body(x))}
+    model = _with_batchnorm()
     episodes = [_episode(11), _episode(12)]
     MAML(_meta(2, 0.3)).meta_gradient(model, TASK, episodes)
     analytic = torch.cat([model.body[1].weight.grad, model.body[1].bias.grad, model.body[0].weight.grad.flatten()])
@@ -486,11 +490,7 @@ def test_vectorized_first_order_algorithms_equal_the_looped_ones(algorithm, adap
 
     def model_with_batchnorm():
         torch.manual_seed(6)
-        model = nn.Module()
-        model.body = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Tanh()).double()
-        model.heads = nn.ModuleDict({TASK: nn.Linear(6, 3).double()})
-        model.forward = lambda x: {TASK: model.heads[TASK](model.body(x))}
-        return model
+        return _with_batchnorm()
 
     episodes = [_episode(21), _episode(22), _episode(23)]
     meta = _meta(3, 0.2, adapt)
@@ -522,10 +522,7 @@ def test_vectorized_few_shot_evaluation_scores_the_episodes_as_the_loop_does():
     from mtlspec.meta.fit import few_shot
 
     torch.manual_seed(7)
-    model = nn.Module()
-    model.body = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Tanh()).double()
-    model.heads = nn.ModuleDict({TASK: nn.Linear(6, 3).double()})
-    model.forward = lambda x: {TASK: model.heads[TASK](model.body(x))}
+    model = _with_batchnorm()
 
     class Sampler:
         ways, shots, queries = 3, 2, 3

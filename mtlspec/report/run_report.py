@@ -43,18 +43,18 @@ def build_report(spec: Any, manifest: dict[str, Any], result: Any, plots: list[s
     tasks = {}
     details = getattr(result, "details", None) or {}
     few_shot = getattr(result, "few_shot", None) or {}
+    shown, higher = reported_metrics(spec), directions(spec)
     for task, metrics in result.metrics.items():
-        chosen = reported_metrics(spec)[task]
-        values = {m: float(metrics[m]) for m in chosen if m in metrics}
+        values = {m: float(metrics[m]) for m in shown[task] if m in metrics}
         tasks[task] = {
             "type": result.task_types[task],
             "metrics": values,
-            "higher_is_better": {m: True if task in few_shot else directions(spec)[task][m] for m in values},
+            "higher_is_better": {m: True if task in few_shot else higher[task][m] for m in values},  # few-shot accuracy
             "baseline": {m: float(v) for m, v in result.baselines.get(task, {}).items() if m in values},
             **({"details": details[task]} if task in details else {}),
         }
     last_val = next((e["val"] for e in reversed(result.history) if "val" in e), {})
-    val = {t: {m: float(v) for m, v in last_val.get(t, {}).items() if m in reported_metrics(spec)[t]} for t in last_val}
+    val = {t: {m: float(v) for m, v in last_val.get(t, {}).items() if m in shown[t]} for t in last_val}
     delta = None
     if baseline is not None:
         from mtlspec.report.delta_m import delta_m
