@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Every GPU check of the project in one prepared call (issue 20), for a session that is lent a GPU
 # machine: what the card is, how long mmcv's ops take to build for its architecture alone, the
-# MMDetection stack on CUDA, the precision benchmark (fp32 / bf16 / fp16 autocast, channels_last),
-# and the quickstart trained on CUDA. Each step
-# has its own time limit and the script goes on after a failure, so one call shows them all; copy
-# what it prints into docs/gpu.md. Budget: about 10 minutes with a warm pip cache (the mmcv build
-# dominates the first time; GPU_CHECK_CPU_OPS=1 builds mmcv's ops without CUDA kernels to save it).
-#   usage: bash tools/gpu_check.sh            (OUT=folder for the runs; default /tmp/gpu_check)
+# MMDetection stack on CUDA, the CUDA tests, the precision benchmark (fp32 / bf16 / fp16 autocast,
+# channels_last), and the quickstart trained on CUDA.
+# Each step has its own time limit and the script goes on after a failure, so one call shows them
+# all; copy what it prints into docs/gpu.md.
+#
+# Two ways to install:
+# - online (a machine that reaches the package registry): tools/install.sh into .venv;
+# - offline (the lent machines reach nothing): GPU_CHECK_WHEELS=DIR names a folder of wheels for
+#   that machine's Python (mmengine, mmdet, pydantic, pycocotools, ... and mmcv's source
+#   distribution, or an mmcv wheel built there before), installed with --no-index --no-deps into
+#   /tmp/site beside the system's CUDA torch; docs/gpu.md lists how the folder is made.
+#
+#   usage: [GPU_CHECK_WHEELS=.whl] bash tools/gpu_check.sh   (OUT=folder for results)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_check}
@@ -18,18 +25,42 @@ step() {  # step NAME LIMIT_S COMMAND...: run with a time limit, say how long it
   timeout "$limit" "$@"
   local status=$?
   echo "=== $name: exit $status after $((SECONDS - start)) s"
+  return $status
 }
 
 step "card" 30 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv
-ARCH=$(python3 -c "import torch; m, n = torch.cuda.get_device_capability(); print(f'{m}.{n}')" 2>/dev/null || echo "")
-echo "compute capability: ${ARCH:-unknown (no CUDA torch on the system python)}"
-if [ "${GPU_CHECK_CPU_OPS:-0}" = 1 ]; then
-  step "install (mmcv ops without CUDA kernels)" 900 env MMCV_WITH_OPS=1 FORCE_CUDA=0 bash tools/install.sh
+WHEELS=${GPU_CHECK_WHEELS:-}
+if [ -n "$WHEELS" ]; then
+  PY=${PYTHON:-python3}
+  SITE=/tmp/site
+  export PYTHONPATH="$SITE:$PWD"
+  ARCH=$("$PY" -c "import torch; m, n = torch.cuda.get_device_capability(); print(f'{m}.{n}')")
+  "$PY" -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
+  pip_offline() { "$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$@"; }
+  step "carried wheels" 90 pip_offline "$WHEELS"/*.whl
+  if ! "$PY" -c "import mmcv.ops" 2>/dev/null; then
+    # --no-build-isolation: the build sees the system's CUDA torch and the carried setuptools<81 (pkg_resources)
+    step "mmcv 2.1.0 build, ops for sm_${ARCH} only, $(nproc) jobs" 330 env MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" \
+      MAX_JOBS="$(nproc)" "$PY" -m pip wheel -q --disable-pip-version-check --no-index --no-deps --no-build-isolation \
+      "$WHEELS"/mmcv-2.1.0.tar.gz -w /tmp/mmcv_wheel \
+      && pip_offline /tmp/mmcv_wheel/mmcv-*.whl && ls -la /tmp/mmcv_wheel && cp /tmp/mmcv_wheel/mmcv-*.whl "$OUT"/ 2>/dev/null
+  fi
+  step "mtlspec itself" 60 "$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-build-isolation --target "$SITE" .
+  MTLSPEC=("$PY" -m mtlspec)
 else
+  PY=.venv/bin/python
+  ARCH=$(python3 -c "import torch; m, n = torch.cuda.get_device_capability(); print(f'{m}.{n}')" 2>/dev/null || echo "")
   step "install (mmcv ops for sm_${ARCH} only)" 900 env TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS="$(nproc)" bash tools/install.sh
+  MTLSPEC=(.venv/bin/mtlspec)
 fi
-step "mtlspec env" 120 .venv/bin/mtlspec env
-step "MMDetection stack test" 300 .venv/bin/python -m pytest -q tests/test_mmdet_stack.py
-step "precision bench on CUDA" 300 .venv/bin/python bench/precision.py --device cuda --steps 20
-step "quickstart on CUDA" 600 .venv/bin/mtlspec run specs/quickstart.yaml --set training.device=cuda --quiet --out "$OUT/runs"
-step "quickstart report" 30 bash -c "cat $OUT/runs/quickstart/*/report.md | head -30"
+export PYTHONUNBUFFERED=1
+step "mtlspec env" 60 "${MTLSPEC[@]}" env
+step "CUDA tests and the MMDetection stack test" 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_mmdet_stack.py
+step "precision bench on CUDA" 90 "$PY" bench/precision.py --device cuda --steps 20
+step "quickstart on CUDA" 200 "${MTLSPEC[@]}" run specs/quickstart.yaml --set training.device=cuda --quiet --out "$OUT/runs"
+REPORT=$(ls -d "$OUT"/runs/quickstart/*/ 2>/dev/null | head -1)
+if [ -n "$REPORT" ]; then
+  step "quickstart report" 30 bash -c "head -40 '$REPORT/report.md'; cp '$REPORT/report.md' '$OUT/quickstart_report.md'; cp '$REPORT/timings.jsonl' '$OUT/quickstart_timings.jsonl'"
+  step "predict on CUDA" 60 "${MTLSPEC[@]}" predict "$REPORT" test --device cuda --out "$OUT/predictions" --no-overlays
+fi
+rm -rf "$OUT/runs" "$OUT/predictions"
