@@ -36,14 +36,14 @@ if [ -n "$WHEELS" ]; then
   export PYTHONPATH="$SITE:$PWD"
   ARCH=$("$PY" -c "import torch; m, n = torch.cuda.get_device_capability(); print(f'{m}.{n}')")
   "$PY" -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
-  pip_offline() { "$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$@"; }
-  step "carried wheels" 90 pip_offline "$WHEELS"/*.whl
+  PIP_OFFLINE=("$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE")
+  step "carried wheels" 90 "${PIP_OFFLINE[@]}" "$WHEELS"/*.whl
   if ! "$PY" -c "import mmcv.ops" 2>/dev/null; then
     # --no-build-isolation: the build sees the system's CUDA torch and the carried setuptools<81 (pkg_resources)
     step "mmcv 2.1.0 build, ops for sm_${ARCH} only, $(nproc) jobs" 330 env MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" \
       MAX_JOBS="$(nproc)" "$PY" -m pip wheel -q --disable-pip-version-check --no-index --no-deps --no-build-isolation \
       "$WHEELS"/mmcv-2.1.0.tar.gz -w /tmp/mmcv_wheel \
-      && pip_offline /tmp/mmcv_wheel/mmcv-*.whl && ls -la /tmp/mmcv_wheel && cp /tmp/mmcv_wheel/mmcv-*.whl "$OUT"/ 2>/dev/null
+      && "${PIP_OFFLINE[@]}" /tmp/mmcv_wheel/mmcv-*.whl && ls -la /tmp/mmcv_wheel && cp /tmp/mmcv_wheel/mmcv-*.whl "$OUT"/ 2>/dev/null
   fi
   step "mtlspec itself" 60 "$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-build-isolation --target "$SITE" .
   MTLSPEC=("$PY" -m mtlspec)
