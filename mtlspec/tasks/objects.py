@@ -4,6 +4,8 @@ are crowd regions (COCO's iscrowd), and the objects that train."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -37,10 +39,36 @@ class ObjectTask(TaskType):
 
     def loss(self, output, target, has, weight):
         # MMDetection averages over positive locations or sampled RoIs; per-sample weights do not reach these losses.
-        return self.head.loss(output, target, has)
+        with without_autocast(output):
+            return self.head.loss(in_float32(output), target, has)
 
     def predict(self, output, image_size):
-        return self.head.predict(output)
+        with without_autocast(output):
+            return self.head.predict(in_float32(output))
+
+
+def in_float32(outputs: Any) -> Any:
+    """A head's outputs (tensors, nested in tuples and lists) with floating tensors in float32.
+
+    MMDetection's losses and post-processing call mmcv's compiled ops (sigmoid focal loss, NMS,
+    RoIAlign), whose CUDA kernels take float32 and float16 but not bfloat16: on an H100, a bf16
+    autocast run stopped with "sigmoid_focal_loss_forward_cuda_kernel not implemented for
+    'BFloat16'" (docs/gpu.md). So under autocast the head's convolutions run in low precision and
+    its loss and box decoding in float32, as mixed precision intends for reductions and losses."""
+    if torch.is_tensor(outputs):
+        return outputs.float() if outputs.is_floating_point() else outputs
+    if isinstance(outputs, (tuple, list)):
+        return type(outputs)(in_float32(o) for o in outputs)
+    return outputs
+
+
+def without_autocast(outputs: Any) -> Any:
+    """A context with autocast off on the device of the first tensor among `outputs`."""
+    first = outputs
+    while isinstance(first, (tuple, list)) and first:
+        first = first[0]
+    device = first.device.type if torch.is_tensor(first) else "cpu"
+    return torch.autocast(device_type=device, enabled=False)
 
 
 def crowd_flags(record: dict, count: int) -> np.ndarray:

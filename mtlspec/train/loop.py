@@ -21,7 +21,7 @@ from mtlspec.train.evaluate import evaluate, to_device, trivial_baselines
 from mtlspec.train.optim import build_optimizer, build_scheduler
 from mtlspec.train.preemption import Preempted, StopRequest, graceful_stop
 from mtlspec.train.setup import (  # noqa: F401  (the names others import from here)
-    TORCH_DEFAULT_THREADS, BatchOrder, TrainingError, autocast_for, make_loader, resolve_device, seed_everything, thread_count,
+    TORCH_DEFAULT_THREADS, BatchOrder, TrainingError, autocast_for, grad_scaler_for, make_loader, resolve_device, seed_everything, thread_count,
 )
 from mtlspec.train.timing import TIMINGS_FILE, EpochClock
 from mtlspec.weighting.base import gradient_step  # noqa: F401  (re-exported: ../shared/bench/libmtl_side_by_side.py imports it from here)
@@ -74,8 +74,11 @@ def _stop_if_not_finite(losses: dict[str, torch.Tensor], step: int, epoch: int, 
 
 def train_step(model: Any, task_types: dict, weighting: Any, optimizer: torch.optim.Optimizer, batch: dict,
                autocast: Callable[[], Any], grad_clip: float | None = None,
-               check: Callable[[dict[str, torch.Tensor]], None] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """One optimisation step: forward, per-task losses, the weighting method's backward, update."""
+               check: Callable[[dict[str, torch.Tensor]], None] | None = None,
+               scaler: Any = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """One optimisation step: forward, per-task losses, the weighting method's backward, update.
+    With a GradScaler (fp16) the backward leaves scaled gradients; they are unscaled before
+    clipping, and a step whose gradients overflowed is skipped (the scaler then lowers its scale)."""
 
     def task_losses() -> dict[str, torch.Tensor]:
         outputs = model(batch["image"])
@@ -91,10 +94,19 @@ def train_step(model: Any, task_types: dict, weighting: Any, optimizer: torch.op
         check(losses)
     optimizer.zero_grad(set_to_none=True)
     present = {t: bool(batch["has"][t].any()) for t in task_types}
-    weights = weighting.backward(model, losses, present)
+    if scaler is None:
+        weights = weighting.backward(model, losses, present)
+    else:
+        device = next(model.parameters()).device
+        weights = weighting.backward(model, losses, present, scale=scaler.scale(torch.ones((), device=device)))
+        scaler.unscale_(optimizer)
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
     weighting.after_step(recompute)
     return losses, weights
 
@@ -126,6 +138,7 @@ class Trainer:
         torch.use_deterministic_algorithms(True, warn_only=True)
         self.device = resolve_device(spec.training.device)
         self.autocast = autocast_for(self.device, spec.training.precision)
+        self.scaler = grad_scaler_for(self.device, spec.training.precision)
         self.train_set = built.dataset("train", train=True)
         self.val_set = built.dataset("val")
         self.test_set = built.dataset(spec.evaluation.split) if spec.evaluation.split != "val" else self.val_set
@@ -173,6 +186,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.weighting.load_state_dict(state["weighting"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
         self.epoch, self.step, self.best, self.bad_epochs, self.history = state["epoch"], state["step"], state["best"], state["bad_epochs"], state["history"]
         self.completed, self.stopped_early = state["epoch"], bool(state.get("stopped_early", False))
@@ -225,7 +240,8 @@ class Trainer:
         for batch in clock.batches(self.train_loader):
             batch = to_device(batch, self.device)
             check = functools.partial(_stop_if_not_finite, step=self.step + 1, epoch=epoch + 1, last_good=self.last_good)
-            losses, weights = train_step(self.model, self.task_types, self.weighting, self.optimizer, batch, self.autocast, spec.training.grad_clip, check)
+            losses, weights = train_step(self.model, self.task_types, self.weighting, self.optimizer, batch, self.autocast,
+                                         spec.training.grad_clip, check, self.scaler)
             self.scheduler.step()
             if self.snapshot_every and (self.step + 1) % self.snapshot_every == 0:  # the end of a learning-rate cycle
                 ckpt.save(self.ckpt_dir / f"snapshot-{(self.step + 1) // self.snapshot_every:03d}.pt",
@@ -300,6 +316,7 @@ class Trainer:
             "spec_hash": self.spec_hash, "epoch": epochs_done, "step": self.step, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "weighting": self.weighting.state_dict(), "rng": ckpt.rng_state(), "best": self.best,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "bad_epochs": self.bad_epochs, "history": self.history, "stopped_early": self.stopped_early, **within,
         })
         ckpt.prune(self.ckpt_dir, self.spec.training.checkpoint.keep)

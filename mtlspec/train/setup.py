@@ -33,9 +33,24 @@ def resolve_device(choice: str) -> torch.device:
         raise UsageError(f"--device {choice!r}: expected cpu, cuda, cuda:N or auto") from None
 
 
-def autocast_for(device: torch.device, precision: str) -> Callable[[], Any]:
+def resolved_precision(device: torch.device, precision: str) -> str:
+    """`auto`: bf16 on a CUDA device that has it, else fp32."""
     if precision == "auto":
-        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return precision
+
+
+def grad_scaler_for(device: torch.device, precision: str) -> Any:
+    """fp16 needs its losses scaled so small gradients survive float16's range (bf16 has float32's
+    exponent and needs none): a GradScaler at torch's defaults (2^16, halved on an overflow, the
+    step skipped; doubled after 2,000 clean steps). None for the other precisions."""
+    if resolved_precision(device, precision) != "fp16":
+        return None
+    return torch.amp.GradScaler(device.type)
+
+
+def autocast_for(device: torch.device, precision: str) -> Callable[[], Any]:
+    precision = resolved_precision(device, precision)
     if precision == "fp32":
         return contextlib.nullcontext
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16

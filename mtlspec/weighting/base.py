@@ -11,6 +11,12 @@ the task weights for the log), then `after_step(recompute)` after the optimizer 
   gradients of the shared part (T x P) to one update direction, independent of any model, so
   each can be tested alone against an independent implementation. Its backward computes G
   (`gradient_step`); task-specific parameters get their own task's gradient.
+
+Under fp16 the trainer passes `scale` (a GradScaler's factor, a 0-d tensor on the device): every
+.grad a backward leaves is then `scale` times the true gradient, for the scaler to unscale and
+check. A loss weighting scales its weighted sum; a gradient method scales each task's loss, then
+aggregates the unscaled rows (the methods are not all scale-equivariant: Nash-MTL's direction is
+invariant to a common factor, PCGrad's is proportional to it) and scales the direction back.
 """
 
 from __future__ import annotations
@@ -33,10 +39,11 @@ class Weighting(ABC):
         self.tasks, self.spec = tasks, spec
 
     @abstractmethod
-    def backward(self, model: Any, losses: Losses, present: dict[str, bool] | None = None) -> dict[str, Any]:
-        """Set every parameter's .grad for this step; return each task's weight (None where a
-        method has none, or the task was absent: `present[task]` False, no labelled sample in
-        the batch) for metrics.jsonl."""
+    def backward(self, model: Any, losses: Losses, present: dict[str, bool] | None = None,
+                 scale: torch.Tensor | None = None) -> dict[str, Any]:
+        """Set every parameter's .grad for this step (times `scale` where given); return each
+        task's weight (None where a method has none, or the task was absent: `present[task]`
+        False, no labelled sample in the batch) for metrics.jsonl."""
 
     def after_step(self, recompute: Callable[[], Losses]) -> None:
         """After the optimizer step; `recompute()` gives the batch's losses under the new weights."""
@@ -74,10 +81,10 @@ class LossWeighting(Weighting):
         """A term added to the weighted sum (UW's regulariser); 0 for most methods."""
         return 0.0
 
-    def backward(self, model, losses, present=None):
+    def backward(self, model, losses, present=None, scale=None):
         weights = self.weights(losses)
         total = sum(weights[t] * losses[t].float() for t in losses) + self.extra_loss(losses) + model.extra_loss()
-        total.backward()
+        (total if scale is None else total * scale).backward()
         return weights
 
     def after_step(self, recompute):
@@ -117,8 +124,8 @@ class GradientAggregator(Weighting):
     def gradient_cosines(self):
         return self.last_cosines
 
-    def backward(self, model, losses, present=None):
-        return gradient_step(model, self, losses, present)
+    def backward(self, model, losses, present=None, scale=None):
+        return gradient_step(model, self, losses, present, scale)
 
     def after_step(self, recompute):
         self.after_update()
@@ -139,11 +146,14 @@ def gramian(G: torch.Tensor, chunk: int = 1 << 12) -> np.ndarray:
     return K.cpu().numpy()
 
 
-def gradient_step(model: Any, method: GradientAggregator, losses: Losses, present: dict[str, bool] | None = None) -> dict[str, float | None]:
+def gradient_step(model: Any, method: GradientAggregator, losses: Losses, present: dict[str, bool] | None = None,
+                  scale: torch.Tensor | None = None) -> dict[str, float | None]:
     """Per-task gradients of the shared part (one backward pass per task present, which also gives
     its own parameters their gradient) -> the method's direction. A task absent from the batch
     (no labelled sample) takes no part: weight None, its own parameters no gradient (None), so the
-    optimizer leaves them as they are for that step."""
+    optimizer leaves them as they are for that step. With `scale` (fp16's loss scale) the rows are
+    computed scaled, aggregated unscaled, and the direction scaled back; rows that overflowed are
+    passed on as they are, for the GradScaler to skip the step, and the method's state is left alone."""
     tasks = list(losses)
     active = [i for i, t in enumerate(tasks) if present is None or present[t]]
     if method.space == "representation":
@@ -162,13 +172,22 @@ def gradient_step(model: Any, method: GradientAggregator, losses: Losses, presen
         method.last_cosines = {}
     else:
         keep = method.space == "representation"  # the direction is back-propagated through the representation afterwards
-        G = task_gradients([losses[tasks[i]] for i in active], shared, [own[tasks[i]] for i in active], keep_graph=keep)
-        vector = torch.stack([losses[tasks[i]].detach().float() for i in active])
-        own_rows = type(method).aggregate is not GradientAggregator.aggregate  # it may change G's rows in place: K first
-        K = gramian(G) if own_rows else None
-        direction = method.aggregate(G, vector, active)
-        method.last_cosines = cosines(method.last_gramian if K is None else K, [tasks[i] for i in active])
-        weights = None if method.last_weights is None else [float(v) for v in method.last_weights]
+        G = task_gradients([losses[tasks[i]] if scale is None else losses[tasks[i]] * scale for i in active], shared,
+                           [own[tasks[i]] for i in active], keep_graph=keep)
+        if scale is not None and not bool(torch.isfinite(G).all()):  # fp16 overflow: the scaler skips this step
+            direction, weights = G.sum(0), None
+            method.last_cosines = {}
+        else:
+            if scale is not None:
+                G = G / scale
+            vector = torch.stack([losses[tasks[i]].detach().float() for i in active])
+            own_rows = type(method).aggregate is not GradientAggregator.aggregate  # it may change G's rows in place: K first
+            K = gramian(G) if own_rows else None
+            direction = method.aggregate(G, vector, active)
+            method.last_cosines = cosines(method.last_gramian if K is None else K, [tasks[i] for i in active])
+            weights = None if method.last_weights is None else [float(v) for v in method.last_weights]
+            if scale is not None:
+                direction = direction * scale
     if method.space == "representation":
         chunks, offset = [], 0
         for r in shared:
