@@ -5,7 +5,8 @@ run: the figures that decide which of these mtlspec should offer or turn on by d
 One step is mtlspec's own `train_step` (forward, the five losses, the weighting method's backward,
 the optimizer step) on one fixed batch of the quickstart's images. Kinds alternate step by step,
 so a machine's slow moments fall on all of them alike; medians of --steps each. On a CUDA machine
-the same kinds run on the GPU (with torch.cuda.synchronize around each step), plus fp16 autocast.
+the same kinds run on the GPU (with torch.cuda.synchronize around each step), plus fp16 autocast
+with its GradScaler, as training runs it.
 Run: .venv/bin/python bench/precision.py [--steps N] [--batch B] [--device cpu|cuda]
 """
 
@@ -26,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from mtlspec.data.dataset import collate  # noqa: E402
 from mtlspec.language import validate_file  # noqa: E402
 from mtlspec.train.evaluate import to_device  # noqa: E402
-from mtlspec.train.loop import autocast_for, seeded_build, train_step  # noqa: E402
+from mtlspec.train.loop import autocast_for, grad_scaler_for, seeded_build, train_step  # noqa: E402
 from mtlspec.train.optim import build_optimizer  # noqa: E402
 
 
@@ -53,14 +54,14 @@ def main() -> None:
             model = model.to(memory_format=torch.channels_last)
             images = images.contiguous(memory_format=torch.channels_last)
         optimizer = build_optimizer(result.spec.training.optimizer, list(model.parameters()))
-        setups[name] = (model, optimizer, {**batch, "image": images}, autocast_for(device, precision))
+        setups[name] = (model, optimizer, {**batch, "image": images}, autocast_for(device, precision), grad_scaler_for(device, precision))
     times: dict[str, list[float]] = {name: [] for name in kinds}
     for step in range(args.steps + 2):
-        for name, (model, optimizer, data, autocast) in setups.items():
+        for name, (model, optimizer, data, autocast, scaler) in setups.items():
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            train_step(model, built.task_types, copy.copy(built.weighting), optimizer, data, autocast, None, lambda losses: None)
+            train_step(model, built.task_types, copy.copy(built.weighting), optimizer, data, autocast, None, lambda losses: None, scaler)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             if step >= 2:  # the first two are warm-up
