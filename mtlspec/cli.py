@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from enum import Enum
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -148,6 +149,7 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     allow: AllowOption = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Train this many matrix combinations at once, each in its own process on its share of the cores.")] = 1,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Train one run on this many processes (data parallel, torch.distributed: gloo on CPU, one GPU each on CUDA); under torchrun, its ranks.")] = 1,
 ) -> None:
     """Compile a spec into a model, train it, evaluate it, and write a run directory with reports.
 
@@ -160,6 +162,18 @@ def run(
     if resume is not None and len(results) > 1:
         _fail_usage("--resume continues one run; this spec has a matrix of several")
     console = Console(stderr=True, highlight=False, emoji=False)  # ":100:" in a message is a line number, not an emoji
+    from mtlspec.run_command import distributed_refusal, launch_ranks, rank_main
+
+    torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+    if nproc > 1 or torchrun:
+        refusal = distributed_refusal(results, max(nproc, int(os.environ.get("WORLD_SIZE", "1"))))
+        if refusal or jobs > 1:
+            _fail_usage(f"--nproc: {refusal or 'give --jobs or --nproc, not both'}")
+        arguments = (str(spec), list(set_ or []), [str(a) for a in allow or []], str(out), str(resume) if resume else None, quiet)
+        if torchrun:
+            rank_main(*arguments)
+            raise typer.Exit(0)
+        raise typer.Exit(launch_ranks(nproc, *arguments))
     if jobs > 1 and len(results) > 1:
         from mtlspec.parallel import run_jobs
 

@@ -155,6 +155,7 @@ def prepare_resume(run_dir: Path, digest: str, spec: Any = None) -> tuple[dict[s
 
 def run_one(request: RunRequest, root: Path, resume_dir: Path | None = None, log: Log = print, callbacks: list | tuple = ()) -> Outcome:
     """Train one model and write its run directory (or continue one from its latest checkpoint)."""
+    from mtlspec import distributed
     from mtlspec.baselines import baseline_metrics
     from mtlspec.data.build import build_sources
     from mtlspec.language.resolved import resolved_yaml
@@ -166,6 +167,8 @@ def run_one(request: RunRequest, root: Path, resume_dir: Path | None = None, log
     digest = spec_hash(spec)
     data_root = Path(request.file).resolve().parent
     sources = build_sources(spec, "train", data_root)
+    if not distributed.current().main:
+        return helper_rank(spec, digest, data_root, sources, resume_dir)
     preflight(request, sources)
     tracking.require(spec)
     state = None
@@ -177,6 +180,8 @@ def run_one(request: RunRequest, root: Path, resume_dir: Path | None = None, log
         run_dir = new_run_dir(root, spec.name, request.variant)
         write_text_atomic(run_dir / "spec.resolved.yaml", resolved_yaml(spec))
         info = manifest(spec, request.file, request.variant, digest, started=now())
+        if distributed.current().active:
+            info["processes"] = distributed.current().size
     info = running(info)
     write_manifest(run_dir, info)
     board = None
@@ -207,6 +212,30 @@ def run_one(request: RunRequest, root: Path, resume_dir: Path | None = None, log
         exc.mtlspec_trace = record_failure(run_dir, info, exc)  # type: ignore[attr-defined]
         raise
     return Outcome(run_dir, report)
+
+
+def helper_rank(spec: Spec, digest: str, data_root: Path, sources: dict[str, Any], resume_dir: Path | None) -> Outcome:
+    """A rank other than 0 of a run on several processes: the same training, from the same
+    checkpoint when resuming, into a scratch folder removed at the end (rank 0 writes the run)."""
+    import shutil
+    import tempfile
+
+    from mtlspec import distributed
+    from mtlspec.train import checkpoint as ckpt
+    from mtlspec.train.loop import fit, seeded_build
+
+    state = None
+    if resume_dir is not None:
+        path = ckpt.latest(resume_dir / "checkpoints")
+        if path is None:
+            raise ckpt.CheckpointError(f"no checkpoint to resume from in {resume_dir / 'checkpoints'}")
+        state = ckpt.load(path, digest)
+    scratch = Path(tempfile.mkdtemp(prefix=f"mtlspec-rank{distributed.current().rank}-"))
+    try:
+        fit(seeded_build(spec, data_root, sources), digest, scratch, resume=state, log=lambda message: None)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return Outcome(scratch, {})
 
 
 def finished_run(root: Path, digest: str) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ Imports nothing heavy at import time: `validate` and `schema` load this module t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -132,3 +133,84 @@ def execute_one(request, out: Path, resume: Optional[Path], console, quiet: bool
         signal.signal(signal.SIGTERM, previous)
     typer.echo("\n".join(printable(line) for line in summary_lines(request.name, outcome.run_dir, outcome.report, outcome.kind)))
     return outcome, EXIT_OK
+
+
+def distributed_refusal(results: list, nproc: int) -> str | None:
+    """Why these specs cannot train on `nproc` processes as one run, or None."""
+    if len(results) > 1:
+        return "it trains one run on several processes; this spec has a matrix of several (run one combination with --set)"
+    spec = results[0].spec
+    if spec.ensemble is not None or spec.evaluation.baseline.type == "single_task" or spec.meta is not None:
+        return "ensembles, single-task baselines and meta-learning train on one process for now"
+    if getattr(spec.weighting, "space", "params") == "representation":
+        return ("weighting.space: representation reduces per-sample gradients, which differ between ranks' shards; "
+                "use space: params with several processes")
+    if spec.data.batch_size % nproc:
+        return f"data.batch_size {spec.data.batch_size} (the global batch) does not split evenly over {nproc} processes"
+    return None
+
+
+def rank_main(spec_file: str, overrides: list[str], allow: list[str], out: str, resume: Optional[str], quiet: bool) -> None:
+    """One rank of `run --nproc N` (spawned by mtlspec/distributed.py) or of `torchrun -m mtlspec
+    run`: join the process group, train; rank 0 alone prints and writes the run directory. Exits
+    with the run's status."""
+    import sys
+
+    from rich.console import Console
+
+    from mtlspec import distributed
+    from mtlspec.run import RunRequest
+
+    results = runnable(Path(spec_file), overrides, [Path(a) for a in allow])
+    request = RunRequest.of(results[0])
+    world = distributed.join(request.spec.training.device)
+
+    try:
+        if world.main:
+            console = Console(stderr=True, highlight=False, emoji=False)
+            _, status = execute_one(request, Path(out), Path(resume) if resume else None, console, quiet)
+        else:  # the same steps, silently: rank 0 reports, and its failures are the same (the losses are global)
+            from mtlspec.data.records import DataError
+            from mtlspec.run import execute
+            from mtlspec.train.checkpoint import CheckpointError
+            from mtlspec.train.loop import TrainingError
+
+            try:
+                execute(request, Path(out), Path(resume) if resume else None, lambda message: None)
+                status = EXIT_OK
+            except (SpecError, UsageError, TrainingError, CheckpointError, DataError, KeyboardInterrupt):
+                status = EXIT_FAILED
+    finally:
+        distributed.leave()
+    if status:
+        sys.exit(int(status))
+
+
+def launch_ranks(nproc: int, spec_file: str, overrides: list[str], allow: list[str], out: str, resume: Optional[str], quiet: bool) -> int:
+    """`run --nproc N`: N ranks on this machine; SIGTERM and SIGINT are passed on to them (each
+    stops at the same step boundary and rank 0 checkpoints). Returns the exit status."""
+    import signal
+
+    import torch.multiprocessing as mp
+
+    from mtlspec import distributed
+
+    context = distributed.launch(nproc, rank_main, (spec_file, overrides, allow, out, resume, quiet))
+
+    def forward(signum, frame):  # noqa: ARG001
+        for process in context.processes:
+            if process.is_alive():
+                os.kill(process.pid, signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not context.join():
+            pass
+    except mp.ProcessExitedException as exc:
+        return int(exc.exit_code) if exc.exit_code and exc.exit_code > 0 else EXIT_FAILED
+    except mp.ProcessRaisedException as exc:
+        return internal_error(exc, f"rank {exc.error_index}")
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return EXIT_OK

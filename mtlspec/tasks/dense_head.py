@@ -137,19 +137,29 @@ class DenseHeadAdapter(nn.Module):
         """The head's losses summed, over the labelled images only (others add nothing)."""
         from mmengine.structures import InstanceData
 
+        from mtlspec import distributed
+
         index = torch.nonzero(has, as_tuple=False).flatten()
-        if len(index) == 0:
+        unlabelled = len(index) == 0
+        if unlabelled and not distributed.current().active:
             return sum(o.sum() for o in _flatten(outputs)) * 0.0
         from mtlspec.tasks.objects import without_crowd
 
-        chosen = [without_crowd(targets[i]) for i in index.tolist()]
+        if unlabelled:
+            # Other ranks may hold labelled images, and MMDetection's losses average their positive
+            # counts over the ranks (reduce_mean, a collective): this rank takes part with one image
+            # and no objects, and adds nothing.
+            index = torch.zeros(1, dtype=torch.long)
+            chosen = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}]
+        else:
+            chosen = [without_crowd(targets[i]) for i in index.tolist()]
         gts = [InstanceData(bboxes=t["boxes"].float().to(has.device), labels=t["labels"].long().to(has.device)) for t in chosen]
         losses = self.head.loss_by_feat(*_select(outputs, index.to(_device(outputs))), batch_gt_instances=gts, batch_img_metas=self._metas(len(index)))
         total = 0.0
         for name, value in losses.items():
             if "loss" in name:
                 total = total + (sum(v.sum() for v in value) if isinstance(value, (list, tuple)) else value.sum())
-        return total
+        return total * 0.0 if unlabelled else total
 
     def predict(self, outputs: Any) -> list[dict[str, torch.Tensor]]:
         results = self.head.predict_by_feat(*outputs, batch_img_metas=self._metas(len(_flatten(outputs)[0])), rescale=False)

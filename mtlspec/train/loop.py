@@ -17,6 +17,8 @@ from mtlspec.build import Built, build
 from mtlspec.data.build import describe, scan
 from mtlspec.inference.model_file import FILE as MODEL_FILE, save_model, vocabulary
 from mtlspec.train import checkpoint as ckpt
+from mtlspec import distributed
+from mtlspec.distributed import World
 from mtlspec.train.evaluate import evaluate, to_device, trivial_baselines
 from mtlspec.train.optim import build_optimizer, build_scheduler
 from mtlspec.train.preemption import Preempted, StopRequest, graceful_stop
@@ -75,10 +77,13 @@ def _stop_if_not_finite(losses: dict[str, torch.Tensor], step: int, epoch: int, 
 def train_step(model: Any, task_types: dict, weighting: Any, optimizer: torch.optim.Optimizer, batch: dict,
                autocast: Callable[[], Any], grad_clip: float | None = None,
                check: Callable[[dict[str, torch.Tensor]], None] | None = None,
-               scaler: Any = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+               scaler: Any = None, world: World = World()) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """One optimisation step: forward, per-task losses, the weighting method's backward, update.
     With a GradScaler (fp16) the backward leaves scaled gradients; they are unscaled before
-    clipping, and a step whose gradients overflowed is skipped (the scaler then lowers its scale)."""
+    clipping, and a step whose gradients overflowed is skipped (the scaler then lowers its scale).
+    With several ranks (mtlspec/distributed.py) the batch is this rank's shard: the loss values,
+    the task presence, a gradient method's per-task rows and then all gradients are averaged over
+    the ranks, so each takes the same step."""
 
     def task_losses() -> dict[str, torch.Tensor]:
         outputs = model(batch["image"])
@@ -86,19 +91,20 @@ def train_step(model: Any, task_types: dict, weighting: Any, optimizer: torch.op
 
     def recompute() -> dict[str, torch.Tensor]:
         with torch.no_grad(), autocast():
-            return task_losses()
+            return distributed.global_losses(task_losses(), world)
 
     with autocast():
         losses = task_losses()
+    device = next(model.parameters()).device
+    losses = distributed.global_losses(losses, world)
     if check is not None:
         check(losses)
     optimizer.zero_grad(set_to_none=True)
-    present = {t: bool(batch["has"][t].any()) for t in task_types}
-    if scaler is None:
-        weights = weighting.backward(model, losses, present)
-    else:
-        device = next(model.parameters()).device
-        weights = weighting.backward(model, losses, present, scale=scaler.scale(torch.ones((), device=device)))
+    present = dict(zip(task_types, distributed.any_rank([bool(batch["has"][t].any()) for t in task_types], world, device)))
+    scale = None if scaler is None else scaler.scale(torch.ones((), device=device))
+    weights = weighting.backward(model, losses, present, scale=scale, rows=(lambda G: distributed.mean_rows(G, world)) if world.active else None)
+    distributed.mean_gradients([p for group in optimizer.param_groups for p in group["params"]], world)
+    if scaler is not None:
         scaler.unscale_(optimizer)
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -136,7 +142,8 @@ class Trainer:
         self.built, self.spec, self.spec_hash, self.run_dir, self.log = built, spec, spec_hash, run_dir, log
         self.callbacks, self.baseline_val = callbacks, baseline_val
         torch.use_deterministic_algorithms(True, warn_only=True)
-        self.device = resolve_device(spec.training.device)
+        self.world = distributed.current()
+        self.device = resolve_device(spec.training.device, self.world.local_rank if self.world.active else None)
         self.autocast = autocast_for(self.device, spec.training.precision)
         self.scaler = grad_scaler_for(self.device, spec.training.precision)
         self.train_set = built.dataset("train", train=True)
@@ -150,7 +157,7 @@ class Trainer:
             self.optimizer.add_param_group({"params": self.weighting.parameters(), "weight_decay": 0.0})
         sampling = spec.data.sampling
         self.order = BatchOrder(self.train_set.sizes, spec.data.batch_size, sampling.type, getattr(sampling, "t", 2.0), spec.seed,
-                                spec.training.max_steps_per_epoch)
+                                spec.training.max_steps_per_epoch, self.world.rank, self.world.size)
         self.steps_per_epoch = len(self.order)
         if self.steps_per_epoch == 0:
             raise TrainingError(f"data.batch_size {spec.data.batch_size} is larger than the training split ({len(self.train_set)} samples): "
@@ -217,6 +224,7 @@ class Trainer:
                 sink.flush()
                 self.clock.write(self.run_dir / TIMINGS_FILE, time.perf_counter() - evaluating)
                 self._each("end_epoch", record)
+                self._agree_on_stop()
                 if (epoch + 1) % spec.training.checkpoint.every_epochs == 0 or epoch + 1 == spec.training.epochs or self.stopped_early \
                         or self.stop.signal:
                     self._checkpoint(epoch)
@@ -241,7 +249,7 @@ class Trainer:
             batch = to_device(batch, self.device)
             check = functools.partial(_stop_if_not_finite, step=self.step + 1, epoch=epoch + 1, last_good=self.last_good)
             losses, weights = train_step(self.model, self.task_types, self.weighting, self.optimizer, batch, self.autocast,
-                                         spec.training.grad_clip, check, self.scaler)
+                                         spec.training.grad_clip, check, self.scaler, self.world)
             self.scheduler.step()
             if self.snapshot_every and (self.step + 1) % self.snapshot_every == 0:  # the end of a learning-rate cycle
                 ckpt.save(self.ckpt_dir / f"snapshot-{(self.step + 1) // self.snapshot_every:03d}.pt",
@@ -263,6 +271,7 @@ class Trainer:
             sink.write(json.dumps(row) + "\n")
             self._each("step", row)
             self.batch += 1
+            self._agree_on_stop()
             if self.batch < self.steps_per_epoch and (self.stop.signal or (every and self.step % every == 0)):
                 sink.flush()  # the checkpoint's rows are on disk before it
                 path = self._checkpoint_within(epoch, sums, counts)
@@ -271,6 +280,12 @@ class Trainer:
         self.order.skip, self.batch, self.epoch_losses = 0, 0, None
         self.weighting.end_epoch({t: v / max(counts[t], 1) for t, v in sums.items()})
         self.clock = clock
+
+    def _agree_on_stop(self) -> None:
+        """With several ranks, a stop signal to any of them stops all at the same step boundary
+        (one small all-reduce), so none waits forever in a collective the others left."""
+        if self.world.active and distributed.any_rank([self.stop.signal is not None], self.world, self.device)[0] and self.stop.signal is None:
+            self.stop.signal = "a stop signal to another rank"
 
     def _end_epoch(self, epoch: int) -> dict[str, Any]:
         """The epoch's record: the validation metrics and losses when it evaluates, and early stopping's verdict."""

@@ -20,7 +20,10 @@ class TrainingError(Exception):
     """The run cannot go on (a loss turned NaN, a checkpoint does not fit); the message says why and what is safe."""
 
 
-def resolve_device(choice: str) -> torch.device:
+def resolve_device(choice: str, local_rank: int | None = None) -> torch.device:
+    """The device a run trains on; with several ranks on CUDA, each its own GPU (cuda:LOCAL_RANK)."""
+    if choice in ("cuda", "auto") and local_rank is not None and torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
     if choice == "cuda" and not torch.cuda.is_available():
         raise TrainingError("training.device is cuda but torch sees no CUDA device (see `mtlspec env`)")
     if choice == "auto":
@@ -88,14 +91,18 @@ def one_thread_per_worker(_: int) -> None:
 class BatchOrder(torch.utils.data.Sampler):
     """Batches of one epoch, in the order the sampling policy gives for (seed, epoch)."""
 
-    def __init__(self, sizes: list[int], batch_size: int, policy: str, t: float, seed: int, max_steps: int | None):
+    def __init__(self, sizes: list[int], batch_size: int, policy: str, t: float, seed: int, max_steps: int | None,
+                 rank: int = 0, ranks: int = 1):
         self.sizes, self.batch_size, self.policy, self.t, self.seed = sizes, batch_size, policy, t, seed
         self.max_steps, self.epoch = max_steps, 0
         self.skip = 0  # batches of this epoch already trained (a resume from within the epoch)
+        self.rank, self.ranks = rank, ranks  # with several ranks, each takes its slice of every global batch
 
     def __iter__(self):
         order = epoch_order(self.sizes, self.policy, self.seed, self.epoch, self.t)
-        batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order) - self.batch_size + 1, self.batch_size)]
+        share = self.batch_size // self.ranks
+        batches = [order[i + self.rank * share : i + (self.rank + 1) * share].tolist()
+                   for i in range(0, len(order) - self.batch_size + 1, self.batch_size)]
         return iter((batches[: self.max_steps] if self.max_steps else batches)[self.skip :])
 
     def __len__(self) -> int:

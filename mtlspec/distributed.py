@@ -1,0 +1,147 @@
+"""Training on several processes with torch.distributed: `mtlspec run SPEC --nproc N` on one machine,
+or the same command under `torchrun` (one or several machines, through its rendezvous).
+
+Data parallel, every rank holding the whole model: each takes its shard of every global batch
+(`data.batch_size` is the global batch), and what each weighting method needs is reduced across
+ranks before it acts, so that every rank takes the same step:
+- the task losses' values (one all-reduce of T numbers): loss-based methods weight by the global
+  losses, and the log shows them; each loss keeps its own rank's graph;
+- for a gradient method, the T x P matrix of per-task gradients of the shared part (one
+  all-reduce), before the method aggregates it, identically on every rank;
+- then every parameter's gradient (one all-reduce of one flat buffer), as DDP would;
+- which tasks had a labelled sample anywhere, and whether any rank was asked to stop.
+No DistributedDataParallel wrapper: its reducer fires during backward and cannot reduce the
+per-task rows that a gradient method needs before it aggregates (LibMTL issue #71; "Expected to
+mark a variable ready only once" in PCGrad ports). The price: no overlap of communication with
+the backward pass.
+
+gloo on the CPU, nccl on CUDA (one GPU per rank: cuda:LOCAL_RANK). Rank 0 writes the run
+directory; the others write nothing that stays.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the ranks of a run (rank 0 of 1 outside torch.distributed)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def current() -> World:
+    if dist.is_available() and dist.is_initialized():
+        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+    return World()
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def join(device: str) -> World:
+    """Join the process group torchrun (or `launch`) described in the environment: nccl where the
+    run trains on CUDA, gloo otherwise."""
+    if not (dist.is_available() and dist.is_initialized()):
+        cuda = device != "cpu" and torch.cuda.is_available()
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if cuda else "gloo", init_method="env://")
+    return current()
+
+
+def leave() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(nproc: int, target: Callable[..., Any], args: tuple) -> Any:
+    """Start target(*args) in `nproc` spawned processes that form one process group on this machine
+    (the environment torchrun would set: MASTER_ADDR/PORT, RANK, LOCAL_RANK, WORLD_SIZE). Returns
+    torch's ProcessContext: its join() raises when a rank fails, and then ends the others."""
+    import torch.multiprocessing as mp
+
+    port = free_port()
+    return mp.start_processes(_rank_main, args=(nproc, port, target, args), nprocs=nproc, join=False, start_method="spawn")
+
+
+def _rank_main(rank: int, nproc: int, port: int, target: Callable[..., Any], args: tuple) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nproc))
+    target(*args)
+
+
+def global_losses(losses: dict[str, torch.Tensor], world: World) -> dict[str, torch.Tensor]:
+    """Each loss with the value of its mean over the ranks and the gradient of this rank's own
+    (the ranks' gradients are averaged later): weights computed from them agree on every rank."""
+    if not world.active or not losses:
+        return losses
+    names = list(losses)
+    values = torch.stack([losses[t].detach().float().reshape(()) for t in names])
+    dist.all_reduce(values)
+    values /= world.size
+    return {t: losses[t] + (values[i].to(losses[t].dtype) - losses[t].detach()) for i, t in enumerate(names)}
+
+
+def any_rank(flags: list[bool], world: World, device: torch.device) -> list[bool]:
+    """For each flag, whether it is set on any rank (tasks present in the global batch, a stop signal)."""
+    if not world.active:
+        return flags
+    found = torch.tensor([int(f) for f in flags], dtype=torch.int32, device=device)
+    dist.all_reduce(found, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in found.tolist()]
+
+
+def mean_rows(G: torch.Tensor, world: World) -> torch.Tensor:
+    """The ranks' per-task gradient matrices averaged (the gradient of the global batch's mean loss)."""
+    if world.active:
+        dist.all_reduce(G)
+        G /= world.size
+    return G
+
+
+def mean_gradients(parameters: list[torch.Tensor], world: World) -> None:
+    """Every parameter's .grad averaged over the ranks, in one flat buffer. A parameter with a
+    gradient on some ranks only (its task had no labelled sample on the others) takes zeros
+    where it had none; one with none anywhere keeps None (the optimizer skips it)."""
+    if not world.active or not parameters:
+        return
+    device = parameters[0].device
+    has = any_rank([p.grad is not None for p in parameters], world, device)
+    chosen = [p for p, h in zip(parameters, has) if h]
+    for p in chosen:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    if not chosen:
+        return
+    flat = torch.cat([p.grad.reshape(-1).float() for p in chosen])
+    dist.all_reduce(flat)
+    flat /= world.size
+    offset = 0
+    for p in chosen:
+        n = p.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+        offset += n

@@ -1,0 +1,121 @@
+"""Training on several processes (mtlspec/distributed.py), on the CPU with gloo: 2 processes x 8
+images take the same steps as 1 process x 16, for equal weights, learned weights (UW), weights from
+the loss values (GLS) and a gradient method (PCGrad); `run --nproc 2` writes one run directory; refusals are usage errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, tiny_spec
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+# Depth is left out: its loss averages over valid pixels, whose count differs between shards, so
+# the mean of the ranks' means is not the global mean. The others average over equal counts
+# (samples, pixels), or, for FCOS, over the positive count that MMDetection averages across ranks.
+TASKS = """\
+largest: {type: classification, dataset: digits, label: largest_digit}
+present: {type: multilabel, dataset: digits, label: present}
+count: {type: regression, dataset: digits, label: count}
+boxes: {type: detection, dataset: digits, head: {type: FCOSHead, stacked_convs: 1, feat_channels: 8, norm_cfg: {type: GN, num_groups: 4, requires_grad: true}}}
+seg: {type: segmentation, dataset: digits}
+"""
+
+
+def _steps(rank: int, size: int, port: int, method: str, folder: str) -> None:
+    """Two SGD steps on global batches of 16 (this rank's slice of each); the weights saved."""
+    import contextlib
+    from pathlib import Path
+
+    import torch.distributed as dist
+
+    from mtlspec import distributed
+    from mtlspec.data.dataset import collate
+    from mtlspec.language import validate_file
+    from mtlspec.train.loop import seeded_build, train_step
+
+    torch.set_num_threads(1)
+    if size > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(size), LOCAL_RANK=str(rank))
+        dist.init_process_group("gloo", init_method="env://")
+    os.environ["MTLSPEC_CACHE"] = str(Path(folder) / "cache")
+    path = Path(folder) / "spec.yaml"
+    (result,) = validate_file(path, [f"weighting.type={method}"])
+    built = seeded_build(result.spec, Path(folder))
+    model = built.model
+    for module in model.modules():  # BatchNorm in eval: each rank's batch statistics would differ from the whole batch's
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eval()
+    optimizer = torch.optim.SGD([*model.parameters(), *built.weighting.parameters()], lr=0.05)
+    data = built.dataset("train")
+    share = 16 // size
+    for step in range(2):
+        chosen = range(16 * step + rank * share, 16 * step + (rank + 1) * share)
+        batch = collate([data[i] for i in chosen], built.task_types)
+        train_step(model, built.task_types, built.weighting, optimizer, batch, contextlib.nullcontext, world=distributed.current())
+    torch.save({**{n: p.detach() for n, p in model.named_parameters()}, **{f"weighting.{i}": p.detach() for i, p in enumerate(built.weighting.parameters())}},
+               Path(folder) / f"weights-{size}-{rank}.pt")
+    if size > 1:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("method", ["ew", "uw", "gls", "pcgrad"])
+def test_two_processes_of_8_take_the_steps_of_one_process_of_16(tmp_path, monkeypatch, method):
+    """Equal up to float summation order (convolutions and reductions over 8 images instead of 16):
+    within 1e-4 of the largest change of any weight; the two ranks bit-identical to each other."""
+    import torch.multiprocessing as mp
+
+    from mtlspec.distributed import free_port
+
+    (tmp_path / "spec.yaml").write_text(tiny_spec("ddp", TASKS, "training: {device: cpu}\n", test=8).replace("train: 16", "train: 32"))
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    _steps(0, 1, 0, method, str(tmp_path))
+    mp.start_processes(_steps, args=(2, free_port(), method, str(tmp_path)), nprocs=2, start_method="spawn")
+    one = torch.load(tmp_path / "weights-1-0.pt")
+    rank0, rank1 = torch.load(tmp_path / "weights-2-0.pt"), torch.load(tmp_path / "weights-2-1.pt")
+    assert all(torch.equal(rank0[k], rank1[k]) for k in one)
+
+    from mtlspec.language import validate_file
+    from mtlspec.train.loop import seeded_build
+
+    (result,) = validate_file(tmp_path / "spec.yaml", [f"weighting.type={method}"])
+    built = seeded_build(result.spec, tmp_path)
+    start = {**{n: p.detach() for n, p in built.model.named_parameters()},
+             **{f"weighting.{i}": p.detach() for i, p in enumerate(built.weighting.parameters())}}
+    largest = max(float((one[k] - start[k]).abs().max()) for k in one)
+    assert largest > 1e-3
+    worst = max(float((rank0[k] - one[k]).abs().max()) for k in one)
+    assert worst <= 1e-4 * largest, (worst, largest)
+
+
+def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MTLSPEC_CACHE": str(cwd / "cache"), "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "mtlspec", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_run_with_nproc_2_writes_one_run_directory(tmp_path):
+    (tmp_path / "spec.yaml").write_text(tiny_spec("ddp", TASKS, "training: {device: cpu, epochs: 2}\n"))
+    done = _cli("run", "spec.yaml", "--nproc", "2", "--quiet", "--out", "runs", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = list((tmp_path / "runs" / "ddp").iterdir())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["processes"] == 2
+    steps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"step"' in line and '"kind": "step"' in line]
+    assert len(steps) == 2 * (16 // 8)  # the global batch of 8 over 16 training images, two epochs
+    assert json.loads((run_dir / "report.json").read_text())["tasks"].keys() == {"largest", "present", "count", "boxes", "seg"}
+    assert done.stdout.count("run directory") == 1
+
+
+def test_nproc_refuses_what_it_cannot_split(tmp_path):
+    (tmp_path / "spec.yaml").write_text(tiny_spec("ddp", TASKS, "training: {device: cpu}\n"))
+    done = _cli("run", "spec.yaml", "--nproc", "3", "--out", "runs", cwd=tmp_path)
+    assert done.returncode == 2 and "does not split evenly over 3 processes" in done.stderr
+    done = _cli("run", "spec.yaml", "--nproc", "2", "--set", "weighting={type: pcgrad, space: representation}", "--out", "runs", cwd=tmp_path)
+    assert done.returncode == 2 and "representation" in done.stderr
+    assert not (tmp_path / "runs").exists()
