@@ -10,7 +10,8 @@
 # - online (a machine that reaches the package registry): tools/install.sh into .venv;
 # - offline (the lent machines reach nothing): GPU_CHECK_WHEELS=DIR names a folder of wheels for
 #   that machine's Python (mmengine, mmdet, pydantic, pycocotools, ... and mmcv's source
-#   distribution, or an mmcv wheel built there before), installed with --no-index --no-deps into
+#   distribution, or the parts of an mmcv wheel an earlier call built: mmcv-wheel.name and
+#   mmcv-wheel.part*, which this script leaves in $OUT), installed with --no-index --no-deps into
 #   /tmp/site beside the system's CUDA torch; docs/gpu.md lists how the folder is made.
 #
 #   usage: [GPU_CHECK_WHEELS=.whl] bash tools/gpu_check.sh   (OUT=folder for results)
@@ -38,12 +39,18 @@ if [ -n "$WHEELS" ]; then
   "$PY" -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
   PIP_OFFLINE=("$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE")
   step "carried wheels" 90 "${PIP_OFFLINE[@]}" "$WHEELS"/*.whl
+  if ls "$WHEELS"/mmcv-wheel.part* >/dev/null 2>&1; then
+    # an mmcv wheel built by an earlier call, brought back in parts of 15 MB (the device tool returns files of at most 16 MB)
+    mkdir -p /tmp/mmcv_wheel && cat "$WHEELS"/mmcv-wheel.part* > "/tmp/mmcv_wheel/$(cat "$WHEELS"/mmcv-wheel.name)"
+    step "mmcv from the carried wheel" 60 "${PIP_OFFLINE[@]}" /tmp/mmcv_wheel/mmcv-*.whl
+  fi
   if ! "$PY" -c "import mmcv.ops" 2>/dev/null; then
     # --no-build-isolation: the build sees the system's CUDA torch and the carried setuptools<81 (pkg_resources)
     step "mmcv 2.1.0 build, ops for sm_${ARCH} only, $(nproc) jobs" 330 env MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" \
       MAX_JOBS="$(nproc)" "$PY" -m pip wheel -q --disable-pip-version-check --no-index --no-deps --no-build-isolation \
       "$WHEELS"/mmcv-2.1.0.tar.gz -w /tmp/mmcv_wheel \
-      && "${PIP_OFFLINE[@]}" /tmp/mmcv_wheel/mmcv-*.whl && ls -la /tmp/mmcv_wheel && cp /tmp/mmcv_wheel/mmcv-*.whl "$OUT"/ 2>/dev/null
+      && "${PIP_OFFLINE[@]}" /tmp/mmcv_wheel/mmcv-*.whl && ls -la /tmp/mmcv_wheel \
+      && (cd /tmp/mmcv_wheel && ls mmcv-*.whl > "$OUT/mmcv-wheel.name" && split -b 15m -d mmcv-*.whl "$OUT/mmcv-wheel.part")
   fi
   step "mtlspec itself" 60 "$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-build-isolation --target "$SITE" .
   MTLSPEC=("$PY" -m mtlspec)

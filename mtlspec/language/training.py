@@ -86,6 +86,9 @@ class Training(Section):
     """Maximum global gradient norm; no clipping when absent."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Autocast precision. `auto`: bf16 on a CUDA device that has it, else fp32. fp16 (CUDA only)
+    trains with a GradScaler, its scale checkpointed. MMDetection heads compute their losses and
+    boxes in float32 whatever the precision (mmcv's CUDA kernels have no bfloat16)."""
     checkpoint: Checkpoint = Checkpoint()
     early_stopping: EarlyStopping | None = None
     threads: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = "auto"
