@@ -72,44 +72,95 @@ def test_heads_compute_losses_and_boxes_in_float32_under_bf16_autocast(tmp_path,
     assert all(dtypes == {torch.float32} and not autocast for _, dtypes, autocast in seen), seen
 
 
-METHODS = ["ew", "uw", "dwa", "rlw", "famo", "gradnorm", "mgda", "pcgrad", "graddrop", "cagrad", "nash_mtl", "aligned_mtl", "upgrad",
-           "imtl", "db_mtl"]
+METHODS = ["static", "ew", "uw", "dwa", "rlw", "gls", "famo", "gradnorm", "mgda", "pcgrad", "graddrop", "gradvac", "cagrad", "nash_mtl",
+           "aligned_mtl", "upgrad", "imtl", "db_mtl", "fairgrad"]
 
 
-def _step(built, batch, scaler):
+def _steps(built, batches, scaler, model=None, method=None):
+    """SGD steps of copies of the built model and method (or of the ones given) on the batches."""
     torch.manual_seed(0)  # RLW, PCGrad and GradDrop draw from the global generator
-    model, method = copy.deepcopy(built.model), copy.deepcopy(built.weighting)
+    model = model if model is not None else copy.deepcopy(built.model)
+    method = method if method is not None else copy.deepcopy(built.weighting)
     optimizer = torch.optim.SGD([*model.parameters(), *method.parameters()], lr=0.05)
-    train_step(model, built.task_types, method, optimizer, batch, contextlib.nullcontext, None, None, scaler)
-    return model.state_dict(), method
+    for batch in batches:
+        train_step(model, built.task_types, method, optimizer, batch, contextlib.nullcontext, None, None, scaler)
+    return model, method
+
+
+def _same(a, b) -> bool:
+    """Equal, bit for bit: tensors, arrays, numbers and the containers of a method's state."""
+    if torch.is_tensor(a):
+        return torch.is_tensor(b) and a.shape == b.shape and bool(torch.equal(a, b) or (a.isnan() == b.isnan()).all() and torch.equal(a.nan_to_num(), b.nan_to_num()))
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if hasattr(a, "shape"):  # numpy
+        return _same(torch.as_tensor(a), torch.as_tensor(b))
+    return a == b or (a != a and b != b)
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_a_scaled_step_equals_the_unscaled_step_bit_for_bit(tmp_path, method):
+def test_scaled_steps_equal_unscaled_steps_bit_for_bit(tmp_path, method):
     """In float32 a power-of-two scale multiplies every gradient exactly, and unscaling divides it
-    back exactly: a GradScaler must change nothing, for loss weightings and gradient methods alike
-    (each method aggregates unscaled rows, whatever its behaviour under a common factor)."""
+    back exactly: a GradScaler must change nothing over three steps, neither the weights nor the
+    method's own state and learned weights (GradNorm's, UW's), for loss weightings and gradient
+    methods alike (each aggregates unscaled rows, whatever its behaviour under a common factor)."""
     _, built = _built(tmp_path, [f"weighting.type={method}"])
-    batch = _batch(built)
-    plain, _ = _step(built, batch, None)
-    scaled, _ = _step(built, batch, torch.amp.GradScaler("cpu", init_scale=2.0**12))
-    moved = max(float((plain[k].float() - built.model.state_dict()[k].float()).abs().max()) for k in plain)
-    assert moved > 0
-    for key in plain:
-        assert torch.equal(plain[key], scaled[key]), key
+    data = built.dataset("train")
+    batches = [collate([data[i] for i in range(8 * k, 8 * k + 8)], built.task_types) for k in range(2)] * 2
+    plain_model, plain_method = _steps(built, batches[:3], None)
+    scaled_model, scaled_method = _steps(built, batches[:3], torch.amp.GradScaler("cpu", init_scale=2.0**12))
+    start = built.model.state_dict()
+    assert max(float((plain_model.state_dict()[k].float() - start[k].float()).abs().max()) for k in start) > 0
+    assert _same(plain_model.state_dict(), scaled_model.state_dict())
+    assert _same(plain_method.state_dict(), scaled_method.state_dict()), method
+    assert _same([p.detach() for p in plain_method.parameters()], [p.detach() for p in scaled_method.parameters()])
 
 
-@pytest.mark.parametrize("method", ["ew", "pcgrad"])
-def test_a_step_whose_gradients_overflow_is_skipped_and_the_scale_halved(tmp_path, method):
+OVERFLOWS = [(m, w) for m in ("ew", "pcgrad", "nash_mtl", "db_mtl") for w in ("every task", "one task's own parameters")] + [("famo", "every task")]
+
+
+@pytest.mark.parametrize("method,where", OVERFLOWS)
+def test_a_step_whose_gradients_overflow_is_skipped_and_the_method_learns_nothing(tmp_path, method, where):
     _, built = _built(tmp_path, [f"weighting.type={method}"])
     batch = _batch(built)
+    model, weighting = copy.deepcopy(built.model), copy.deepcopy(built.weighting)
     count = built.task_types["count"]
     original = count.loss
-    count.loss = lambda *args: original(*args) * 1e30  # times the scale below, past float32's largest (3.4e38)
+    if where == "every task":
+        # times the scale below, past float32's largest (3.4e38); FAMO weights the losses' logarithms, so for it the loss itself is inf
+        big = float("inf") if method == "famo" else 1e30
+        count.loss = lambda *args: original(*args) * big
+    else:  # the shared rows stay finite; only the count head's last parameter overflows
+        last = [p for p in model.task_parameters("count") if p.requires_grad][-1]
+        count.loss = lambda *args: original(*args) + 1e30 * last.sum()
+    weights_before = {k: v.detach().clone() for k, v in model.named_parameters()}  # (BatchNorm's running statistics move with any forward)
+    state_before = copy.deepcopy(weighting.state_dict())
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)
-    after, weighting = _step(built, batch, scaler)
-    before = dict(built.model.named_parameters())  # the weights (BatchNorm's running statistics move with any forward)
-    assert all(torch.equal(after[k], before[k]) for k in before)
+    _steps(built, [batch], scaler, model, weighting)
+    assert all(torch.equal(v, weights_before[k]) for k, v in model.named_parameters())
     assert scaler.get_scale() == 2.0**39
-    if method == "pcgrad":
-        assert weighting.last_weights is None  # the method did not aggregate the overflowed rows
+    assert _same(weighting.state_dict(), state_before)
+
+
+@pytest.mark.parametrize("head", ["{type: FCOSHead, dcn_on_last_conv: true}", "{type: FoveaHead, with_deform: true}"])
+def test_heads_with_deformable_convolutions_run_their_forward_in_float32_under_bf16(tmp_path, head):
+    """mmcv's deformable convolutions have no bfloat16 kernels: "modulated_deformable_im2col_cpu not
+    implemented for 'BFloat16'" before such heads ran their forward in float32."""
+    tasks = TASKS.replace("{type: FCOSHead, stacked_convs: 1, feat_channels: 8, norm_cfg: {type: GN, num_groups: 4, requires_grad: true}}", head)
+    _, built = _built(tmp_path, ["model.neck.out_channels=32"], tasks=tasks)
+    boxes = built.task_types["boxes"]
+    batch = _batch(built, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = built.model(batch["image"])
+        loss = boxes.loss(outputs["boxes"], batch["targets"]["boxes"], batch["has"]["boxes"], batch["weight"]["boxes"])
+    assert torch.isfinite(loss)
+    loss.backward()
+
+
+def test_meta_learning_refuses_a_precision_it_would_ignore():
+    from conftest import REPO
+
+    (result,) = validate_file(REPO / "specs" / "meta-maml.yaml", ["training.precision=bf16"])
+    assert [(d.path, d.code) for d in result.errors] == [("training.precision", "incompatible")]

@@ -4,7 +4,9 @@
 # MMDetection stack on CUDA, the CUDA tests, the precision benchmark (fp32 / bf16 / fp16 autocast,
 # channels_last), and the quickstart trained on CUDA.
 # Each step has its own time limit and the script goes on after a failure, so one call shows them
-# all; copy what it prints into docs/gpu.md.
+# all; copy what it prints into docs/gpu.md. The limits add up to more than one device call (600 s):
+# with the mmcv build (312 s on an H100 machine's 16 cores) the later steps may be cut, so tee the
+# output into $OUT as it goes; with a carried mmcv wheel the whole script takes about 4 minutes.
 #
 # Two ways to install:
 # - online (a machine that reaches the package registry): tools/install.sh into .venv;
@@ -34,8 +36,9 @@ WHEELS=${GPU_CHECK_WHEELS:-}
 if [ -n "$WHEELS" ]; then
   PY=${PYTHON:-python3}
   SITE=/tmp/site
-  export PYTHONPATH="$SITE:$PWD"
-  ARCH=$("$PY" -c "import torch; m, n = torch.cuda.get_device_capability(); print(f'{m}.{n}')")
+  export PYTHONPATH="$PWD:$SITE"  # this checkout's code first; /tmp/site holds the wheels and mtlspec's metadata
+  ARCH=$("$PY" -c "import torch; m, n = torch.cuda.get_device_capability(); print(f'{m}.{n}')") \
+    || { echo "gpu_check: $PY has no CUDA torch (set PYTHON=/path/to/python)"; exit 1; }
   "$PY" -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
   PIP_OFFLINE=("$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE")
   step "carried wheels" 90 "${PIP_OFFLINE[@]}" "$WHEELS"/*.whl

@@ -125,9 +125,18 @@ class DenseHeadAdapter(nn.Module):
         self.config = head_config(head_fields, num_classes, in_channels, strides)
         self.head = build_module(self.config)
         self.image_size = image_size
+        # mmcv's deformable convolutions (FCOS's dcn_on_last_conv, FoveaHead's with_deform) have no
+        # bfloat16 kernels (CPU or CUDA): such a head runs its forward in float32 under autocast
+        self.float32_forward = any("DeformConv" in type(m).__name__ for m in self.head.modules())
 
     def forward(self, features: dict[str, Any]) -> Any:
-        return self.head(tuple(features["pyramid"]))
+        levels = tuple(features["pyramid"])
+        if self.float32_forward:
+            from mtlspec.tasks.objects import in_float32, without_autocast
+
+            with without_autocast(levels):
+                return self.head(in_float32(levels))
+        return self.head(levels)
 
     def _metas(self, count: int) -> list[dict[str, Any]]:
         size = (self.image_size, self.image_size)

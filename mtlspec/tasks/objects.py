@@ -53,8 +53,10 @@ def in_float32(outputs: Any) -> Any:
     MMDetection's losses and post-processing call mmcv's compiled ops (sigmoid focal loss, NMS,
     RoIAlign), whose CUDA kernels take float32 and float16 but not bfloat16: on an H100, a bf16
     autocast run stopped with "sigmoid_focal_loss_forward_cuda_kernel not implemented for
-    'BFloat16'" (docs/gpu.md). So under autocast the head's convolutions run in low precision and
-    its loss and box decoding in float32, as mixed precision intends for reductions and losses."""
+    'BFloat16'" (docs/gpu.md). So under autocast a dense head's convolutions run in low precision
+    and its loss and box decoding in float32, as mixed precision intends for reductions and losses.
+    (A two-stage head's outputs are the pyramid itself: its RPN, RoI and mask heads then run in
+    float32 whole, correct but without autocast's speed.)"""
     if torch.is_tensor(outputs):
         return outputs.float() if outputs.is_floating_point() else outputs
     if isinstance(outputs, (tuple, list)):

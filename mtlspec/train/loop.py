@@ -111,8 +111,11 @@ def train_step(model: Any, task_types: dict, weighting: Any, optimizer: torch.op
     if scaler is None:
         optimizer.step()
     else:
+        before = scaler.get_scale()
         scaler.step(optimizer)
         scaler.update()
+        if scaler.get_scale() < before:  # an overflow: the scaler skipped the step, so the method learns nothing from it
+            return losses, weights
     weighting.after_step(recompute)
     return losses, weights
 
@@ -248,9 +251,11 @@ class Trainer:
         for batch in clock.batches(self.train_loader):
             batch = to_device(batch, self.device)
             check = functools.partial(_stop_if_not_finite, step=self.step + 1, epoch=epoch + 1, last_good=self.last_good)
+            scale_before = self.scaler.get_scale() if self.scaler is not None else None
             losses, weights = train_step(self.model, self.task_types, self.weighting, self.optimizer, batch, self.autocast,
                                          spec.training.grad_clip, check, self.scaler, self.world)
-            self.scheduler.step()
+            if self.scaler is None or self.scaler.get_scale() >= scale_before:  # a step fp16's scaler skipped leaves the schedule where it was
+                self.scheduler.step()
             if self.snapshot_every and (self.step + 1) % self.snapshot_every == 0:  # the end of a learning-rate cycle
                 ckpt.save(self.ckpt_dir / f"snapshot-{(self.step + 1) // self.snapshot_every:03d}.pt",
                           {"spec_hash": self.spec_hash, "step": self.step + 1, "model": self.model.state_dict()})

@@ -178,7 +178,7 @@ def gradient_step(model: Any, method: GradientAggregator, losses: Losses, presen
                            [own[tasks[i]] for i in active], keep_graph=keep)
         if rows is not None:
             G = rows(G)
-        if scale is not None and not bool(torch.isfinite(G).all()):  # fp16 overflow: the scaler skips this step
+        if scale is not None and not _all_finite(G, [p for i in active for p in own[tasks[i]]]):  # fp16 overflow: the step is skipped
             direction, weights = G.sum(0), None
             method.last_cosines = {}
         else:
@@ -192,6 +192,9 @@ def gradient_step(model: Any, method: GradientAggregator, losses: Losses, presen
             weights = None if method.last_weights is None else [float(v) for v in method.last_weights]
             if scale is not None:
                 direction = direction * scale
+                for p in method.parameters():  # a method's own gradient (GradNorm's weights), scaled like every other for the scaler to unscale
+                    if p.grad is not None:
+                        p.grad.mul_(scale.to(p.grad.device, p.grad.dtype))
     if method.space == "representation":
         chunks, offset = [], 0
         for r in shared:
@@ -205,6 +208,13 @@ def gradient_step(model: Any, method: GradientAggregator, losses: Losses, presen
     if weights is not None:
         out.update({tasks[i]: w for i, w in zip(active, weights)})
     return out
+
+
+def _all_finite(G: torch.Tensor, parameters: list[torch.Tensor]) -> bool:
+    """Whether the scaled rows and the task parameters' scaled gradients all stayed finite: where
+    one overflowed the GradScaler skips the step, so the method must not act (or learn) on it."""
+    found = [torch.isfinite(G).all(), *(torch.isfinite(p.grad).all() for p in parameters if p.grad is not None)]
+    return bool(torch.stack(found).all())
 
 
 def cosines(K: np.ndarray, names: list[str]) -> dict[str, float]:

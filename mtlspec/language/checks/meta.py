@@ -55,6 +55,9 @@ def check_meta(data: dict) -> list[Finding]:
                            "a meta-learning run checkpoints at epoch ends (meta.steps_per_epoch outer steps); remove every_steps", "key"))
     if isinstance(get_in(data, "training", "early_stopping"), dict):
         out.append(Finding(("training", "early_stopping"), "incompatible", "meta-learning runs every epoch (early stopping is for ordinary training); remove it", "key"))
+    if get_in(data, "training", "precision") in ("bf16", "fp16"):
+        out.append(Finding(("training", "precision"), "incompatible", "meta-learning trains in float32 (its inner loops run without autocast); "
+                                                                     "remove training.precision or set fp32"))
     return out
 
 
