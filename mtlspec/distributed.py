@@ -10,6 +10,9 @@ ranks before it acts, so that every rank takes the same step:
   all-reduce), before the method aggregates it, identically on every rank;
 - then every parameter's gradient (one all-reduce of one flat buffer), as DDP would;
 - which tasks had a labelled sample anywhere, and whether any rank was asked to stop.
+Evaluation is sharded by batch: rank r evaluates batches r, r + N, ...; rank 0 gathers the
+predictions, updates the metrics in the single-process batch order (the same numbers as one
+process), and sends the scores to every rank (early stopping decides the same everywhere).
 No DistributedDataParallel wrapper: its reducer fires during backward and cannot reduce the
 per-task rows that a gradient method needs before it aggregates (LibMTL issue #71; "Expected to
 mark a variable ready only once" in PCGrad ports). The price: no overlap of communication with
@@ -21,10 +24,11 @@ directory; the others write nothing that stays.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -145,3 +149,35 @@ def mean_gradients(parameters: list[torch.Tensor], world: World) -> None:
         n = p.numel()
         p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
         offset += n
+
+
+@contextlib.contextmanager
+def rank_local() -> Iterator[None]:
+    """Within the block, MMDetection's losses use this rank's counts alone: its `reduce_mean` (FCOS,
+    ATSS, GFL and other heads) averages them over the ranks when a process group exists, a
+    collective that evaluation's uneven shards would call a different number of times per rank.
+    It asks torch.distributed.is_initialized(), which answers False here."""
+    original = dist.is_initialized
+    dist.is_initialized = lambda: False
+    try:
+        yield
+    finally:
+        dist.is_initialized = original
+
+
+def gather_to_main(value: Any, world: World) -> list[Any] | None:
+    """Every rank's `value` (any picklable object) on rank 0, in rank order; None on the others."""
+    if not world.active:
+        return [value]
+    out: list[Any] | None = [None] * world.size if world.main else None
+    dist.gather_object(value, out, dst=0)
+    return out
+
+
+def from_main(value: Any, world: World) -> Any:
+    """Rank 0's `value` on every rank."""
+    if not world.active:
+        return value
+    box = [value if world.main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

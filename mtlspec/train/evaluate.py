@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
 
+from mtlspec import distributed
+from mtlspec.distributed import World
 from mtlspec.tasks.base import TaskType
 
 
@@ -24,28 +27,61 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, task_types: dict[str, TaskType], loader: Any, device: torch.device,
-             image_size: int, autocast: Any, details: dict[str, Any] | None = None) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+             image_size: int, autocast: Any, details: dict[str, Any] | None = None,
+             world: World = World()) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """Metrics per task (labelled samples only) and the mean loss per task over the split; each
-    task's metric details (per-class scores, confusion, PR curves) put into `details` when given."""
+    task's metric details (per-class scores, confusion, PR curves) put into `details` when given.
+    With several ranks, `loader` holds this rank's batches (make_loader's `shard`): rank 0 gathers
+    every rank's predictions and scores them in the single-process batch order, then every rank
+    receives the scores."""
     model.eval()
-    metrics = {task: tt.metric() for task, tt in task_types.items()}
-    loss_sums = {task: 0.0 for task in task_types}
-    batches = 0
-    for batch in loader:
-        batch = to_device(batch, device)
-        with autocast():
-            outputs = model(batch["image"])
-        for task, tt in task_types.items():
-            has, target = batch["has"][task], batch["targets"][task]
-            loss_sums[task] += float(tt.loss(outputs[task], target, has, batch["weight"][task]))
-            prediction = tt.predict(outputs[task], image_size)
-            metrics[task].update(_cpu(prediction), _cpu(target), has.cpu())
-        batches += 1
+    scorer = _Scorer(task_types)
+    found = []  # with several ranks: (batch number in the split, {task: (loss, prediction, target, has)}), on the CPU
+    with distributed.rank_local() if world.active else contextlib.nullcontext():
+        for index, batch in enumerate(loader):
+            batch = to_device(batch, device)
+            with autocast():
+                outputs = model(batch["image"])
+            per_task = {}
+            for task, tt in task_types.items():
+                has, target = batch["has"][task], batch["targets"][task]
+                loss = float(tt.loss(outputs[task], target, has, batch["weight"][task]))
+                per_task[task] = (loss, _cpu(tt.predict(outputs[task], image_size)), _cpu(target), has.cpu())
+            if world.active:
+                found.append((index * world.size + world.rank, per_task))
+            else:
+                scorer.add(per_task)  # one process: scored as it goes, nothing kept
     model.train()
-    scores = {task: m.compute() for task, m in metrics.items()}
+    if world.active:
+        everything = distributed.gather_to_main(found, world)
+        if everything is not None:
+            for _, per_task in sorted((item for part in everything for item in part), key=lambda item: item[0]):
+                scorer.add(per_task)
+    result = scorer.result(details is not None) if world.main else None
+    scores, losses, found_details = distributed.from_main(result, world)
     if details is not None:
-        details.update({task: found for task, m in metrics.items() if (found := m.details()) is not None})
-    return scores, {t: s / max(batches, 1) for t, s in loss_sums.items()}
+        details.update(found_details)
+    return scores, losses
+
+
+class _Scorer:
+    """The metrics and mean losses of a split, from its batches in order."""
+
+    def __init__(self, task_types: dict[str, TaskType]):
+        self.metrics = {task: tt.metric() for task, tt in task_types.items()}
+        self.loss_sums = {task: 0.0 for task in task_types}
+        self.batches = 0
+
+    def add(self, per_task: dict[str, tuple]) -> None:
+        for task, (loss, prediction, target, has) in per_task.items():
+            self.loss_sums[task] += loss
+            self.metrics[task].update(prediction, target, has)
+        self.batches += 1
+
+    def result(self, with_details: bool) -> tuple[dict, dict, dict]:
+        scores = {task: m.compute() for task, m in self.metrics.items()}
+        found = {task: d for task, m in self.metrics.items() if (d := m.details()) is not None} if with_details else {}
+        return scores, {t: s / max(self.batches, 1) for t, s in self.loss_sums.items()}, found
 
 
 def _cpu(value: Any) -> Any:

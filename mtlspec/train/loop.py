@@ -171,7 +171,8 @@ class Trainer:
         self.snapshot_every = max(self.steps_per_epoch * spec.training.epochs // cycles, 1) if cycles else 0
         workers = spec.data.num_workers
         self.train_loader = make_loader(self.train_set, spec.data.batch_size, workers, self.order)
-        self.val_loader = make_loader(self.val_set, spec.data.batch_size, workers)
+        self.shard = (self.world.rank, self.world.size)
+        self.val_loader = make_loader(self.val_set, spec.data.batch_size, workers, shard=self.shard)
         self.ckpt_dir = run_dir / "checkpoints"
         self.vocabulary = vocabulary(built.task_types, built.sources)  # class names and ids for model.pt
         self.history: list[dict[str, Any]] = []
@@ -297,7 +298,8 @@ class Trainer:
         spec = self.spec
         record: dict[str, Any] = {"kind": "epoch", "epoch": epoch + 1, "step": self.step}
         if (epoch + 1) % spec.evaluation.every_epochs == 0 or epoch + 1 == spec.training.epochs:
-            val_metrics, val_losses = evaluate(self.model, self.task_types, self.val_loader, self.device, spec.data.image_size, self.autocast)
+            val_metrics, val_losses = evaluate(self.model, self.task_types, self.val_loader, self.device, spec.data.image_size, self.autocast,
+                                               world=self.world)
             record.update(val=val_metrics, val_loss=val_losses)
             stopping = spec.training.early_stopping
             if stopping is not None:
@@ -352,7 +354,8 @@ class Trainer:
         spec = self.spec
         test_loader = make_loader(self.test_set, spec.data.batch_size, spec.data.num_workers)
         details: dict[str, Any] = {}
-        final, _ = evaluate(self.model, self.task_types, test_loader, self.device, spec.data.image_size, self.autocast, details)
+        final, _ = evaluate(self.model, self.task_types, make_loader(self.test_set, spec.data.batch_size, spec.data.num_workers, shard=self.shard),
+                            self.device, spec.data.image_size, self.autocast, details, self.world)
         baselines = trivial_baselines(self.task_types, self.train_set.unaugmented(), test_loader, spec.data.image_size)
         splits = describe_splits(self.train_set, {"val": self.val_set, spec.evaluation.split: self.test_set})
         return FitResult(
