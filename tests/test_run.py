@@ -223,3 +223,33 @@ def test_plots_show_what_varies_and_what_the_spec_reports(tmp_path):
     for s in steps:
         s["weight"] = {"a": 1.0 + 0.01 * s["step"], "b": 1.0}
     assert "weights.png" in write_plots(steps, epochs, tmp_path / "varying", None)
+
+
+@pytest.mark.parametrize("method", ["uw", "gls", "pcgrad"])
+def test_reading_the_device_every_few_steps_writes_the_same_log(tmp_path, method):
+    """training.log_every reads losses and weights (UW's learned tensors, GLS's float64 ones, a
+    gradient method's floats) off the device every few steps: metrics.jsonl keeps every step, byte
+    for byte, and the run ends with the same metrics."""
+    every_step = run_result(_spec(tmp_path, [f"weighting.type={method}", "training.epochs=1"]), tmp_path / "a").run_dir
+    batched = run_result(_spec(tmp_path, [f"weighting.type={method}", "training.epochs=1", "training.log_every=2"]), tmp_path / "b").run_dir
+    assert (batched / "metrics.jsonl").read_text() == (every_step / "metrics.jsonl").read_text()
+    report = lambda d: _metrics(json.loads((d / "report.json").read_text()))  # noqa: E731
+    assert report(batched) == report(every_step)
+
+
+def test_a_nan_loss_read_late_still_names_its_step(tmp_path, monkeypatch):
+    from mtlspec.tasks.regression import Regression
+
+    original = Regression.loss
+    calls = {"n": 0}
+
+    def poisoned(self, output, target, has, weight):
+        calls["n"] += 1
+        loss = original(self, output, target, has, weight)
+        return loss * float("nan") if calls["n"] > 4 else loss
+
+    monkeypatch.setattr(Regression, "loss", poisoned)
+    with pytest.raises(TrainingError) as info:
+        run_result(_spec(tmp_path, ["training.log_every=3"]), tmp_path / "runs", log=lambda m: None)
+    message = str(info.value)
+    assert "task 'count'" in message and "nan" in message and "step 4" in message

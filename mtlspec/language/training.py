@@ -91,6 +91,11 @@ class Training(Section):
     boxes in float32 whatever the precision (mmcv's CUDA kernels have no bfloat16)."""
     checkpoint: Checkpoint = Checkpoint()
     early_stopping: EarlyStopping | None = None
+    log_every: PositiveInt = 1
+    """Steps between the trainer's reads of the losses and weights from the device. Each step is
+    still logged in metrics.jsonl (the same bytes); a NaN loss is caught at the next read, which
+    names its step. Above 1 a CUDA step need not wait for the host (gradient methods still read
+    their Gramian each step; fp16 reads its scale)."""
     threads: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = "auto"
     """CPU threads for torch's operators. `auto`: torch's own default (the physical cores), at most
     the cores available less one per data worker, at least 1 (threads and workers on the same

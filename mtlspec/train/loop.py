@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,9 +171,10 @@ class Trainer:
         cycles = spec.training.scheduler.cycles if spec.training.scheduler.type == "cyclic" else 0
         self.snapshot_every = max(self.steps_per_epoch * spec.training.epochs // cycles, 1) if cycles else 0
         workers = spec.data.num_workers
-        self.train_loader = make_loader(self.train_set, spec.data.batch_size, workers, self.order)
+        pin = self.device.type == "cuda"  # page-locked batches: the copies to the GPU (non_blocking) overlap the step
+        self.train_loader = make_loader(self.train_set, spec.data.batch_size, workers, self.order, pin=pin)
         self.shard = (self.world.rank, self.world.size)
-        self.val_loader = make_loader(self.val_set, spec.data.batch_size, workers, shard=self.shard)
+        self.val_loader = make_loader(self.val_set, spec.data.batch_size, workers, shard=self.shard, pin=pin)
         self.ckpt_dir = run_dir / "checkpoints"
         self.vocabulary = vocabulary(built.task_types, built.sources)  # class names and ids for model.pt
         self.history: list[dict[str, Any]] = []
@@ -249,36 +251,41 @@ class Trainer:
         self.order.skip = self.batch  # a resume from within this epoch: its first batches are done
         every = spec.training.checkpoint.every_steps
         clock = EpochClock(epoch + 1, self.step, spec.data.batch_size)
+        read_every = spec.training.log_every
+        pending: list[tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]] = []  # steps not yet read from the device
         for batch in clock.batches(self.train_loader):
+            absent = [t for t in self.task_types if not bool(batch["has"][t].any())]  # on the host, before the copy
             batch = to_device(batch, self.device)
-            check = functools.partial(_stop_if_not_finite, step=self.step + 1, epoch=epoch + 1, last_good=self.last_good)
+            check = functools.partial(_stop_if_not_finite, step=self.step + 1, epoch=epoch + 1, last_good=self.last_good) if read_every == 1 else None
             scale_before = self.scaler.get_scale() if self.scaler is not None else None
-            losses, weights = train_step(self.model, self.task_types, self.weighting, self.optimizer, batch, self.autocast,
-                                         spec.training.grad_clip, check, self.scaler, self.world)
+            try:
+                losses, weights = train_step(self.model, self.task_types, self.weighting, self.optimizer, batch, self.autocast,
+                                             spec.training.grad_clip, check, self.scaler, self.world)
+            except Exception:
+                if pending:  # a NaN among the steps not yet read is the cause to report (a solver may choke on its gradients first)
+                    self._write_steps(pending, sink, sums, counts, epoch)
+                raise
             if self.scaler is None or self.scaler.get_scale() >= scale_before:  # a step fp16's scaler skipped leaves the schedule where it was
                 self.scheduler.step()
             if self.snapshot_every and (self.step + 1) % self.snapshot_every == 0:  # the end of a learning-rate cycle
                 ckpt.save(self.ckpt_dir / f"snapshot-{(self.step + 1) // self.snapshot_every:03d}.pt",
                           {"spec_hash": self.spec_hash, "step": self.step + 1, "model": self.model.state_dict()})
-            absent = [t for t in self.task_types if not bool(batch["has"][t].any())]
-            for t, v in losses.items():
-                if t not in absent:  # an epoch's mean loss is over the batches that had the task
-                    sums[t] += v.item()
-                    counts[t] += 1
             self.step += 1
-            row = {"kind": "step", "epoch": epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
-                   "loss": {t: v.item() for t, v in losses.items()},
-                   "weight": {t: None if t in absent else (float(w.detach()) if torch.is_tensor(w) else w) for t, w in weights.items()}}
+            row: dict[str, Any] = {"kind": "step", "epoch": epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"]}
             if absent:  # no labelled sample in this batch: the task took no part in the update, weight None
                 row["absent"] = absent
             cosines = self.weighting.gradient_cosines()
             if cosines is not None:
                 row["cosine"] = cosines
-            sink.write(json.dumps(row) + "\n")
-            self._each("step", row)
+            pending.append((row, {t: v.detach() for t, v in losses.items()},
+                            {t: w.detach() if torch.is_tensor(w) else w for t, w in weights.items()}))
             self.batch += 1
             self._agree_on_stop()
-            if self.batch < self.steps_per_epoch and (self.stop.signal or (every and self.step % every == 0)):
+            boundary = self.batch < self.steps_per_epoch and (self.stop.signal or (every and self.step % every == 0))
+            if len(pending) >= read_every or boundary or self.batch == self.steps_per_epoch:
+                self._write_steps(pending, sink, sums, counts, epoch)
+                pending = []
+            if boundary:
                 sink.flush()  # the checkpoint's rows are on disk before it
                 path = self._checkpoint_within(epoch, sums, counts)
                 if self.stop.signal:
@@ -286,6 +293,30 @@ class Trainer:
         self.order.skip, self.batch, self.epoch_losses = 0, 0, None
         self.weighting.end_epoch({t: v / max(counts[t], 1) for t, v in sums.items()})
         self.clock = clock
+
+    def _write_steps(self, pending: list, sink: Any, sums: dict[str, float], counts: dict[str, int], epoch: int) -> None:
+        """The pending steps' rows, from one read of their losses and weights off the device; the
+        epoch's loss sums; a NaN loss among them stops the run naming its step."""
+        tasks = list(self.task_types)
+        # float64 holds float32, bfloat16 and float64 values exactly: the same numbers .item() would give
+        losses = torch.stack([torch.stack([step[t].double().reshape(()) for t in tasks]) for _, step, _ in pending]).cpu().tolist()
+        learned = [(i, t) for i, (_, _, w) in enumerate(pending) for t, v in w.items() if torch.is_tensor(v)]
+        read = dict(zip(learned, torch.stack([pending[i][2][t].double().reshape(()) for i, t in learned]).cpu().tolist())) if learned else {}
+        for i, ((row, _, weights), values) in enumerate(zip(pending, losses)):
+            for t, v in zip(tasks, values):
+                if not math.isfinite(v):
+                    where = f"last good checkpoint: {self.last_good}" if self.last_good else "no checkpoint was written yet"
+                    raise TrainingError(f"the loss of task '{t}' is {v} at step {row['step']} (epoch {epoch + 1}); stopped, {where}")
+            absent = row.get("absent", [])
+            for t, v in zip(tasks, values):
+                if t not in absent:  # an epoch's mean loss is over the batches that had the task
+                    sums[t] += v
+                    counts[t] += 1
+            row = {**{k: row[k] for k in ("kind", "epoch", "step", "lr")}, "loss": dict(zip(tasks, values)),
+                   "weight": {t: None if t in absent else (read[(i, t)] if (i, t) in read else w) for t, w in weights.items()},
+                   **{k: row[k] for k in ("absent", "cosine") if k in row}}
+            sink.write(json.dumps(row) + "\n")
+            self._each("step", row)
 
     def _agree_on_stop(self) -> None:
         """With several ranks, a stop signal to any of them stops all at the same step boundary

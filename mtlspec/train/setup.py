@@ -111,16 +111,17 @@ class BatchOrder(torch.utils.data.Sampler):
 
 
 def make_loader(dataset: Any, batch_size: int, workers: int, sampler: Any = None,
-                shard: tuple[int, int] | None = None) -> torch.utils.data.DataLoader:
+                shard: tuple[int, int] | None = None, pin: bool = False) -> torch.utils.data.DataLoader:
     """Batches in the sampler's order (training) or in dataset order (evaluation). Each loader has a
     random generator of its own: every pass over a DataLoader draws its workers' base seed from
     its generator, and from torch's global one without it, which would shift every later draw
     (RLW's weights, dropout) of a run resumed within an epoch. Samples are augmented from seeds of
     their own (seed, epoch, index), so the workers' seeds change nothing they compute. `shard`
-    (rank, ranks): evaluation's batches of this rank alone (train/evaluate.py gathers them)."""
+    (rank, ranks): evaluation's batches of this rank alone (train/evaluate.py gathers them). `pin`:
+    batches in page-locked memory, for copies to a GPU that overlap the computation."""
     collate = collate_fn(dataset.task_types)
     common = {"collate_fn": collate, "num_workers": workers, "worker_init_fn": one_thread_per_worker if workers else None,
-              "generator": torch.Generator().manual_seed(0)}
+              "generator": torch.Generator().manual_seed(0), "pin_memory": pin}
     if sampler is None and shard is not None and shard[1] > 1:  # evaluation on several ranks: rank r takes batches r, r + N, ...
         rank, ranks = shard
         sampler = [list(range(i, min(i + batch_size, len(dataset)))) for i in range(0, len(dataset), batch_size)][rank::ranks]
