@@ -184,7 +184,7 @@ def run_one(request: RunRequest, root: Path, resume_dir: Path | None = None, log
             info["processes"] = distributed.current().size
     info = running(info)
     write_manifest(run_dir, info)
-    board = None
+    trackers: list = []
     try:
         baseline = baseline_metrics(spec, request.file, root, log, train_or_reuse)
         built = seeded_build(spec, data_root, sources)
@@ -197,18 +197,19 @@ def run_one(request: RunRequest, root: Path, resume_dir: Path | None = None, log
                 + (f"; other shapes: {len(init['mismatched'])}" if init["mismatched"] else ""))
         if spec.meta is not None:
             from mtlspec.meta.fit import fit_meta as fit
-        board = tracking.TensorBoardLog(run_dir, state["step"] if state else None) if spec.tracking.tensorboard else None
-        outcome = fit(built, digest, run_dir, resume=state, log=log, callbacks=[*callbacks, *([board] if board else [])],
+        trackers = tracking.open_trackers(spec, run_dir, root, state["step"] if state else None)
+        outcome = fit(built, digest, run_dir, resume=state, log=log, callbacks=[*callbacks, *trackers],
                       baseline_val=baseline["val"] if baseline else None)
         info.update(status="finished", device=outcome.device, threads=outcome.threads, dataset_fingerprints=outcome.fingerprints, data=outcome.splits,
                     wall_seconds=round(outcome.wall_seconds, 3), epochs_run=outcome.epochs_run, ended=now())
         report = write_reports(run_dir, spec, info, outcome, baseline)
         write_manifest(run_dir, info)
-        if board is not None:
-            board.finish(report, info, max([0, *(e.get("step", 0) for e in outcome.history)]))
+        last_step = max([0, *(e.get("step", 0) for e in outcome.history)])
+        for tracker in trackers:
+            tracker.finish(report, info, last_step)
     except BaseException as exc:
-        if board is not None:
-            board.close()
+        for tracker in trackers:
+            tracker.close()
         exc.mtlspec_trace = record_failure(run_dir, info, exc)  # type: ignore[attr-defined]
         raise
     return Outcome(run_dir, report)
