@@ -7,7 +7,9 @@ the optimizer step) on one fixed batch of the quickstart's images. Kinds alterna
 so a machine's slow moments fall on all of them alike; medians of --steps each. On a CUDA machine
 the same kinds run on the GPU (with torch.cuda.synchronize around each step), plus fp16 autocast
 with its GradScaler, as training runs it.
-Run: .venv/bin/python bench/precision.py [--steps N] [--batch B] [--device cpu|cuda]
+Run: .venv/bin/python bench/precision.py [--steps N] [--batch B] [--device cpu|cuda] [--spec FILE] [--set K=V ...]
+(--spec: another model, e.g. bench/specs/dense-resnet50.yaml, compute-bound on a GPU; its training
+split is cut to the batch.)
 """
 
 from __future__ import annotations
@@ -36,10 +38,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--spec", type=Path, default=REPO / "specs" / "quickstart.yaml")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[])
     args = parser.parse_args()
     device = torch.device(args.device)
-    (result,) = validate_file(REPO / "specs" / "quickstart.yaml", ["data.datasets.digits.splits.train=200"])
-    built = seeded_build(result.spec, REPO / "specs")
+    (result,) = validate_file(args.spec, [f"data.datasets.digits.splits.train={max(args.batch, 200)}", *args.overrides])
+    assert result.errors == [], [d.format() for d in result.errors]
+    built = seeded_build(result.spec, args.spec.resolve().parent)
     dataset = built.dataset("train")
     batch = to_device(collate([dataset[i] for i in range(args.batch)], built.task_types), device)
     kinds = {"fp32": ("fp32", False), "bf16 autocast": ("bf16", False), "fp32 channels_last": ("fp32", True),
@@ -67,7 +72,7 @@ def main() -> None:
             if step >= 2:  # the first two are warm-up
                 times[name].append(time.perf_counter() - start)
     base = statistics.median(times["fp32"])
-    print(f"quickstart model, batch {args.batch} at {result.spec.data.image_size} px, {device}, {torch.get_num_threads()} threads, "
+    print(f"{result.spec.name} model, batch {args.batch} at {result.spec.data.image_size} px, {device}, {torch.get_num_threads()} threads, "
           f"{args.steps} steps each (medians)")
     print(f"{'kind':<20} {'ms/step':>8} {'images/s':>9} {'x fp32':>7}")
     for name, values in times.items():
