@@ -199,3 +199,17 @@ def test_a_stopped_baseline_is_resumed_when_its_parent_spec_runs_again(tmp_path)
     assert json.loads((stopped / "manifest.json").read_text())["status"] == "finished"
     assert (stopped / "metrics.jsonl").read_text() == (whole.run_dir / "metrics.jsonl").read_text()
     assert len(list((tmp_path / "runs" / "base.single.largest").iterdir())) == 1  # not trained anew beside it
+
+
+def test_persistent_workers_augment_each_epoch_as_the_main_process_does(tmp_path):
+    """Data-loader workers live for the whole run (persistent) and never see set_epoch: the epoch
+    travels with each index, so flips and augmentation of epoch 2 and 3 are those of a run
+    without workers (metrics.jsonl byte for byte)."""
+    overrides = ["data.hflip=0.5", "data.datasets.digits.augment={photometric: {}}", "training.threads=1"]  # (threads: results depend on them)
+    logs = []
+    for workers in (0, 2):
+        _spec(tmp_path, workers=workers)  # writes pre.yaml
+        (result,) = validate_file(tmp_path / "pre.yaml", overrides)
+        assert result.errors == [], [d.format() for d in result.errors]
+        logs.append((run_result(result, tmp_path / f"w{workers}").run_dir / "metrics.jsonl").read_text())
+    assert logs[0] == logs[1]

@@ -54,15 +54,19 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         d = int(np.searchsorted(self.offsets, index, side="right") - 1)
         return self.names[d], index - int(self.offsets[d])
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        """Sample `index`, augmented for the dataset's epoch, or for the epoch given with it as
+        (index, epoch): the training batch order says the epoch, so persistent data-loader workers,
+        whose copies of the dataset never see set_epoch, augment for the right one."""
+        index, epoch = index if isinstance(index, tuple) else (index, self.epoch)
         name, local = self.locate(index)
         record = self.sources[name].record(local)
         if name in self.augment:  # decided by (seed, epoch, index), like the flip
-            record = augment(record, self.augment[name], np.random.default_rng([self.seed, self.epoch, index, 1]))
+            record = augment(record, self.augment[name], np.random.default_rng([self.seed, epoch, index, 1]))
         record = resize_pad(record, self.image_size)
         if self.hflip_p > 0:
             # decided by (seed, epoch, index): the same flips whatever the worker or order
-            if np.random.default_rng([self.seed, self.epoch, index]).random() < self.hflip_p:
+            if np.random.default_rng([self.seed, epoch, index]).random() < self.hflip_p:
                 record = hflip(record)
         targets, has = {}, {}
         for task, tt in self.task_types.items():

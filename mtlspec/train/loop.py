@@ -280,9 +280,12 @@ class Trainer:
             pending.append((row, {t: v.detach() for t, v in losses.items()},
                             {t: w.detach() if torch.is_tensor(w) else w for t, w in weights.items()}))
             self.batch += 1
+            if len(pending) >= read_every or self.batch == self.steps_per_epoch:
+                self._write_steps(pending, sink, sums, counts, epoch)
+                pending = []
             self._agree_on_stop()
             boundary = self.batch < self.steps_per_epoch and (self.stop.signal or (every and self.step % every == 0))
-            if len(pending) >= read_every or boundary or self.batch == self.steps_per_epoch:
+            if boundary and pending:  # a checkpoint holds the epoch's loss sums of every step before it
                 self._write_steps(pending, sink, sums, counts, epoch)
                 pending = []
             if boundary:

@@ -101,8 +101,9 @@ class BatchOrder(torch.utils.data.Sampler):
     def __iter__(self):
         order = epoch_order(self.sizes, self.policy, self.seed, self.epoch, self.t)
         share = self.batch_size // self.ranks
-        batches = [order[i + self.rank * share : i + (self.rank + 1) * share].tolist()
-                   for i in range(0, len(order) - self.batch_size + 1, self.batch_size)]
+        # (index, epoch): the epoch travels with each index to the data-loader workers (persistent ones included)
+        batches = [[(int(i), self.epoch) for i in order[start + self.rank * share : start + (self.rank + 1) * share]]
+                   for start in range(0, len(order) - self.batch_size + 1, self.batch_size)]
         return iter((batches[: self.max_steps] if self.max_steps else batches)[self.skip :])
 
     def __len__(self) -> int:
@@ -121,7 +122,8 @@ def make_loader(dataset: Any, batch_size: int, workers: int, sampler: Any = None
     batches in page-locked memory, for copies to a GPU that overlap the computation."""
     collate = collate_fn(dataset.task_types)
     common = {"collate_fn": collate, "num_workers": workers, "worker_init_fn": one_thread_per_worker if workers else None,
-              "generator": torch.Generator().manual_seed(0), "pin_memory": pin}
+              "generator": torch.Generator().manual_seed(0), "pin_memory": pin,
+              "persistent_workers": workers > 0}  # workers start once per loader, not once per epoch
     if sampler is None and shard is not None and shard[1] > 1:  # evaluation on several ranks: rank r takes batches r, r + N, ...
         rank, ranks = shard
         sampler = [list(range(i, min(i + batch_size, len(dataset)))) for i in range(0, len(dataset), batch_size)][rank::ranks]
