@@ -4,8 +4,9 @@ or the same command under `torchrun` (one or several machines, through its rende
 Data parallel, every rank holding the whole model: each takes its shard of every global batch
 (`data.batch_size` is the global batch), and what each weighting method needs is reduced across
 ranks before it acts, so that every rank takes the same step:
-- the task losses' values (one all-reduce of T numbers): loss-based methods weight by the global
-  losses, and the log shows them; each loss keeps its own rank's graph;
+- the task losses' values (one all-reduce of 2T numbers): loss-based methods weight by the global
+  losses, and the log shows them; each loss keeps its own rank's graph, weighted by its share of
+  the task's labelled samples (a task labelled on some samples only is averaged over those);
 - for a gradient method, the T x P matrix of per-task gradients of the shared part (one
   all-reduce), before the method aggregates it, identically on every rank;
 - then every parameter's gradient (one all-reduce of one flat buffer), as DDP would;
@@ -72,6 +73,11 @@ def join(device: str) -> World:
     return current()
 
 
+def barrier(world: World) -> None:
+    if world.active:
+        dist.barrier()
+
+
 def leave() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
@@ -98,16 +104,29 @@ def _rank_main(rank: int, nproc: int, port: int, target: Callable[..., Any], arg
     target(*args)
 
 
-def global_losses(losses: dict[str, torch.Tensor], world: World) -> dict[str, torch.Tensor]:
-    """Each loss with the value of its mean over the ranks and the gradient of this rank's own
-    (the ranks' gradients are averaged later): weights computed from them agree on every rank."""
+def global_losses(losses: dict[str, torch.Tensor], world: World, counts: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Each loss with the value of the global batch's loss and a gradient whose average over the
+    ranks is that loss's gradient. A task in `counts` (its labelled samples in this rank's slice)
+    has a loss that is a mean over them: the global value is sum_r n_r L_r / N, and this rank's
+    loss is weighted by W n_r / N (0 where it has no labelled sample; 1 when the slices hold equal
+    counts). Other tasks (their own normalisation) take the plain mean of the ranks' losses."""
     if not world.active or not losses:
         return losses
     names = list(losses)
     values = torch.stack([losses[t].detach().float().reshape(()) for t in names])
-    dist.all_reduce(values)
-    values /= world.size
-    return {t: losses[t] + (values[i].to(losses[t].dtype) - losses[t].detach()) for i, t in enumerate(names)}
+    n = torch.stack([counts[t].float().reshape(()).to(values.device) if counts and t in counts else torch.ones((), device=values.device)
+                     for t in names])
+    packed = torch.cat([values * n, n])
+    dist.all_reduce(packed)
+    total, labelled = packed[: len(names)], packed[len(names):]
+    safe = labelled.clamp(min=1e-12)
+    mean = torch.where(labelled > 0, total / safe, torch.zeros_like(total))
+    factor = torch.where(labelled > 0, world.size * n / safe, torch.zeros_like(n))
+    out = {}
+    for i, t in enumerate(names):
+        local = losses[t] * factor[i].to(losses[t].dtype)
+        out[t] = local + (mean[i].to(losses[t].dtype) - local.detach())
+    return out
 
 
 def any_rank(flags: list[bool], world: World, device: torch.device) -> list[bool]:
@@ -119,6 +138,21 @@ def any_rank(flags: list[bool], world: World, device: torch.device) -> list[bool
     return [bool(v) for v in found.tolist()]
 
 
+@dataclass(frozen=True)
+class Ranks:
+    """What a gradient method's backward asks of the other ranks (weighting/base.py gradient_step)."""
+
+    world: World
+    device: torch.device
+
+    def mean_rows(self, G: torch.Tensor) -> torch.Tensor:
+        return mean_rows(G, self.world)
+
+    def all(self, flag: bool) -> bool:
+        """Whether `flag` holds on every rank."""
+        return not any_rank([not flag], self.world, self.device)[0]
+
+
 def mean_rows(G: torch.Tensor, world: World) -> torch.Tensor:
     """The ranks' per-task gradient matrices averaged (the gradient of the global batch's mean loss)."""
     if world.active:
@@ -127,13 +161,25 @@ def mean_rows(G: torch.Tensor, world: World) -> torch.Tensor:
     return G
 
 
-def mean_gradients(parameters: list[torch.Tensor], world: World) -> None:
-    """Every parameter's .grad averaged over the ranks, in one flat buffer. A parameter with a
-    gradient on some ranks only (its task had no labelled sample on the others) takes zeros
-    where it had none; one with none anywhere keeps None (the optimizer skips it)."""
+def broadcast_buffers(model: torch.nn.Module, world: World) -> None:
+    """Rank 0's buffers (BatchNorm's running statistics) on every rank, as DDP's broadcast_buffers
+    does: each rank's statistics come from its own slice, and evaluation, checkpoints and model.pt
+    must read one model."""
+    if not world.active:
+        return
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
+
+
+def mean_gradients(parameters: list[torch.Tensor], world: World, device: torch.device | None = None) -> None:
+    """Every parameter's .grad averaged over the ranks, in one flat buffer on `device` (the
+    model's: nccl reduces CUDA tensors only, and a method's own weights, UW's or GradNorm's, live
+    on the CPU). A parameter with a gradient on some ranks only (its task had no labelled sample
+    on the others) takes zeros where it had none; one with none anywhere keeps None (the optimizer
+    skips it)."""
     if not world.active or not parameters:
         return
-    device = parameters[0].device
+    device = device if device is not None else parameters[0].device
     has = any_rank([p.grad is not None for p in parameters], world, device)
     chosen = [p for p, h in zip(parameters, has) if h]
     for p in chosen:
@@ -141,13 +187,13 @@ def mean_gradients(parameters: list[torch.Tensor], world: World) -> None:
             p.grad = torch.zeros_like(p)
     if not chosen:
         return
-    flat = torch.cat([p.grad.reshape(-1).float() for p in chosen])
+    flat = torch.cat([p.grad.reshape(-1).float().to(device) for p in chosen])
     dist.all_reduce(flat)
     flat /= world.size
     offset = 0
     for p in chosen:
         n = p.numel()
-        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))  # copy_ moves it to the gradient's device and dtype
         offset += n
 
 

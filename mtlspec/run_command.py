@@ -169,7 +169,7 @@ def rank_main(spec_file: str, overrides: list[str], allow: list[str], out: str, 
         if world.main:
             console = Console(stderr=True, highlight=False, emoji=False)
             _, status = execute_one(request, Path(out), Path(resume) if resume else None, console, quiet)
-        else:  # the same steps, silently: rank 0 reports, and its failures are the same (the losses are global)
+        else:  # the same steps, quietly: rank 0 reports; a failure of this rank alone is still shown
             from mtlspec.data.records import DataError
             from mtlspec.run import execute
             from mtlspec.train.checkpoint import CheckpointError
@@ -178,8 +178,13 @@ def rank_main(spec_file: str, overrides: list[str], allow: list[str], out: str, 
             try:
                 execute(request, Path(out), Path(resume) if resume else None, lambda message: None)
                 status = EXIT_OK
-            except (SpecError, UsageError, TrainingError, CheckpointError, DataError, KeyboardInterrupt):
+            except (SpecError, UsageError, TrainingError, CheckpointError, DataError, KeyboardInterrupt) as exc:
+                if not isinstance(exc, KeyboardInterrupt) or not str(exc):  # (a stop at a step boundary is rank 0's to report)
+                    typer.echo(printable(f"[rank {world.rank}] {type(exc).__name__}: {exc}")[:600], err=True)
                 status = EXIT_FAILED
+        # every rank ended its run the same way: wait until all have (rank 0 may still be writing its
+        # checkpoint or reports; the launcher ends every rank once one has exited with a failure)
+        distributed.barrier(world)
     finally:
         distributed.leave()
     if status:

@@ -28,8 +28,9 @@ seg: {type: segmentation, dataset: digits}
 """
 
 
-def _steps(rank: int, size: int, port: int, method: str, folder: str) -> None:
-    """Two SGD steps on global batches of 16 (this rank's slice of each); the weights saved."""
+def _steps(rank: int, size: int, port: int, method: str, folder: str, partial: bool = False, batch_norm: bool = False) -> None:
+    """Two SGD steps on global batches of 16 (this rank's slice of each); the weights saved. With
+    `partial`, the count task is labelled on 3 images of each global batch, all in rank 0's slice."""
     import contextlib
     from pathlib import Path
 
@@ -50,7 +51,7 @@ def _steps(rank: int, size: int, port: int, method: str, folder: str) -> None:
     built = seeded_build(result.spec, Path(folder))
     model = built.model
     for module in model.modules():  # BatchNorm in eval: each rank's batch statistics would differ from the whole batch's
-        if isinstance(module, torch.nn.BatchNorm2d):
+        if isinstance(module, torch.nn.BatchNorm2d) and not batch_norm:
             module.eval()
     optimizer = torch.optim.SGD([*model.parameters(), *built.weighting.parameters()], lr=0.05)
     data = built.dataset("train")
@@ -58,25 +59,29 @@ def _steps(rank: int, size: int, port: int, method: str, folder: str) -> None:
     for step in range(2):
         chosen = range(16 * step + rank * share, 16 * step + (rank + 1) * share)
         batch = collate([data[i] for i in chosen], built.task_types)
+        if partial:
+            batch["has"]["count"] = torch.tensor([i % 16 < 3 for i in chosen])
         train_step(model, built.task_types, built.weighting, optimizer, batch, contextlib.nullcontext, world=distributed.current())
     torch.save({**{n: p.detach() for n, p in model.named_parameters()}, **{f"weighting.{i}": p.detach() for i, p in enumerate(built.weighting.parameters())}},
                Path(folder) / f"weights-{size}-{rank}.pt")
+    torch.save(model.state_dict(), Path(folder) / f"state-{size}-{rank}.pt")
     if size > 1:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("method", ["ew", "uw", "gls", "pcgrad"])
-def test_two_processes_of_8_take_the_steps_of_one_process_of_16(tmp_path, monkeypatch, method):
+@pytest.mark.parametrize("method,partial", [("ew", False), ("uw", False), ("gls", False), ("pcgrad", False), ("ew", True), ("pcgrad", True)])
+def test_two_processes_of_8_take_the_steps_of_one_process_of_16(tmp_path, monkeypatch, method, partial):
     """Equal up to float summation order (convolutions and reductions over 8 images instead of 16):
-    within 1e-4 of the largest change of any weight; the two ranks bit-identical to each other."""
+    within 1e-4 of the largest change of any weight; the two ranks bit-identical to each other. A
+    task labelled on a few images, all on one rank, is averaged over those images, as in one process."""
     import torch.multiprocessing as mp
 
     from mtlspec.distributed import free_port
 
     (tmp_path / "spec.yaml").write_text(tiny_spec("ddp", TASKS, "training: {device: cpu}\n", test=8).replace("train: 16", "train: 32"))
     monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
-    _steps(0, 1, 0, method, str(tmp_path))
-    mp.start_processes(_steps, args=(2, free_port(), method, str(tmp_path)), nprocs=2, start_method="spawn")
+    _steps(0, 1, 0, method, str(tmp_path), partial)
+    mp.start_processes(_steps, args=(2, free_port(), method, str(tmp_path), partial), nprocs=2, start_method="spawn")
     one = torch.load(tmp_path / "weights-1-0.pt")
     rank0, rank1 = torch.load(tmp_path / "weights-2-0.pt"), torch.load(tmp_path / "weights-2-1.pt")
     assert all(torch.equal(rank0[k], rank1[k]) for k in one)
@@ -168,3 +173,18 @@ def test_evaluation_on_two_processes_scores_the_split_as_one_process_does(tmp_pa
     assert one["scores"]["largest"]["accuracy"] > 0 and one["scores"]["seg"]["miou"] > 0 and "confusion" in json.dumps(one["details"]["largest"])
     for rank in (0, 1):
         assert torch.load(tmp_path / f"evaluation-2-{rank}.pt") == one
+
+
+def test_batch_norm_statistics_are_rank_0s_on_every_rank(tmp_path, monkeypatch):
+    """BatchNorm in training mode sees each rank's slice; after every step rank 0's running
+    statistics are sent to all, so evaluation and checkpoints read one model."""
+    import torch.multiprocessing as mp
+
+    from mtlspec.distributed import free_port
+
+    (tmp_path / "spec.yaml").write_text(tiny_spec("ddp", TASKS, "training: {device: cpu}\n", test=8).replace("train: 16", "train: 32"))
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    mp.start_processes(_steps, args=(2, free_port(), "ew", str(tmp_path), False, True), nprocs=2, start_method="spawn")
+    rank0, rank1 = torch.load(tmp_path / "state-2-0.pt"), torch.load(tmp_path / "state-2-1.pt")
+    running = [k for k in rank0 if k.endswith("running_mean")]
+    assert running and all(torch.equal(rank0[k], rank1[k]) for k in rank0)

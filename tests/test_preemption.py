@@ -213,3 +213,17 @@ def test_persistent_workers_augment_each_epoch_as_the_main_process_does(tmp_path
         assert result.errors == [], [d.format() for d in result.errors]
         logs.append((run_result(result, tmp_path / f"w{workers}").run_dir / "metrics.jsonl").read_text())
     assert logs[0] == logs[1]
+
+
+def test_the_same_stop_delivered_twice_is_one_stop_and_a_later_one_stops_at_once(monkeypatch):
+    """Ctrl-C reaches every process of the terminal's group and `run --nproc` passes the launcher's
+    signals on: a repeat within REPEAT_SECONDS is the same request; a later one raises at once."""
+    from mtlspec.train import preemption
+
+    with preemption.graceful_stop(lambda message: None) as request:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert request.signal == "SIGTERM"
+        monkeypatch.setattr(preemption, "REPEAT_SECONDS", 0.0)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)

@@ -57,6 +57,10 @@ class TaskType(ABC):
     reads: str = "labels"  # the record key its targets come from ("labels": image labels, read without the image)
     replaceable_target = False  # whether data.sample_overrides may give it other targets (boosting's residuals)
     baseline_samples = 500  # training targets its trivial prediction is fitted on (maps and boxes are read by decoding images)
+    # Its loss is a mean over the batch's labelled samples: with several ranks, each rank's loss
+    # counts by its labelled samples (mtlspec/distributed.py). Object tasks say False: MMDetection
+    # normalises their losses by its own counts (positives, sampled RoIs), some across the ranks.
+    mean_over_labelled = True
 
     def __init__(self, task_name: str, num_classes: int, spec: Any):
         self.task_name, self.num_classes, self.spec = task_name, num_classes, spec

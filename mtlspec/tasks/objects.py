@@ -15,6 +15,8 @@ from mtlspec.tasks.base import TaskType
 class ObjectTask(TaskType):
     """A task whose targets are the objects of an image (boxes and labels, and masks for instances)."""
 
+    mean_over_labelled = False  # MMDetection's losses normalise by their own counts
+
     @classmethod
     def dataset_classes(cls, spec, source):
         return source.box_classes()

@@ -4,6 +4,7 @@ bar, tests that stop a run) are callbacks, not parameters of the loop."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -78,13 +79,18 @@ def _stop_if_not_finite(losses: dict[str, torch.Tensor], step: int, epoch: int, 
 def train_step(model: Any, task_types: dict, weighting: Any, optimizer: torch.optim.Optimizer, batch: dict,
                autocast: Callable[[], Any], grad_clip: float | None = None,
                check: Callable[[dict[str, torch.Tensor]], None] | None = None,
-               scaler: Any = None, world: World = World()) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+               scaler: Any = None, world: World = World(), present: dict[str, bool] | None = None,
+               method_seed: int | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """One optimisation step: forward, per-task losses, the weighting method's backward, update.
     With a GradScaler (fp16) the backward leaves scaled gradients; they are unscaled before
     clipping, and a step whose gradients overflowed is skipped (the scaler then lowers its scale).
     With several ranks (mtlspec/distributed.py) the batch is this rank's shard: the loss values,
     the task presence, a gradient method's per-task rows and then all gradients are averaged over
-    the ranks, so each takes the same step."""
+    the ranks, so each takes the same step. `present`: which tasks have a labelled sample in the
+    (global) batch, when the caller knows it already. `method_seed`: the weighting method draws its
+    random numbers (RLW's weights, PCGrad's order, GradDrop's masks) from torch's generator seeded
+    with it, then the generator is put back: the same draws on every rank, whatever else consumed
+    random numbers there (dropout, MMDetection's RoI sampling)."""
 
     def task_losses() -> dict[str, torch.Tensor]:
         outputs = model(batch["image"])
@@ -92,19 +98,26 @@ def train_step(model: Any, task_types: dict, weighting: Any, optimizer: torch.op
 
     def recompute() -> dict[str, torch.Tensor]:
         with torch.no_grad(), autocast():
-            return distributed.global_losses(task_losses(), world)
+            found = task_losses()
+            if not world.active:
+                return found
+            return distributed.global_losses(found, world, {t: batch["has"][t].sum() for t, tt in task_types.items() if tt.mean_over_labelled})
 
     with autocast():
         losses = task_losses()
     device = next(model.parameters()).device
-    losses = distributed.global_losses(losses, world)
+    if world.active:
+        counts = {t: batch["has"][t].sum() for t, tt in task_types.items() if tt.mean_over_labelled}
+        losses = distributed.global_losses(losses, world, counts)
     if check is not None:
         check(losses)
     optimizer.zero_grad(set_to_none=True)
-    present = dict(zip(task_types, distributed.any_rank([bool(batch["has"][t].any()) for t in task_types], world, device)))
+    if present is None:
+        present = dict(zip(task_types, distributed.any_rank([bool(batch["has"][t].any()) for t in task_types], world, device)))
     scale = None if scaler is None else scaler.scale(torch.ones((), device=device))
-    weights = weighting.backward(model, losses, present, scale=scale, rows=(lambda G: distributed.mean_rows(G, world)) if world.active else None)
-    distributed.mean_gradients([p for group in optimizer.param_groups for p in group["params"]], world)
+    with _seeded(method_seed, device):
+        weights = weighting.backward(model, losses, present, scale=scale, ranks=distributed.Ranks(world, device) if world.active else None)
+    distributed.mean_gradients([p for group in optimizer.param_groups for p in group["params"]], world, device)
     if scaler is not None:
         scaler.unscale_(optimizer)
     if grad_clip:
@@ -115,10 +128,27 @@ def train_step(model: Any, task_types: dict, weighting: Any, optimizer: torch.op
         before = scaler.get_scale()
         scaler.step(optimizer)
         scaler.update()
-        if scaler.get_scale() < before:  # an overflow: the scaler skipped the step, so the method learns nothing from it
-            return losses, weights
-    weighting.after_step(recompute)
+    distributed.broadcast_buffers(model, world)
+    if scaler is not None and scaler.get_scale() < before:  # an overflow: the scaler skipped the step, so the method learns nothing from it
+        return losses, weights
+    with _seeded(None if method_seed is None else method_seed + 1, device):
+        weighting.after_step(recompute)
     return losses, weights
+
+
+def _seeded(seed: int | None, device: torch.device) -> Any:
+    """torch's generators (the CPU's, and the device's) seeded with `seed` within the block and put
+    back after it; nothing when seed is None."""
+    if seed is None:
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def block():
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            yield
+
+    return block()
 
 
 def monitor_value(monitor: str, val_metrics: dict, val_losses: dict, spec: Any = None,
@@ -147,6 +177,8 @@ class Trainer:
         self.callbacks, self.baseline_val = callbacks, baseline_val
         torch.use_deterministic_algorithms(True, warn_only=True)
         self.world = distributed.current()
+        if self.world.rank > 0:  # the other ranks' dropout and sampling draw other numbers than rank 0's (the weights are built already)
+            torch.manual_seed((spec.seed * 1_000_003 + 7919 * self.world.rank) % 2**63)
         self.device = resolve_device(spec.training.device, self.world.local_rank if self.world.active else None)
         self.autocast = autocast_for(self.device, spec.training.precision)
         self.scaler = grad_scaler_for(self.device, spec.training.precision)
@@ -202,6 +234,8 @@ class Trainer:
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
+        if self.world.rank > 0:  # the checkpoint holds rank 0's generator: this rank draws its own again
+            torch.manual_seed((self.spec.seed * 1_000_003 + 7919 * self.world.rank + state["step"]) % 2**63)
         self.epoch, self.step, self.best, self.bad_epochs, self.history = state["epoch"], state["step"], state["best"], state["bad_epochs"], state["history"]
         self.completed, self.stopped_early = state["epoch"], bool(state.get("stopped_early", False))
         self.batch = int(state.get("batch", 0))
@@ -230,11 +264,11 @@ class Trainer:
                 sink.flush()
                 self.clock.write(self.run_dir / TIMINGS_FILE, time.perf_counter() - evaluating)
                 self._each("end_epoch", record)
-                self._agree_on_stop()
+                stopping = self._agree_on_stop()
                 if (epoch + 1) % spec.training.checkpoint.every_epochs == 0 or epoch + 1 == spec.training.epochs or self.stopped_early \
-                        or self.stop.signal:
+                        or stopping:
                     self._checkpoint(epoch)
-                if self.stop.signal and epoch + 1 < spec.training.epochs and not self.stopped_early:
+                if stopping and epoch + 1 < spec.training.epochs and not self.stopped_early:
                     raise self._preempted(self.last_good)
                 if self.stopped_early:
                     self.log(f"early stopping after epoch {epoch + 1}: {spec.training.early_stopping.monitor} has not improved for {self.bad_epochs} evaluations")
@@ -254,13 +288,16 @@ class Trainer:
         read_every = spec.training.log_every
         pending: list[tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]] = []  # steps not yet read from the device
         for batch in clock.batches(self.train_loader):
-            absent = [t for t in self.task_types if not bool(batch["has"][t].any())]  # on the host, before the copy
+            # which tasks the (global) batch labels, read on the host before the copy
+            present = dict(zip(self.task_types, distributed.any_rank([bool(batch["has"][t].any()) for t in self.task_types], self.world, self.device)))
+            absent = [t for t, there in present.items() if not there]
             batch = to_device(batch, self.device)
             check = functools.partial(_stop_if_not_finite, step=self.step + 1, epoch=epoch + 1, last_good=self.last_good) if read_every == 1 else None
             scale_before = self.scaler.get_scale() if self.scaler is not None else None
             try:
                 losses, weights = train_step(self.model, self.task_types, self.weighting, self.optimizer, batch, self.autocast,
-                                             spec.training.grad_clip, check, self.scaler, self.world)
+                                             spec.training.grad_clip, check, self.scaler, self.world, present,
+                                             method_seed=(spec.seed * 1_000_003 + 2 * self.step) % 2**63)
             except Exception:
                 if pending:  # a NaN among the steps not yet read is the cause to report (a solver may choke on its gradients first)
                     self._write_steps(pending, sink, sums, counts, epoch)
@@ -283,15 +320,15 @@ class Trainer:
             if len(pending) >= read_every or self.batch == self.steps_per_epoch:
                 self._write_steps(pending, sink, sums, counts, epoch)
                 pending = []
-            self._agree_on_stop()
-            boundary = self.batch < self.steps_per_epoch and (self.stop.signal or (every and self.step % every == 0))
+            stopping = self._agree_on_stop()
+            boundary = self.batch < self.steps_per_epoch and (stopping or (every and self.step % every == 0))
             if boundary and pending:  # a checkpoint holds the epoch's loss sums of every step before it
                 self._write_steps(pending, sink, sums, counts, epoch)
                 pending = []
             if boundary:
                 sink.flush()  # the checkpoint's rows are on disk before it
                 path = self._checkpoint_within(epoch, sums, counts)
-                if self.stop.signal:
+                if stopping:
                     raise self._preempted(path)
         self.order.skip, self.batch, self.epoch_losses = 0, 0, None
         self.weighting.end_epoch({t: v / max(counts[t], 1) for t, v in sums.items()})
@@ -321,11 +358,16 @@ class Trainer:
             sink.write(json.dumps(row) + "\n")
             self._each("step", row)
 
-    def _agree_on_stop(self) -> None:
-        """With several ranks, a stop signal to any of them stops all at the same step boundary
-        (one small all-reduce), so none waits forever in a collective the others left."""
-        if self.world.active and distributed.any_rank([self.stop.signal is not None], self.world, self.device)[0] and self.stop.signal is None:
+    def _agree_on_stop(self) -> bool:
+        """Whether to stop here: a stop signal has come. With several ranks, to any of them (one
+        small all-reduce), and the ranks act on this answer alone, never on a signal that lands
+        after it, so all stop at the same step boundary and none waits in a collective the others left."""
+        if not self.world.active:
+            return self.stop.signal is not None
+        agreed = distributed.any_rank([self.stop.signal is not None], self.world, self.device)[0]
+        if agreed and self.stop.signal is None:
             self.stop.signal = "a stop signal to another rank"
+        return agreed
 
     def _end_epoch(self, epoch: int) -> dict[str, Any]:
         """The epoch's record: the validation metrics and losses when it evaluates, and early stopping's verdict."""
@@ -340,6 +382,7 @@ class Trainer:
                 value, higher = monitor_value(stopping.monitor, val_metrics, val_losses, spec, self.baseline_val)
                 best = self.best
                 improved = best is None or (value > best + stopping.min_delta if higher else value < best - stopping.min_delta)
+                value, improved = distributed.from_main((value, improved), self.world)  # rank 0 decides (it alone has the baseline run)
                 self.best, self.bad_epochs = (value, 0) if improved else (best, self.bad_epochs + 1)
                 self.stopped_early = self.bad_epochs >= stopping.patience
                 if improved:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from typing import Callable, Iterator
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -19,6 +20,9 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class Preempted(KeyboardInterrupt):
     """Training stopped on a signal after writing a checkpoint at a step boundary; the message names
     the checkpoint to resume from."""
+
+
+REPEAT_SECONDS = 1.0  # a second signal sooner than this after the first is the same stop
 
 
 class StopRequest:
@@ -31,16 +35,23 @@ class StopRequest:
 @contextlib.contextmanager
 def graceful_stop(log: Callable[[str], None]) -> Iterator[StopRequest]:
     """Within the block, the first SIGTERM or SIGINT only sets the request (the trainer checks it
-    after each step); the second raises KeyboardInterrupt. Outside the main thread (where Python
-    cannot install handlers) signals keep their usual effect."""
+    after each step); a second one, a second or more later, raises KeyboardInterrupt. (Within a
+    second it is the same stop arriving twice: Ctrl-C reaches every process of the terminal's
+    group, and a scheduler may signal each process of a job as well as its launcher, which passes
+    it on to the ranks of `run --nproc`.) Outside the main thread (where Python cannot install
+    handlers) signals keep their usual effect."""
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
+    first = [0.0]
 
     def asked(signum, frame):  # noqa: ARG001
         if request.signal is not None:
+            if time.monotonic() - first[0] < REPEAT_SECONDS:
+                return
             raise KeyboardInterrupt
+        first[0] = time.monotonic()
         request.signal = signal.Signals(signum).name
         log(f"{request.signal}: stopping after this step, with a checkpoint to resume from (send it again to stop at once)")
 

@@ -40,11 +40,12 @@ class Weighting(ABC):
 
     @abstractmethod
     def backward(self, model: Any, losses: Losses, present: dict[str, bool] | None = None,
-                 scale: torch.Tensor | None = None, rows: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, Any]:
+                 scale: torch.Tensor | None = None, ranks: Any = None) -> dict[str, Any]:
         """Set every parameter's .grad for this step (times `scale` where given); return each
         task's weight (None where a method has none, or the task was absent: `present[task]`
-        False, no labelled sample in the batch) for metrics.jsonl. `rows` (several ranks)
-        averages a gradient method's per-task gradient matrix over the ranks before it acts."""
+        False, no labelled sample in the batch) for metrics.jsonl. `ranks` (several processes:
+        distributed.Ranks) averages a gradient method's per-task gradient matrix over the ranks
+        before it acts, and makes an fp16 overflow anywhere an overflow everywhere."""
 
     def after_step(self, recompute: Callable[[], Losses]) -> None:
         """After the optimizer step; `recompute()` gives the batch's losses under the new weights."""
@@ -82,7 +83,7 @@ class LossWeighting(Weighting):
         """A term added to the weighted sum (UW's regulariser); 0 for most methods."""
         return 0.0
 
-    def backward(self, model, losses, present=None, scale=None, rows=None):
+    def backward(self, model, losses, present=None, scale=None, ranks=None):
         weights = self.weights(losses)
         total = sum(weights[t] * losses[t].float() for t in losses) + self.extra_loss(losses) + model.extra_loss()
         (total if scale is None else total * scale).backward()
@@ -125,8 +126,8 @@ class GradientAggregator(Weighting):
     def gradient_cosines(self):
         return self.last_cosines
 
-    def backward(self, model, losses, present=None, scale=None, rows=None):
-        return gradient_step(model, self, losses, present, scale, rows)
+    def backward(self, model, losses, present=None, scale=None, ranks=None):
+        return gradient_step(model, self, losses, present, scale, ranks)
 
     def after_step(self, recompute):
         self.after_update()
@@ -148,14 +149,15 @@ def gramian(G: torch.Tensor, chunk: int = 1 << 12) -> np.ndarray:
 
 
 def gradient_step(model: Any, method: GradientAggregator, losses: Losses, present: dict[str, bool] | None = None,
-                  scale: torch.Tensor | None = None, rows: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float | None]:
+                  scale: torch.Tensor | None = None, ranks: Any = None) -> dict[str, float | None]:
     """Per-task gradients of the shared part (one backward pass per task present, which also gives
     its own parameters their gradient) -> the method's direction. A task absent from the batch
     (no labelled sample) takes no part: weight None, its own parameters no gradient (None), so the
     optimizer leaves them as they are for that step. With `scale` (fp16's loss scale) the rows are
     computed scaled, aggregated unscaled, and the direction scaled back; rows that overflowed are
     passed on as they are, for the GradScaler to skip the step, and the method's state is left alone.
-    With `rows` (several ranks) the matrix is averaged over the ranks before anything reads it."""
+    With `ranks` (several processes) the matrix is averaged over the ranks before anything reads
+    it, and an overflow on any rank counts on all (the scaler skips the step everywhere)."""
     tasks = list(losses)
     active = [i for i, t in enumerate(tasks) if present is None or present[t]]
     if method.space == "representation":
@@ -176,9 +178,12 @@ def gradient_step(model: Any, method: GradientAggregator, losses: Losses, presen
         keep = method.space == "representation"  # the direction is back-propagated through the representation afterwards
         G = task_gradients([losses[tasks[i]] if scale is None else losses[tasks[i]] * scale for i in active], shared,
                            [own[tasks[i]] for i in active], keep_graph=keep)
-        if rows is not None:
-            G = rows(G)
-        if scale is not None and not _all_finite(G, [p for i in active for p in own[tasks[i]]]):  # fp16 overflow: the step is skipped
+        if ranks is not None:
+            G = ranks.mean_rows(G)
+        finite = scale is None or _all_finite(G, [p for i in active for p in own[tasks[i]]])
+        if ranks is not None and scale is not None:
+            finite = ranks.all(finite)
+        if not finite:  # fp16 overflow: the step is skipped
             direction, weights = G.sum(0), None
             method.last_cosines = {}
         else:
