@@ -166,7 +166,10 @@ def run(
 
     torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
     if nproc > 1 or torchrun:
-        refusal = distributed_refusal(results, max(nproc, int(os.environ.get("WORLD_SIZE", "1"))))
+        if torchrun and nproc > 1:
+            _fail_usage("--nproc: this process is one of torchrun's ranks already (RANK and WORLD_SIZE are set); give torchrun the process count")
+        refusal = distributed_refusal(results, int(os.environ["WORLD_SIZE"]) if torchrun else nproc,
+                                      int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])) if torchrun else None)
         if refusal or jobs > 1:
             _fail_usage(f"--nproc: {refusal or 'give --jobs or --nproc, not both'}")
         arguments = (str(spec), list(set_ or []), [str(a) for a in allow or []], str(out), str(resume) if resume else None, quiet)

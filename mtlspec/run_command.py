@@ -135,8 +135,9 @@ def execute_one(request, out: Path, resume: Optional[Path], console, quiet: bool
     return outcome, EXIT_OK
 
 
-def distributed_refusal(results: list, nproc: int) -> str | None:
-    """Why these specs cannot train on `nproc` processes as one run, or None."""
+def distributed_refusal(results: list, nproc: int, local: int | None = None) -> str | None:
+    """Why these specs cannot train on `nproc` processes as one run (`local` of them on this
+    machine; all when None), or None."""
     if len(results) > 1:
         return "it trains one run on several processes; this spec has a matrix of several (run one combination with --set)"
     spec = results[0].spec
@@ -147,6 +148,13 @@ def distributed_refusal(results: list, nproc: int) -> str | None:
                 "use space: params with several processes")
     if spec.data.batch_size % nproc:
         return f"data.batch_size {spec.data.batch_size} (the global batch) does not split evenly over {nproc} processes"
+    if spec.training.device == "cuda" or spec.training.device == "auto":
+        import torch
+
+        here = nproc if local is None else local
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if spec.training.device == "cuda" and visible < here or 0 < visible < here:
+            return f"{here} processes on this machine train on one GPU each, and {visible} GPU(s) are visible (CUDA_VISIBLE_DEVICES)"
     return None
 
 

@@ -188,3 +188,21 @@ def test_batch_norm_statistics_are_rank_0s_on_every_rank(tmp_path, monkeypatch):
     rank0, rank1 = torch.load(tmp_path / "state-2-0.pt"), torch.load(tmp_path / "state-2-1.pt")
     running = [k for k in rank0 if k.endswith("running_mean")]
     assert running and all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+
+
+def test_the_same_spec_runs_under_torchrun(tmp_path):
+    """torchrun's ranks (its rendezvous, its RANK/WORLD_SIZE) train the run as --nproc does."""
+    (tmp_path / "spec.yaml").write_text(tiny_spec("ddp", TASKS, "training: {device: cpu, epochs: 1}\n"))
+    from mtlspec.distributed import free_port
+
+    env = {**os.environ, "MTLSPEC_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()), "-m", "mtlspec",
+                           "run", "spec.yaml", "--quiet", "--out", "runs"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = list((tmp_path / "runs" / "ddp").iterdir())
+    assert json.loads((run_dir / "manifest.json").read_text())["processes"] == 2
+    assert done.stdout.count("run directory") == 1
+    # a rank of torchrun's (RANK and WORLD_SIZE set) given --nproc too (torchrun's own parser takes --nproc for itself)
+    refused = subprocess.run([sys.executable, "-m", "mtlspec", "run", "spec.yaml", "--nproc", "2", "--out", "runs"], cwd=tmp_path,
+                             env={**env, "RANK": "0", "WORLD_SIZE": "2"}, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "torchrun's ranks already" in refused.stderr

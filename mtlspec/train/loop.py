@@ -304,7 +304,7 @@ class Trainer:
                 raise
             if self.scaler is None or self.scaler.get_scale() >= scale_before:  # a step fp16's scaler skipped leaves the schedule where it was
                 self.scheduler.step()
-            if self.snapshot_every and (self.step + 1) % self.snapshot_every == 0:  # the end of a learning-rate cycle
+            if self.snapshot_every and (self.step + 1) % self.snapshot_every == 0 and self.world.main:  # the end of a learning-rate cycle
                 ckpt.save(self.ckpt_dir / f"snapshot-{(self.step + 1) // self.snapshot_every:03d}.pt",
                           {"spec_hash": self.spec_hash, "step": self.step + 1, "model": self.model.state_dict()})
             self.step += 1
@@ -391,8 +391,8 @@ class Trainer:
         return record
 
     def _save_model(self, epoch: int, selected: str) -> None:
-        """model.pt: the weights prediction uses, from a healthy state only."""
-        if ckpt.unhealthy(self.model) is None:
+        """model.pt: the weights prediction uses, from a healthy state only (rank 0's to write)."""
+        if self.world.main and ckpt.unhealthy(self.model) is None:
             save_model(self.run_dir, self.model, self.spec_hash, epoch + 1, selected, self.vocabulary, self.spec.data.image_size)
 
     def _checkpoint(self, epoch: int) -> None:
@@ -411,6 +411,9 @@ class Trainer:
             where = f"last good checkpoint: {self.last_good}" if self.last_good else "no checkpoint was written"
             raise TrainingError(f"training diverged by {when}: {diverged}; stopped, {where} "
                                 f"(lower training.optimizer.lr, or set training.grad_clip)")
+        if not self.world.main:  # rank 0 writes the checkpoint (the ranks hold the same state)
+            self.last_good = path
+            return
         ckpt.save(path, {
             "spec_hash": self.spec_hash, "epoch": epochs_done, "step": self.step, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
