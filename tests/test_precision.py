@@ -164,3 +164,29 @@ def test_meta_learning_refuses_a_precision_it_would_ignore():
 
     (result,) = validate_file(REPO / "specs" / "meta-maml.yaml", ["training.precision=bf16"])
     assert [(d.path, d.code) for d in result.errors] == [("training.precision", "incompatible")]
+
+
+@pytest.mark.parametrize("method", ["ew", "pcgrad"])
+def test_a_channels_last_step_equals_the_default_step_up_to_rounding(tmp_path, method):
+    """training.channels_last changes the memory order, not the model: one step's weights agree
+    with the default order's to 1e-4 of the largest change (convolution kernels sum in another order)."""
+    _, built = _built(tmp_path, [f"weighting.type={method}"])
+    batch = _batch(built)
+    plain, _ = _steps(built, [batch], None)
+    model = copy.deepcopy(built.model)
+    model.use_channels_last()
+    assert any(p.dim() == 4 and p.shape[1] > 1 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
+               for p in model.parameters())
+    fast, _ = _steps(built, [batch], None, model)
+    start = built.model.state_dict()
+    largest = max(float((plain.state_dict()[k].float() - start[k].float()).abs().max()) for k in start)
+    worst = max(float((fast.state_dict()[k].float() - plain.state_dict()[k].float()).abs().max()) for k in start)
+    assert 0 < worst <= 1e-4 * largest or worst == 0, (worst, largest)
+
+
+def test_a_run_in_channels_last_order_trains_and_evaluates(tmp_path):
+    from conftest import run_result
+
+    result, _ = _built(tmp_path, ["training.channels_last=true", "training.epochs=1"])
+    outcome = run_result(result, tmp_path / "runs")
+    assert all(v == v for task in outcome.report["tasks"].values() for v in task["metrics"].values())

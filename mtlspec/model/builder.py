@@ -27,8 +27,17 @@ class MultiTaskModel(nn.Module):
         super().__init__()
         self.topology = topology
         self.heads = nn.ModuleDict(heads)
+        self.channels_last = False  # training.channels_last: images and 4-d weights in NHWC order (use_channels_last)
+
+    def use_channels_last(self) -> None:
+        """Convolutions in channels-last (NHWC) memory order: the weights now, each batch of images
+        as it comes in."""
+        self.channels_last = True
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, images: torch.Tensor) -> dict[str, Any]:
+        if self.channels_last and images.dim() == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
         features = self.topology(images)
         return {task: head(features[task]) for task, head in self.heads.items()}
 

@@ -188,6 +188,8 @@ class Trainer:
         self._scan()
         self.model, self.weighting, self.task_types = built.model, built.weighting, built.task_types
         self.model.to(self.device)
+        if spec.training.channels_last:
+            self.model.use_channels_last()
         self.optimizer = build_optimizer(spec.training.optimizer, list(self.model.parameters()))
         if self.weighting.parameters():  # the method's own learned weights, without weight decay
             self.optimizer.add_param_group({"params": self.weighting.parameters(), "weight_decay": 0.0})
