@@ -162,7 +162,7 @@ def run(
     if resume is not None and len(results) > 1:
         _fail_usage("--resume continues one run; this spec has a matrix of several")
     console = Console(stderr=True, highlight=False, emoji=False)  # ":100:" in a message is a line number, not an emoji
-    from mtlspec.run_command import distributed_refusal, launch_ranks, rank_main
+    from mtlspec.run_command import baseline_job, baseline_specs, distributed_refusal, launch_ranks, rank_main
 
     torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
     if nproc > 1 or torchrun:
@@ -177,13 +177,21 @@ def run(
             rank_main(*arguments)
             raise typer.Exit(0)
         raise typer.Exit(launch_ranks(nproc, *arguments))
-    if jobs > 1 and len(results) > 1:
+    if jobs > 1 and len(results) > 1 and any(r.spec.ensemble is not None for r in results):
+        _fail_usage("--jobs: this matrix trains ensembles, whose members parallel jobs would train several times over at once; "
+                    "run it without --jobs")
+    baselines = baseline_specs(results) if jobs > 1 and resume is None else []
+    if baselines:  # first the single-task baselines, in parallel; the combinations then find them done
         from mtlspec.parallel import run_jobs
 
-        shared = [r.spec.name for r in results if r.spec.ensemble is not None or r.spec.evaluation.baseline.type == "single_task"]
-        if shared:
-            _fail_usage("--jobs: this matrix trains ensembles or single-task baselines, which parallel jobs would train several times "
-                        "over at once; run it without --jobs")
+        typer.echo(f"--jobs: training {len(baselines)} single-task baseline(s) first, {min(jobs, len(baselines))} at a time", err=True)
+        trained = run_jobs(baseline_job, spec, set_ or [], allow or [], len(baselines), out, jobs)
+        failed = [status for _, status in trained if status]
+        if failed:
+            typer.echo(f"error: {len(failed)} of {len(baselines)} baseline(s) did not finish; no combination was started", err=True)
+            raise typer.Exit(max(failed))
+    if jobs > 1 and len(results) > 1:
+        from mtlspec.parallel import run_jobs
 
         outcomes = [(Path(d) if d else None, status) for d, status in run_jobs(combination, spec, set_ or [], allow or [], len(results), out, jobs)]
         done = [d for d, _ in outcomes if d is not None]

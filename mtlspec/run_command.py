@@ -85,8 +85,10 @@ class _Stopped(int):
 EXIT_STOPPED = _Stopped(EXIT_FAILED)
 
 
-def execute_one(request, out: Path, resume: Optional[Path], console, quiet: bool):
-    """Run one concrete spec (or its ensemble); returns (outcome or None, exit status), a failure in one line."""
+def execute_one(request, out: Path, resume: Optional[Path], console, quiet: bool, reuse: bool = False):
+    """Run one concrete spec (or its ensemble); returns (outcome or None, exit status), a failure in
+    one line. `reuse`: a finished run of the same spec under `out` is the outcome, and a stopped one
+    is resumed (train_or_reuse: how single-task baselines are trained)."""
     import contextlib
     import signal
 
@@ -108,7 +110,13 @@ def execute_one(request, out: Path, resume: Optional[Path], console, quiet: bool
     try:
         with contextlib.ExitStack() as stack:
             callbacks = [] if quiet else [stack.enter_context(RunProgress(console))]
-            outcome = execute(request, out, resume, log, callbacks)
+            if reuse:
+                from mtlspec.run import Outcome, train_or_reuse
+
+                found = train_or_reuse(request.spec, request.file, out, log, f"baseline: {request.name}")
+                outcome = Outcome(Path(found["run_dir"]), found["report"])
+            else:
+                outcome = execute(request, out, resume, log, callbacks)
     except SpecError as exc:
         for d in exc.diagnostics:
             typer.echo(d.format(), err=True)
@@ -227,3 +235,48 @@ def launch_ranks(nproc: int, spec_file: str, overrides: list[str], allow: list[s
         for s, handler in previous.items():
             signal.signal(s, handler)
     return EXIT_OK
+
+
+def baseline_specs(results: list) -> list[tuple[int, str]]:
+    """The single-task baselines the combinations need, each once: (combination, task) of the first
+    combination that needs each distinct spec (combinations sharing a baseline train it once)."""
+    from mtlspec.baselines import single_task_spec
+    from mtlspec.report.manifest import spec_hash
+
+    seen: set[str] = set()
+    out = []
+    for index, result in enumerate(results):
+        if result.spec.evaluation.baseline.type != "single_task":
+            continue
+        for task in result.spec.tasks:
+            digest = spec_hash(single_task_spec(result.spec, task))
+            if digest not in seen:
+                seen.add(digest)
+                out.append((index, task))
+    return out
+
+
+def baseline_job(spec_file: str, overrides: list[str], allow: list[str], index: int, out: str) -> tuple[str | None, int]:
+    """In a `--jobs` process: train (or reuse, or resume) the index-th baseline of baseline_specs.
+    Returns (run directory or None, exit status)."""
+    from rich.console import Console
+
+    from mtlspec.baselines import single_task_spec
+    from mtlspec.parallel import stopped
+    from mtlspec.run import RunRequest
+
+    results = runnable(Path(spec_file), overrides, [Path(a) for a in allow])
+    combination, task = baseline_specs(results)[index]
+    name = f"{results[combination].spec.name} baseline {task}"
+    if stopped():
+        typer.echo(f"{name}: not started (the sweep was stopped)", err=True)
+        return None, EXIT_FAILED
+    request = RunRequest(single_task_spec(results[combination].spec, task), results[combination].file)
+    console = Console(stderr=True, highlight=False, emoji=False)
+
+    class Prefixed:
+        def print(self, message: str, **kwargs: Any) -> None:
+            console.print(f"[{name}] {message}", soft_wrap=True, **kwargs)
+
+    outcome, status = execute_one(request, Path(out), None, Prefixed(), quiet=True, reuse=True)
+    return (str(outcome.run_dir) if outcome is not None else None), int(status)

@@ -85,3 +85,25 @@ def test_a_stopped_sweep_starts_no_further_combination_and_its_jobs_stop_with_a_
     manifests = [json.loads(m.read_text()) for m in (tmp_path / "runs").rglob("manifest.json")]
     assert 1 <= len(manifests) <= int(jobs) and all(m["status"] == "interrupted" for m in manifests), manifests  # none finished
     assert all(list((m.parent / "checkpoints").iterdir()) for m in (tmp_path / "runs").rglob("manifest.json"))
+
+
+def test_jobs_train_the_single_task_baselines_first_each_once(tmp_path):
+    """A matrix of two combinations that share their single-task baselines (the weighting does not
+    change a single-task spec): --jobs 2 trains the two baselines in parallel, once each, then the
+    combinations, which reuse them and report their Δm."""
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(tiny_spec("sweep", "largest: {type: classification, dataset: digits, label: largest_digit}\n"
+                                       "seg: {type: segmentation, dataset: digits}\n",
+                              "training: {epochs: 1, device: cpu, threads: 1}\nreport: {formats: [json], plots: false}\n"
+                              "evaluation: {baseline: {type: single_task}}\nmatrix:\n  weighting.type: [ew, uw]\n"))
+    env = {**os.environ, "MTLSPEC_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "mtlspec", "run", str(spec), "--quiet", "--out", str(tmp_path / "runs"), "--jobs", "2"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "training 2 single-task baseline(s) first, 2 at a time" in done.stderr
+    baselines = sorted(p.name for p in (tmp_path / "runs").iterdir() if ".single." in p.name)
+    assert len(baselines) == 2 and all(len(list((tmp_path / "runs" / b).iterdir())) == 1 for b in baselines)
+    for variant in ("weighting=ew", "weighting=uw"):
+        (run_dir,) = (tmp_path / "runs" / "sweep" / variant).iterdir()
+        assert json.loads((run_dir / "report.json").read_text()).get("delta_m") is not None
+    assert done.stderr.count("reusing") >= 4  # each combination found both baselines done
