@@ -14,9 +14,15 @@ from mtlspec.language.root import Spec
 def single_task_spec(spec: Spec, task: str) -> Spec:
     """The spec with one task: same data, backbone, neck, optimiser and budget; no weighting to
     choose (ew), no ensemble, no baseline of its own; hard sharing (with one task, a plain network)."""
+    from mtlspec.tasks import task_type_class
+
     data = spec.model_dump(mode="json")
     data["name"] = f"{spec.name}.single.{task}"
-    data["tasks"] = {task: data["tasks"][task]}
+    kept = data["tasks"][task]
+    for name, section in spec.tasks.items():  # images the joint run holds out stay out of the baseline's training
+        if name != task:
+            data["data"]["held_out_classes"] += [e for e in task_type_class(section.type).holds_out(section) if e["dataset"] == kept["dataset"]]
+    data["tasks"] = {task: kept}
     data["model"]["sharing"] = {"type": "hps"}
     data["weighting"] = {"type": "ew"}
     data["ensemble"] = None

@@ -34,22 +34,23 @@ class Built:
                              sources=self.sources if split == "train" else None)
 
 
-def build_task_types(spec: Any, sources: dict[str, Any]) -> dict[str, Any]:
-    """A task type per task, its class count from the spec or else its dataset's training split."""
+def build_task_types(spec: Any, sources: dict[str, Any], data_root: Path = Path(".")) -> dict[str, Any]:
+    """A task type per task, its class count from the spec or else its dataset's training split
+    (files a task's section names, relative to `data_root`)."""
     out = {}
     for name, section in spec.tasks.items():
         cls = task_type_class(section.type)
         if spec.meta is not None and name == spec.meta.task:  # a meta-learned head answers `ways` classes of an episode
             out[name] = cls(name, spec.meta.episodes.ways, section)
             continue
-        out[name] = cls(name, cls.classes(section, sources[section.dataset]), section)
+        out[name] = cls.create(name, section, sources[section.dataset], data_root)
     return out
 
 
 def build(spec: Any, data_root: Path = Path("."), sources: dict[str, Any] | None = None) -> Built:
     """Everything a spec compiles to; model.builder.BuildError names the parts that cannot be built."""
     sources = sources if sources is not None else build_sources(spec, "train", data_root)
-    task_types = build_task_types(spec, sources)
+    task_types = build_task_types(spec, sources, data_root)
     model = build_model(spec, task_types, data_root)
     weighting = METHODS[spec.weighting.type](list(spec.tasks), spec.weighting)
     return Built(spec, data_root, sources, task_types, model, weighting)

@@ -50,7 +50,12 @@ def data_check(result: Result, decode: str = "sample") -> tuple[list[Diagnostic]
             except DataError as exc:
                 out.append(_at(result, ("data", "datasets", name), "bad-data", f"{split} split: {exc}"))
     sources = {name: opened[name, "train"] for name in used if (name, "train") in opened}
-    task_types = build_task_types(spec, sources) if len(sources) == len(used) else None
+    task_types = None
+    if len(sources) == len(used):
+        try:
+            task_types = build_task_types(spec, sources, base)
+        except DataError as exc:  # a zero-shot task's class table against its dataset's classes
+            out.append(_at(result, ("tasks",), "bad-data", str(exc)))
     for (name, split), source in opened.items():
         errors = scan({name: source}, decode=decode, task_types=task_types)
         out.extend(_at(result, ("data", "datasets", name), "bad-data", f"{split} split: {error}") for _, error in errors[:20])
@@ -81,6 +86,8 @@ def model_check(result: Result, sources: dict[str, Any] | None = None, batch: in
             built = build(spec, Path(result.file).resolve().parent, sources)
         except BuildError as exc:
             return [_at(result, where, "build-error", why) for where, why in exc.problems]
+        except DataError as exc:  # a zero-shot task's class table against its dataset's classes
+            return [_at(result, ("tasks",), "bad-data", str(exc))]
         topology = built.model.topology
         try:
             features = topology(torch.empty(batch, 3, size, size))

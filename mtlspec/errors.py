@@ -101,6 +101,9 @@ CODES = {
     "not-implemented": "(warning) part of the language this version cannot run yet",
     "bad-data": "(--deep) a dataset's files or annotations are wrong; the message names the file and sample",
     "build-error": "(--deep, and `run` before it writes anything) the model cannot be built, or a head's output does not have the shape its task needs",
+    "bad-table": "a zero-shot task's class attribute table cannot be used; the message names the table's line",
+    "undescribed-class": "a class (an unseen one, or any class of the dataset) has no row in the zero-shot task's attribute table",
+    "unseen-leak": "(warning) another task trains on labelled images of the classes a zero-shot task holds out",
     "invalid": "any other invalid value (the message says why)",
     "internal-error": "a bug in mtlspec stopped a check; please report it",
 }

@@ -32,6 +32,15 @@ def spec(*extra: str, replace: tuple[str, str] | None = None, drop: str | None =
 # `where` is the column, or a snippet of that line with '^' before the character meant: the
 # column is then found by searching the text, independently of the YAML parser.
 CASES = [
+    ("zero-shot-table-missing", spec(replace=("  seg: {type: segmentation, dataset: digits}\n",
+                                              "  zs: {type: zero_shot, dataset: digits, label: largest_digit, attributes: nowhere.csv, unseen: [3]}\n")),
+     [("bad-table", "tasks.zs.attributes", 8, "^nowhere")]),
+    ("zero-shot-unseen-undescribed", spec(replace=("  seg: {type: segmentation, dataset: digits}\n",
+                                                   "  zs: {type: zero_shot, dataset: digits, label: largest_digit, attributes: multidigits, unseen: [3, 12]}\n")),
+     [("undescribed-class", "tasks.zs.unseen.1", 8, "^12"), ("invalid", "tasks.zs.unseen.1", 8, "^12")]),
+    ("zero-shot-label-without-classes", spec(replace=("  seg: {type: segmentation, dataset: digits}\n",
+                                                      "  zs: {type: zero_shot, dataset: digits, label: num_digits, attributes: multidigits, unseen: [1]}\n")),
+     [("label-not-provided", "tasks.zs.label", 8, "^num_digits")]),
     ("unknown-top-level-key", spec("seeds: 1"), [("unknown-key", "seeds", 9, 1)]),
     ("unknown-task-key", spec(replace=("dataset: digits}", "dataset: digits, lossweight: 2}")), [("unknown-key", "tasks.seg.lossweight", 8, "^lossweight")]),
     ("missing-name", spec(drop="name:"), [("missing-key", "name", 1, 1)]),
@@ -107,8 +116,8 @@ def test_broken_spec_reports_exactly(text, expected, write):
     expected = [(code, path, line, column(text, line, where)) for code, path, line, where in expected]
     path = write("spec.yaml", text)
     results = validate_file(path)
-    errors = sorted({(d.code, d.path, d.line, d.col) for r in results for d in r.errors}, key=lambda e: (e[2], e[3]))
-    assert errors == sorted(expected, key=lambda e: (e[2], e[3]))
+    errors = sorted({(d.code, d.path, d.line, d.col) for r in results for d in r.errors}, key=lambda e: (e[2], e[3], e[0]))
+    assert errors == sorted(expected, key=lambda e: (e[2], e[3], e[0]))
     for result in results:
         assert all(d.code == "not-implemented" for d in result.warnings)
         assert all(d.file == str(path) for d in result.errors)
@@ -126,6 +135,7 @@ ELSEWHERE = {
     "not-implemented": "a warning, and every type the language has runs: test_run's refusal test",
     "unusual-value": "a warning: test_reliability_validate",
     "internal-error": "a bug: the property tests assert it never occurs",
+    "unseen-leak": "a warning: test_zero_shot",
 }
 
 

@@ -156,11 +156,31 @@ def training_view(spec: Any, sources: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for name, source in sources.items():
         indices = np.arange(len(source))
+        held_out = held_out_samples(spec, name, source)
+        if held_out is not None:
+            indices = indices[~held_out]
         if spec.data.holdout is not None:
             indices = indices[fold_ids(len(source), spec.data.holdout.folds) != spec.data.holdout.fold]
         if spec.data.bootstrap is not None:
             indices = indices[bootstrap_indices(len(indices), spec.data.bootstrap)]
         out[name] = source if len(indices) == len(source) and (indices == np.arange(len(source))).all() else IndexedSource(source, indices)
+    return out
+
+
+def held_out_samples(spec: Any, name: str, source: Any) -> Any:
+    """Which training samples of dataset `name` no task trains on, as a mask (None where none):
+    data.held_out_classes, and the classes its tasks hold out (a zero-shot task's unseen ones)."""
+    from mtlspec.data.dataset import samples_labelled
+    from mtlspec.tasks import task_type_class
+
+    entries = [e.model_dump() for e in spec.data.held_out_classes]
+    entries += [e for t in spec.tasks.values() for e in task_type_class(t.type).holds_out(t)]
+    masks = [samples_labelled(source, e["label"], [str(c) for c in e["classes"]]) for e in entries if e["dataset"] == name]
+    if not masks:
+        return None
+    out = masks[0]
+    for mask in masks[1:]:
+        out = out | mask
     return out
 
 

@@ -86,6 +86,21 @@ def labels_of(source: Any, index: int) -> dict:
     return source.labels(index) if hasattr(source, "labels") else source.record(index)["labels"]
 
 
+def samples_labelled(source: Any, label: str, classes: list[str]) -> np.ndarray:
+    """Which samples of a source have `label` equal to one of `classes` (named as the source names
+    the label's classes, or class indices where it has no names), read without decoding images."""
+    names = source.label_names(label) if hasattr(source, "label_names") else None
+    wanted = {float(names.index(c)) for c in classes if c in names} if names else {float(c) for c in classes if c.lstrip("-").isdigit()}
+    mask = np.zeros(len(source), dtype=bool)
+    for index in range(len(source)):
+        value = labels_of(source, index).get(label)
+        try:
+            mask[index] = value is not None and float(value) in wanted
+        except (TypeError, ValueError):
+            pass  # not a class index: the data scan names it
+    return mask
+
+
 def task_targets(dataset: "MultiTaskDataset", task: str, dense_limit: int = 500) -> list[Any]:
     """The targets of a task over the training samples of its dataset: every labelled sample for
     image labels (read without decoding images), up to `dense_limit` samples spread evenly over

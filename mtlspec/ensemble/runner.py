@@ -169,7 +169,7 @@ def run_ensemble(request: Any, out_root: Path, log: Log, train_or_reuse: TrainOr
     started = now()
     data_root = Path(request.file).resolve().parent
     sources = build_sources(spec, "train", data_root)
-    task_types = build_task_types(spec, sources)
+    task_types = build_task_types(spec, sources, data_root)
     members, boosters = _members(spec, request.file, out_root, task_types, sources, log, train_or_reuse)
     fitted = _fit_weights(spec, members, data_root)
     stackers = _stackers(spec, members, request.file, out_root, sources, log, train_or_reuse)

@@ -28,7 +28,7 @@ def vocabulary(task_types: dict[str, Any], sources: dict[str, Any]) -> dict[str,
         source = sources.get(tt.spec.dataset)
         out[name] = {"type": tt.name, "num_classes": int(tt.num_classes),
                      "names": tt.class_names(tt.spec, source) if source is not None else None,
-                     "category_ids": tt.category_ids(tt.spec, source) if source is not None else None}
+                     "category_ids": tt.category_ids(tt.spec, source) if source is not None else None, **tt.saved()}
     return out
 
 
@@ -93,7 +93,7 @@ def load_run(run_dir: Path) -> Loaded:
         state = ckpt.load(latest, digest)
         tasks = _tasks_from_data(spec, run_dir)
         selected, epoch = f"the latest checkpoint ({latest.name}; this run predates {FILE})", int(state["epoch"])
-    task_types = {name: task_type_class(section.type)(name, int(tasks[name]["num_classes"]), section) for name, section in spec.tasks.items()}
+    task_types = {name: task_type_class(section.type).restore(name, section, tasks[name]) for name, section in spec.tasks.items()}
     model = build_model(spec, task_types)
     model.load_state_dict(state["model"])
     model.eval()
@@ -109,7 +109,7 @@ def _tasks_from_data(spec: Any, run_dir: Path) -> dict[str, dict[str, Any]]:
     manifest = json.loads((run_dir / "manifest.json").read_text()) if (run_dir / "manifest.json").is_file() else {}
     root = Path(manifest.get("spec_file") or run_dir / "spec.resolved.yaml").resolve().parent
     sources = build_sources(spec, "train", root)
-    return vocabulary(build_task_types(spec, sources), sources)
+    return vocabulary(build_task_types(spec, sources, root), sources)
 
 
 def refuse_meta(loaded: Loaded, what: str) -> None:

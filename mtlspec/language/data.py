@@ -105,7 +105,8 @@ class MultiDigits(Section):
     def provides(cls, raw: dict) -> dict[str, set[str] | None]:
         """Task type -> the label names this dataset gives it (set() for labels without a name:
         boxes, masks, depth; None: any name)."""
-        return {"classification": {"largest_digit", "smallest_digit", "num_digits"}, "multilabel": {"present"},
+        return {"classification": {"largest_digit", "smallest_digit", "num_digits"}, "zero_shot": {"largest_digit", "smallest_digit"},
+                "multilabel": {"present"},
                 "regression": {"count", "mean_digit", "digit_sum"}, "detection": set(), "segmentation": set(),
                 "instance_segmentation": set(), "depth": set()}
 
@@ -136,6 +137,8 @@ class Coco(Section):
         attributes = raw.get("attributes")
         for name, task_type in (attributes.items() if isinstance(attributes, dict) else []):
             out.setdefault(str(task_type), set()).add(name)  # type: ignore[union-attr]
+        if "classification" in out:  # a class attribute can be a zero-shot task's classes
+            out["zero_shot"] = set(out["classification"])  # type: ignore[arg-type]
         return out
 
 
@@ -155,7 +158,7 @@ class AttributeTable(Section):
     def provides(cls, raw: dict) -> dict[str, set[str] | None]:
         columns = raw.get("columns")
         known = set(columns) if isinstance(columns, list) else None
-        return {"classification": known, "regression": known, "multilabel": {"attributes"}}
+        return {"classification": known, "zero_shot": known, "regression": known, "multilabel": {"attributes"}}
 
 
 class ImageFolder(Section):
@@ -167,7 +170,7 @@ class ImageFolder(Section):
 
     @classmethod
     def provides(cls, raw: dict) -> dict[str, set[str] | None]:
-        return {"classification": {"class"}}
+        return {"classification": {"class"}, "zero_shot": {"class"}}
 
 
 class DenseFolder(Section):
@@ -251,6 +254,15 @@ class Holdout(Section):
     """Which fold to leave out, counted from 0."""
 
 
+class HeldOutClasses(Section):
+    """Training samples of a dataset whose label is one of some classes, dropped for every task."""
+
+    dataset: Name
+    label: Name
+    classes: Annotated[list[Union[Name, int]], Field(min_length=1)]
+    """The classes as the dataset names them (class indices where the label has no names)."""
+
+
 class Data(Section):
     datasets: Annotated[dict[Name, Dataset], Field(min_length=1)]
     sampling: Sampling = Proportional(type="proportional")
@@ -268,6 +280,10 @@ class Data(Section):
     replacement), drawn with this seed; bagging sets it for each member."""
     holdout: Holdout | None = None
     """Train without one fold of each training set; stacking sets it for its out-of-fold members."""
+    held_out_classes: list[HeldOutClasses] = []
+    """Training samples no task trains on (validation and test keep them). A zero-shot task holds
+    out its unseen classes' images itself (hold_out_images); single-task baselines derived from a
+    spec with one get its entry here, so they train on the same images as the joint run."""
     sample_overrides: str | None = None
     """An .npz file of per-task sample weights (`weight/<task>/<dataset>`) and regression targets
     (`target/<task>/<dataset>`), one value per training sample; boosting writes one per member."""

@@ -109,14 +109,14 @@ TRAINS_MEMBERS = ("bagging", "boosting", "snapshot")
 BOOSTED_TASK_TYPES = ("classification", "regression")
 # The task types each combining strategy applies to.
 STRATEGY_TASK_TYPES = {
-    "mean": ("classification", "multilabel", "regression", "segmentation", "depth"),
+    "mean": ("classification", "multilabel", "regression", "segmentation", "depth", "zero_shot"),
     "weighted_mean": ("classification", "multilabel", "regression", "segmentation", "depth"),
-    "vote": ("classification", "multilabel"),
+    "vote": ("classification", "multilabel", "zero_shot"),
     "stacking": ("classification", "multilabel", "regression"),
     "box_fusion": ("detection",),
-    "bagging": ("classification", "multilabel", "regression", "detection", "segmentation", "depth"),
+    "bagging": ("classification", "multilabel", "regression", "detection", "segmentation", "depth", "zero_shot"),
     "boosting": ("classification", "multilabel", "regression", "detection", "segmentation", "depth"),
-    "snapshot": ("classification", "multilabel", "regression", "detection", "segmentation", "depth"),
+    "snapshot": ("classification", "multilabel", "regression", "detection", "segmentation", "depth", "zero_shot"),
 }
 
 

@@ -125,8 +125,57 @@ class Depth(TaskBase):
     metrics: list[Literal["abs_err", "rel_err", "delta1"]] = ["abs_err", "rel_err", "delta1"]
 
 
+class ZeroShot(TaskBase):
+    """Classes never seen in training, recognised from their descriptions (attribute-based zero-shot
+    learning): the head maps an image into the attribute space of a class x attribute table, and a
+    class scores by its compatibility with the image there. The `unseen` classes train nothing;
+    they are only described. Scored as Xian et al. (TPAMI 2018) do: per-class top-1 among the unseen
+    classes (ZSL), and over all classes (generalized ZSL: u, s and their harmonic mean H), with
+    calibrated stacking's seen-unseen curve (Chao et al., ECCV 2016) in the report."""
+
+    DIRECTIONS: ClassVar = {"zsl_top1": True, "gzsl_u": True, "gzsl_s": True, "gzsl_h": True, "ausuc": True}
+    type: Literal["zero_shot"]
+    label: Name
+    """The class label (as a classification task of this dataset would read it)."""
+    num_classes: PositiveInt | None = None
+    """Number of classes, seen and unseen; the dataset's when absent."""
+    attributes: Annotated[str, Field(min_length=1)]
+    """The class x attribute table: a CSV file (header `class,<attribute>,...`, one row per class,
+    named as the dataset names its classes; relative to the spec), or `multidigits` for the table
+    shipped for the embedded dataset's digits."""
+    unseen: Annotated[list[Union[Name, int]], Field(min_length=1)]
+    """The classes held out of training, as the table names them; the others are the seen classes."""
+    method: Literal["dap", "eszsl", "ale", "sje"] = "ale"
+    """How an image and a class description are matched: `dap` (Lampert et al., CVPR 2009 / TPAMI
+    2014: one probabilistic classifier per attribute, classes by their attributes' posterior),
+    `eszsl` (Romera-Paredes & Torr, ICML 2015: a bilinear map fitted by squared loss; closed form on
+    fixed features), `ale` (Akata et al., CVPR 2013 / TPAMI 2016: a bilinear compatibility trained
+    with a weighted approximate ranking loss) or `sje` (Akata et al., CVPR 2015: the same
+    compatibility with a structured max-margin loss)."""
+    eszsl_gamma: Annotated[float, Field(ge=0, le=1e6)] = 1e-3
+    """ESZSL's gamma (the penalty on the attributes' projection into feature space, ||VS||^2), per
+    training sample: the paper's gamma over N samples is N times this."""
+    eszsl_lambda: Annotated[float, Field(ge=0, le=1e6)] = 1e-3
+    """ESZSL's lambda (the penalty on the features' projection into attribute space, ||X^T V||^2)."""
+    calibration: Annotated[float, Field(ge=-1e3, le=1e3)] = 0.0
+    """Calibrated stacking (Chao et al., ECCV 2016): subtracted from every seen class's score before
+    predicting, so unseen classes are not drowned by the seen ones the model was trained on. The
+    report's seen-unseen curve shows the trade-off over all values; choose one on validation data."""
+    hold_out_images: bool = True
+    """Training drops every sample of this dataset whose label is an unseen class, for every task
+    (no task's loss trains the shared network on images of unseen classes: the protocol of Xian et
+    al.). False: only this task skips them, and the other tasks on the dataset train on them."""
+    hidden: PositiveInt = 128
+    """Width of the image embedding the map into attribute space starts from."""
+    metrics: list[Literal["zsl_top1", "gzsl_u", "gzsl_s", "gzsl_h", "ausuc"]] = ["zsl_top1", "gzsl_u", "gzsl_s", "gzsl_h", "ausuc"]
+
+    @property
+    def unseen_names(self) -> list[str]:
+        return [str(u) for u in self.unseen]
+
+
 Task = Annotated[
-    Union[Classification, Multilabel, Regression, Detection, Segmentation, InstanceSegmentation, Depth],
+    Union[Classification, Multilabel, Regression, Detection, Segmentation, InstanceSegmentation, Depth, ZeroShot],
     Field(discriminator="type"),
 ]
 

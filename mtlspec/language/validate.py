@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from mtlspec.data.formats.class_attributes import BUILTIN
 from mtlspec.errors import Diagnostic, UsageError
 from mtlspec.language.checks import Finding, check, check_capabilities, check_matrix, entries, get_in
+from mtlspec.language.checks.class_tables import check_class_tables
 from mtlspec.language.compose import apply_overrides, expand_matrix, load_with_extends, override_label, under_matrix
 from mtlspec.language.diagnose import structural
 from mtlspec.language.paths import Roots, is_dir, is_file
@@ -145,6 +147,9 @@ def _named_paths(data: dict) -> list[tuple[tuple, str, tuple]]:
             for split, value in (annotations.items() if isinstance(annotations, dict) else []):
                 out.append((at + ("annotations", split), value, relative))
     out.append((("data", "sample_overrides"), get_in(data, "data", "sample_overrides"), ()))
+    for name, task in entries(data.get("tasks")).items():  # a zero-shot task's class table (or a shipped one's keyword)
+        if task.get("type") == "zero_shot" and task.get("attributes") not in BUILTIN:
+            out.append((("tasks", name, "attributes"), task.get("attributes"), ()))
     init = get_in(data, "model", "backbone", "init")
     if isinstance(init, dict):
         out.append((("model", "backbone", "init", "checkpoint"), init.get("checkpoint"), ()))
@@ -218,7 +223,7 @@ def validate_file(path: Path, overrides: list[str] | tuple[str, ...] = (), shown
             findings = [Finding((), "internal-error", f"mtlspec could not finish checking this spec ({type(exc).__name__}: {exc}); please report it")]
         base = Path(path).resolve().parent
         members, member_diags = _member_specs(variant.doc.data, model, base, file, _seen | {Path(path).resolve()}, roots)
-        findings += members + _path_findings(variant.doc.data, base, roots)
+        findings += members + _path_findings(variant.doc.data, base, roots) + check_class_tables(variant.doc.data, base, roots)
         diags = variant.doc.diagnostics + matrix_diags + diags + member_diags + [_located(f, variant.doc) for f in findings]
         results.append(Result(file, variant.name, _unique_sorted(diags), model if not [d for d in diags if d.severity == "error"] else None))
     return results

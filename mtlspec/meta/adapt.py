@@ -46,10 +46,8 @@ def _new_task(task_spec: Path) -> tuple[Any, str]:
     if result.errors:
         raise SpecError(result.errors)
     from mtlspec.tasks import task_type_class
-    from mtlspec.tasks.base import Form
 
-    tasks = [name for name, section in result.spec.tasks.items()
-             if task_type_class(section.type).form in (Form.CLASS_PROBABILITIES, Form.LABEL_PROBABILITIES)]
+    tasks = [name for name, section in result.spec.tasks.items() if task_type_class(section.type).episodic]
     if len(result.spec.tasks) != 1 or not tasks:
         raise UsageError(f"{task_spec} must have exactly one task, of type classification or multilabel (it has: "
                          f"{', '.join(f'{n} ({s.type})' for n, s in result.spec.tasks.items())})")

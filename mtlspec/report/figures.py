@@ -164,7 +164,8 @@ def time_figure(timings: list[dict[str, Any]]) -> Figure | None:
 
 def detail_figures(task: str, details: dict[str, Any]) -> list[Figure]:
     """A task's final-evaluation details: the confusion matrix (row-normalised), per-class scores,
-    and the precision-recall curve at IoU 0.50 for detection and instance segmentation."""
+    the precision-recall curve at IoU 0.50 for detection and instance segmentation, and a zero-shot
+    task's seen-unseen curve."""
     names = details.get("names") or []
     out = []
     if details.get("confusion") and len(details["confusion"]) <= MAX_CONFUSION:
@@ -194,6 +195,15 @@ def detail_figures(task: str, details: dict[str, Any]) -> list[Figure]:
                        for k, c in enumerate(curves) if c is not None]
         out.append(Figure(f"{task}_pr", f"{task}: precision-recall at IoU 0.50",
                           [Panel(f"{task}: precision-recall at IoU 0.50", series, "recall", "precision", y_range=(0.0, 1.02))], height=3.5))
+    curve = details.get("seen_unseen_curve")
+    if curve and curve.get("unseen"):  # a zero-shot task: calibrated stacking's sweep (Chao et al., ECCV 2016)
+        series = [Series("as the seen classes' penalty varies", curve["unseen"], curve["seen"], colour=0)]
+        best = details.get("best_h") or {}
+        if best.get("u") is not None:
+            series.append(Series(f"best H = {best['h']:.3f}", [best["u"]], [best["s"]], style="points", colour=1))
+        title = f"{task}: seen-unseen accuracy curve (its area: AUSUC)"
+        out.append(Figure(f"{task}_seen_unseen", title, [Panel(title, series, "unseen classes' accuracy (u)", "seen classes' accuracy (s)",
+                                                               y_range=(0.0, 1.02))], height=3.5))
     return out
 
 

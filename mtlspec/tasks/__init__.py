@@ -19,6 +19,7 @@ TASK_TYPES: dict[str, Any] = {
     "segmentation": "mtlspec.tasks.segmentation:Segmentation",
     "instance_segmentation": "mtlspec.tasks.instance_segmentation:InstanceSegmentation",
     "depth": "mtlspec.tasks.depth:Depth",
+    "zero_shot": "mtlspec.tasks.zero_shot:ZeroShot",
 }
 
 

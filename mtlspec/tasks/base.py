@@ -61,9 +61,26 @@ class TaskType(ABC):
     # counts by its labelled samples (mtlspec/distributed.py). Object tasks say False: MMDetection
     # normalises their losses by its own counts (positives, sampled RoIs), some across the ranks.
     mean_over_labelled = True
+    episodic = False  # whether N-way K-shot episodes of it can be drawn and a fresh head adapted to them (`mtlspec adapt`)
 
     def __init__(self, task_name: str, num_classes: int, spec: Any):
         self.task_name, self.num_classes, self.spec = task_name, num_classes, spec
+
+    @classmethod
+    def create(cls, task_name: str, spec: Any, source: Any, data_root: Any) -> "TaskType":
+        """The task type of a spec's task, from its dataset's training source (and the spec's folder,
+        `data_root`, for files the section names)."""
+        return cls(task_name, cls.classes(spec, source), spec)
+
+    def saved(self) -> dict[str, Any]:
+        """What model.pt keeps of this task type beyond its class count, so that `restore` rebuilds
+        it without the training data (a zero-shot task's class descriptions)."""
+        return {}
+
+    @classmethod
+    def restore(cls, task_name: str, spec: Any, saved: dict[str, Any]) -> "TaskType":
+        """The task type again from model.pt's entry for it (`num_classes` and what `saved` gave)."""
+        return cls(task_name, int(saved["num_classes"]), spec)
 
     # --- data ------------------------------------------------------------------------------
 
@@ -88,6 +105,12 @@ class TaskType(ABC):
         """The dataset's own ids of its classes where they are not 0..K-1 (COCO category ids), so
         predictions go back in the dataset's terms; None otherwise."""
         return None
+
+    @classmethod
+    def holds_out(cls, spec: Any) -> list[dict[str, Any]]:
+        """Classes whose training samples no task may train on, as data.held_out_classes entries
+        ({dataset, label, classes}): a zero-shot task keeps its unseen classes' images out."""
+        return []
 
     @property
     def image_level(self) -> bool:

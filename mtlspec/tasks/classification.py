@@ -26,6 +26,7 @@ class VectorHead(nn.Module):
 
 class Classification(ImageLabelTask):
     name = "classification"
+    episodic = True
     form = Form.CLASS_PROBABILITIES
 
     @classmethod

@@ -23,6 +23,7 @@ def average_precision(scores: torch.Tensor, positives: torch.Tensor) -> float:
 
 class Multilabel(ImageLabelTask):
     name = "multilabel"
+    episodic = True
     form = Form.LABEL_PROBABILITIES
 
     @classmethod

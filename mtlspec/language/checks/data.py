@@ -22,6 +22,13 @@ def check_data(data: dict) -> list[Finding]:
     if isinstance(holdout, dict) and isinstance(holdout.get("fold"), int) and isinstance(holdout.get("folds"), int) and holdout["fold"] >= holdout["folds"]:
         out.append(Finding(("data", "holdout", "fold"), "out-of-range", f"fold {holdout['fold']} of {holdout['folds']}: folds are counted from 0 to {holdout['folds'] - 1}"))
     out.extend(_sample_weights(data))
+    held = get_in(data, "data", "held_out_classes")
+    datasets = entries(get_in(data, "data", "datasets"))
+    for i, entry in enumerate(held if isinstance(held, list) else []):
+        name = entry.get("dataset") if isinstance(entry, dict) else None
+        if isinstance(name, str) and datasets and name not in datasets:
+            out.append(Finding(("data", "held_out_classes", i, "dataset"), "unknown-dataset",
+                               f"no dataset '{name}' in data.datasets; defined: {', '.join(datasets)}"))
     return out
 
 
