@@ -1,5 +1,5 @@
 """Training images per second of the quickstart's model (five tasks, FCOS detection head) at fp32,
-under bf16 autocast, and with channels_last memory format, each against fp32 measured in the same
+under bf16 autocast, with channels_last memory format and (--compile) through torch.compile, each against fp32 measured in the same
 run: the figures that decide which of these mtlspec should offer or turn on by default.
 
 One step is mtlspec's own `train_step` (forward, the five losses, the weighting method's backward,
@@ -7,7 +7,7 @@ the optimizer step) on one fixed batch of the quickstart's images. Kinds alterna
 so a machine's slow moments fall on all of them alike; medians of --steps each. On a CUDA machine
 the same kinds run on the GPU (with torch.cuda.synchronize around each step), plus fp16 autocast
 with its GradScaler, as training runs it.
-Run: .venv/bin/python bench/precision.py [--steps N] [--batch B] [--device cpu|cuda] [--spec FILE] [--set K=V ...]
+Run: .venv/bin/python bench/precision.py [--steps N] [--batch B] [--device cpu|cuda] [--spec FILE] [--set K=V ...] [--compile]
 (--spec: another model, e.g. bench/specs/dense-resnet50.yaml, compute-bound on a GPU; its training
 split is cut to the batch.)
 """
@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--spec", type=Path, default=REPO / "specs" / "quickstart.yaml")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[])
+    parser.add_argument("--compile", action="store_true", help="also fp32 and bf16 with the shared network through torch.compile "
+                                                                 "(inductor; its compile time is spent in the warm-up steps)")
     args = parser.parse_args()
     device = torch.device(args.device)
     (result,) = validate_file(args.spec, [f"data.datasets.digits.splits.train={max(args.batch, 200)}", *args.overrides])
@@ -51,9 +53,13 @@ def main() -> None:
              "bf16 channels_last": ("bf16", True)}
     if device.type == "cuda":
         kinds["fp16 autocast"] = ("fp16", False)
+    if args.compile:
+        kinds.update({"fp32 compiled": ("fp32", False), "bf16 compiled": ("bf16", False)})
     setups = {}
     for name, (precision, channels_last) in kinds.items():
         model = copy.deepcopy(built.model).to(device)
+        if name.endswith("compiled"):
+            model.compile_shared("inductor", "default")  # as training.compile does
         images = batch["image"]
         if channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -148,8 +148,9 @@ def run(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     allow: AllowOption = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Train this many matrix combinations at once, each in its own process on its share of the cores.")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Train this many matrix combinations (or an ensemble's members, or single-task baselines) at once, each in its own process on its share of the cores.")] = 1,
     nproc: Annotated[int, typer.Option("--nproc", min=1, help="Train one run on this many processes (data parallel, torch.distributed: gloo on CPU, one GPU each on CUDA); under torchrun, its ranks.")] = 1,
+    ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="Train the combinations (and baselines, ensemble members) as tasks on a Ray cluster: auto, host:port, ray://host:port, or local (a Ray instance here). The spec's folder and --out must be at the same path on every node.")] = None,
 ) -> None:
     """Compile a spec into a model, train it, evaluate it, and write a run directory with reports.
 
@@ -162,7 +163,7 @@ def run(
     if resume is not None and len(results) > 1:
         _fail_usage("--resume continues one run; this spec has a matrix of several")
     console = Console(stderr=True, highlight=False, emoji=False)  # ":100:" in a message is a line number, not an emoji
-    from mtlspec.run_command import baseline_job, baseline_specs, distributed_refusal, launch_ranks, rank_main
+    from mtlspec.run_command import baseline_job, baseline_specs, distributed_refusal, ensemble_members, launch_ranks, member_job, rank_main
 
     torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
     if nproc > 1 or torchrun:
@@ -170,39 +171,71 @@ def run(
             _fail_usage("--nproc: this process is one of torchrun's ranks already (RANK and WORLD_SIZE are set); give torchrun the process count")
         refusal = distributed_refusal(results, int(os.environ["WORLD_SIZE"]) if torchrun else nproc,
                                       int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])) if torchrun else None)
-        if refusal or jobs > 1:
-            _fail_usage(f"--nproc: {refusal or 'give --jobs or --nproc, not both'}")
+        if refusal or jobs > 1 or ray:
+            _fail_usage(f"--nproc: {refusal or 'give --jobs, --ray or --nproc, not several'}")
         arguments = (str(spec), list(set_ or []), [str(a) for a in allow or []], str(out), str(resume) if resume else None, quiet)
         if torchrun:
             rank_main(*arguments)
             raise typer.Exit(0)
         raise typer.Exit(launch_ranks(nproc, *arguments))
-    if jobs > 1 and len(results) > 1 and any(r.spec.ensemble is not None for r in results):
-        _fail_usage("--jobs: this matrix trains ensembles, whose members parallel jobs would train several times over at once; "
-                    "run it without --jobs")
-    baselines = baseline_specs(results) if jobs > 1 and resume is None else []
-    if baselines:  # first the single-task baselines, in parallel; the combinations then find them done
-        from mtlspec.parallel import run_jobs
+    if ray and jobs > 1:
+        _fail_usage("--ray: Ray schedules the jobs on the cluster's resources; give --ray or --jobs, not both")
+    if ray and resume is not None:
+        _fail_usage("--ray: --resume continues one run here; run it without --ray")
+    parallel = jobs > 1 or ray is not None
+    if parallel and len(results) > 1 and any(r.spec.ensemble is not None for r in results):
+        _fail_usage(f"{'--ray' if ray else '--jobs'}: this matrix trains ensembles, whose members parallel jobs would train several "
+                    f"times over at once; run it without {'--ray' if ray else '--jobs'}")
+    if ray:
+        from functools import partial
 
-        typer.echo(f"--jobs: training {len(baselines)} single-task baseline(s) first, {min(jobs, len(baselines))} at a time", err=True)
-        trained = run_jobs(baseline_job, spec, set_ or [], allow or [], len(baselines), out, jobs)
-        failed = [status for _, status in trained if status]
-        if failed:
-            typer.echo(f"error: {len(failed)} of {len(baselines)} baseline(s) did not finish; no combination was started", err=True)
-            raise typer.Exit(max(failed))
-    if jobs > 1 and len(results) > 1:
-        from mtlspec.parallel import run_jobs
+        from mtlspec.parallel_ray import connect, disconnect, resources, run_on_ray
 
-        outcomes = [(Path(d) if d else None, status) for d, status in run_jobs(combination, spec, set_ or [], allow or [], len(results), out, jobs)]
-        done = [d for d, _ in outcomes if d is not None]
+        try:
+            connect(ray)
+        except UsageError as exc:
+            _fail_usage(str(exc))
+        in_parallel = partial(run_on_ray, address=ray, ask=resources(results[0].spec))
     else:
-        outcomes = []
-        for result in results:
-            outcome, status = execute_one(RunRequest.of(result), out, resume, console, quiet)
-            outcomes.append((outcome, status))
-            if status is EXIT_STOPPED:  # a stop signal ends the sweep, not only this combination
-                break
-        done = [outcome.run_dir for outcome, _ in outcomes if outcome is not None]
+        from mtlspec.parallel import run_jobs
+
+        def in_parallel(task, *args):
+            return run_jobs(task, *args, jobs)
+
+    flag = "--ray" if ray else "--jobs"
+
+    def pace(count: int) -> str:
+        return "as Ray tasks" if ray else f"{min(jobs, count)} at a time"
+
+    try:
+        def first(task, count: int, what: str, otherwise: str) -> None:
+            """`count` jobs before the combinations, in parallel; the combinations then find them done."""
+            typer.echo(f"{flag}: training {what} first, {pace(count)}", err=True)
+            failed = [status for _, status in in_parallel(task, spec, set_ or [], allow or [], count, out) if status]
+            if failed:
+                typer.echo(f"error: {len(failed)} of {count} did not finish; {otherwise}", err=True)
+                raise typer.Exit(max(failed))
+
+        baselines = baseline_specs(results) if parallel and resume is None else []
+        if baselines:
+            first(baseline_job, len(baselines), f"{len(baselines)} single-task baseline(s)", "no combination was started")
+        members = ensemble_members(results) if parallel and resume is None else []
+        if len(members) > 1:
+            first(member_job, len(members), f"the ensemble's {len(members)} members", "the ensemble was not combined")
+        if (jobs > 1 and len(results) > 1) or ray:
+            outcomes = [(Path(d) if d else None, status) for d, status in in_parallel(combination, spec, set_ or [], allow or [], len(results), out)]
+            done = [d for d, _ in outcomes if d is not None]
+        else:
+            outcomes = []
+            for result in results:
+                outcome, status = execute_one(RunRequest.of(result), out, resume, console, quiet)
+                outcomes.append((outcome, status))
+                if status is EXIT_STOPPED:  # a stop signal ends the sweep, not only this combination
+                    break
+            done = [outcome.run_dir for outcome, _ in outcomes if outcome is not None]
+    finally:
+        if ray:
+            disconnect(ray)
     if len(results) > 1 and done:
         from mtlspec.report.compare import write_comparison
 

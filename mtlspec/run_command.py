@@ -256,6 +256,40 @@ def baseline_specs(results: list) -> list[tuple[int, str]]:
     return out
 
 
+def ensemble_members(results: list) -> list[tuple[Any, str]]:
+    """The members one ensemble spec trains that can train in parallel (ensemble.members.trained_members):
+    none for a matrix (refused with --jobs), or for an ensemble of given runs, or boosting (each
+    member is fitted to the ones before it)."""
+    if len(results) != 1 or results[0].spec.ensemble is None or results[0].spec.ensemble.strategy.type == "boosting":
+        return []
+    from mtlspec.ensemble.members import trained_members
+
+    return trained_members(results[0].spec, results[0].file)
+
+
+def member_job(spec_file: str, overrides: list[str], allow: list[str], index: int, out: str) -> tuple[str | None, int]:
+    """In a `--jobs` process: train (or reuse, or resume) the index-th member of ensemble_members.
+    Returns (run directory or None, exit status)."""
+    from rich.console import Console
+
+    from mtlspec.parallel import stopped
+    from mtlspec.run import RunRequest
+
+    single, file = ensemble_members(runnable(Path(spec_file), overrides, [Path(a) for a in allow]))[index]
+    name = f"member {single.name}"
+    if stopped():
+        typer.echo(f"{name}: not started (the run was stopped)", err=True)
+        return None, EXIT_FAILED
+    console = Console(stderr=True, highlight=False, emoji=False)
+
+    class Prefixed:
+        def print(self, message: str, **kwargs: Any) -> None:
+            console.print(f"[{name}] {message}", soft_wrap=True, **kwargs)
+
+    outcome, status = execute_one(RunRequest(single, file), Path(out), None, Prefixed(), quiet=True, reuse=True)
+    return (str(outcome.run_dir) if outcome is not None else None), int(status)
+
+
 def baseline_job(spec_file: str, overrides: list[str], allow: list[str], index: int, out: str) -> tuple[str | None, int]:
     """In a `--jobs` process: train (or reuse, or resume) the index-th baseline of baseline_specs.
     Returns (run directory or None, exit status)."""

@@ -111,3 +111,33 @@ def test_jobs_train_the_single_task_baselines_first_each_once(tmp_path):
         (run_dir,) = (tmp_path / "runs" / "sweep" / variant).iterdir()
         assert json.loads((run_dir / "report.json").read_text()).get("delta_m") is not None
     assert done.stderr.count("reusing") >= 4  # each combination found both baselines done
+
+
+def test_jobs_train_an_ensembles_members_in_parallel_and_the_ensemble_equals_the_serial_one(tmp_path):
+    """An ensemble of three seeds with --jobs 2: the members train in job processes first, the
+    ensemble then reuses them; its metrics equal those of the same ensemble trained one member after
+    another (same machine, one thread each: the same bits)."""
+    spec = tmp_path / "ens.yaml"
+    spec.write_text(tiny_spec("ens", "largest: {type: classification, dataset: digits, label: largest_digit}\n",
+                              "training: {epochs: 1, device: cpu, threads: 1}\nreport: {formats: [json], plots: false}\n"
+                              "ensemble: {members: {type: seeds, seeds: [0, 1, 2]}, strategy: {type: mean}}\n"))
+    env = {**os.environ, "MTLSPEC_CACHE": str(tmp_path / "cache")}
+    reports = {}
+    for jobs in ("2", "1"):
+        out = tmp_path / f"runs{jobs}"
+        done = subprocess.run([sys.executable, "-m", "mtlspec", "run", str(spec), "--quiet", "--out", str(out), "--jobs", jobs],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        if jobs == "2":
+            assert "training the ensemble's 3 members first, 2 at a time" in done.stderr
+            assert done.stderr.count("reusing") >= 3, done.stderr  # the ensemble found every member done
+        (ensemble_dir,) = (out / "ens").iterdir()
+        reports[jobs] = json.loads((ensemble_dir / "ensemble.json").read_text())
+        assert len([p for p in out.iterdir() if ".seed" in p.name]) == 3  # each member trained once
+    assert reports["2"]["tasks"]["largest"] == reports["1"]["tasks"]["largest"]
+    import torch
+
+    for seed in range(3):  # each member's weights, bit for bit
+        (a,), (b,) = ((tmp_path / f"runs{j}" / f"ens.seed{seed}").iterdir() for j in ("1", "2"))
+        wa, wb = (torch.load(d / "model.pt", weights_only=True)["model"] for d in (a, b))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)

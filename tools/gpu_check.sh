@@ -76,6 +76,9 @@ export PYTHONUNBUFFERED=1
 step "mtlspec env" 60 "${MTLSPEC[@]}" env
 DENSE=bench/specs/dense-resnet50.yaml
 step "precision bench on CUDA, ResNet-50 dense tasks at 128 px" 120 "$PY" bench/precision.py --device cuda --steps 10 --batch 64 --spec $DENSE
+if [ "${GPU_CHECK_COMPILE:-0}" = 1 ]; then  # torch.compile (Triton kernels): a few minutes of compiling on top
+  step "precision bench on CUDA with torch.compile, ResNet-50 dense" 300 "$PY" bench/precision.py --device cuda --steps 10 --batch 64 --spec $DENSE --compile
+fi
 SMALL=()
 for o in "model.backbone={type: SmallCNN, channels: [16, 32, 64]}" model.neck.out_channels=32 data.image_size=64 \
          data.datasets.digits.canvas=64 data.datasets.digits.splits.train=3000 data.batch_size=32 training.epochs=1 training.device=cuda; do

@@ -73,30 +73,41 @@ def with_checkpoint(run_dir: Path) -> tuple[Path, Path]:
     return run_dir, checkpoint
 
 
-def given_members(spec: Spec, spec_file: str, out_root: Path, log: Log, train_or_reuse: TrainOrReuse) -> list[tuple[Path, Path]]:
-    """(run directory, checkpoint) of every member: those ensemble.members names, bagging's, or snapshot's."""
+def trained_members(spec: Spec, spec_file: str) -> list[tuple[Spec, str]]:
+    """The member runs an ensemble trains itself, none depending on another (seeds, bagging's
+    bootstrap members, member specs, snapshot's one cyclic run), each with the spec file its paths
+    are relative to: what `given_members` trains one after another and `run --jobs` in parallel."""
     from mtlspec.language import validate_file
 
     members, strategy = spec.ensemble.members, spec.ensemble.strategy
     base = Path(spec_file).resolve().parent
     if strategy.type == "bagging":  # members on bootstrap samples of the training split
-        singles = [derived(spec, f"{spec.name}.bag{i}", seed=spec.seed + i, data_bootstrap=i) for i in range(strategy.n_members)]
-        return [with_checkpoint(trained(train_or_reuse, s, spec_file, out_root, log)) for s in singles]
+        return [(derived(spec, f"{spec.name}.bag{i}", seed=spec.seed + i, data_bootstrap=i), spec_file) for i in range(strategy.n_members)]
     if strategy.type == "snapshot":  # one run with a cyclic schedule; a member per cycle
-        run_dir = trained(train_or_reuse, derived(spec, f"{spec.name}.cyclic"), spec_file, out_root, log)
-        return [(run_dir, p) for p in sorted((run_dir / "checkpoints").glob("snapshot-*.pt"))]
+        return [(derived(spec, f"{spec.name}.cyclic"), spec_file)]
     if members.type == "runs":
-        return [with_checkpoint(base / p) for p in members.paths]
+        return []
     if members.type == "specs":
         out = []
         for path in members.paths:
             (result,) = validate_file(base / path)
             if result.spec is None:
                 raise UsageError(f"ensemble member spec {base / path} is not valid: run `mtlspec validate` on it")
-            single = derived(result.spec, result.spec.name)
-            out.append(with_checkpoint(trained(train_or_reuse, single, str(base / path), out_root, log)))
+            out.append((derived(result.spec, result.spec.name), str(base / path)))
         return out
-    return [with_checkpoint(trained(train_or_reuse, s, spec_file, out_root, log)) for s in member_specs(spec)]
+    return [(s, spec_file) for s in member_specs(spec)]
+
+
+def given_members(spec: Spec, spec_file: str, out_root: Path, log: Log, train_or_reuse: TrainOrReuse) -> list[tuple[Path, Path]]:
+    """(run directory, checkpoint) of every member: those ensemble.members names, bagging's, or snapshot's."""
+    if spec.ensemble.strategy.type == "snapshot":
+        ((single, file),) = trained_members(spec, spec_file)
+        run_dir = trained(train_or_reuse, single, file, out_root, log)
+        return [(run_dir, p) for p in sorted((run_dir / "checkpoints").glob("snapshot-*.pt"))]
+    if spec.ensemble.strategy.type != "bagging" and spec.ensemble.members.type == "runs":
+        base = Path(spec_file).resolve().parent
+        return [with_checkpoint(base / p) for p in spec.ensemble.members.paths]
+    return [with_checkpoint(trained(train_or_reuse, single, file, out_root, log)) for single, file in trained_members(spec, spec_file)]
 
 
 def load_member(run_dir: Path, checkpoint: Path, sources: dict[str, Any]) -> Member:

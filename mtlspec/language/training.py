@@ -76,6 +76,17 @@ class EarlyStopping(Section):
     min_delta: Annotated[float, Field(ge=0)] = 0.0
 
 
+class Compile(Section):
+    """torch.compile's settings for the shared network (training.compile)."""
+
+    backend: Literal["inductor", "aot_eager"] = "inductor"
+    """`inductor` generates fused kernels (C++ on CPU, Triton on CUDA); `aot_eager` traces the same
+    graphs, forward and backward, and runs them with eager kernels (no code generation: a check
+    that a model compiles, and as exact as eager)."""
+    mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+    """torch.compile's mode: `reduce-overhead` adds CUDA graphs, `max-autotune` searches kernels longer."""
+
+
 class Training(Section):
     epochs: Annotated[int, Field(ge=1, le=100_000)] = 10
     max_steps_per_epoch: PositiveInt | None = None
@@ -96,6 +107,12 @@ class Training(Section):
     2-core CPU (ResNet-50, five dense tasks, 128 px): 1.22x fp32's images/s, 2.08x together with
     bf16 (bf16 alone 1.75x); on the quickstart's small CNN 1.10x, and nothing with bf16. Not yet
     measured on a GPU. Results differ from the default order by float rounding."""
+    compile: Compile | None = None
+    """torch.compile the shared network (backbone, neck and sharing topology; heads and losses stay
+    eager: MMDetection's target assignment is data-dependent Python). Off by default: the first
+    steps pay for compiling (about 40 s for the quickstart's small CNN on a 2-core CPU, with a C++
+    compiler; the evaluation mode compiles once more). Results differ from eager by float
+    rounding (inductor fuses operations); checkpoints are the same files either way."""
     log_every: PositiveInt = 1
     """Steps between the trainer's reads of the losses and weights from the device. Each step is
     still logged in metrics.jsonl (the same bytes); a NaN loss is caught at the next read, which

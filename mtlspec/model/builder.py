@@ -35,6 +35,16 @@ class MultiTaskModel(nn.Module):
         self.channels_last = True
         self.to(memory_format=torch.channels_last)
 
+    def compile_shared(self, backend: str, mode: str) -> None:
+        """training.compile: torch.compile the topology in place (nn.Module.compile keeps its
+        parameter names, so checkpoints and model.pt are the same files as eager training's).
+        Gradient methods run one backward per task through the shared graph (retain_graph), which
+        AOTAutograd's donated buffers forbid: they are turned off (a memory saving, not a speed-up)."""
+        import torch._functorch.config
+
+        torch._functorch.config.donated_buffer = False
+        self.topology.compile(backend=backend, mode=mode)
+
     def forward(self, images: torch.Tensor) -> dict[str, Any]:
         if self.channels_last and images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)

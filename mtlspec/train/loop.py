@@ -190,6 +190,8 @@ class Trainer:
         self.model.to(self.device)
         if spec.training.channels_last:
             self.model.use_channels_last()
+        if spec.training.compile is not None:
+            self.model.compile_shared(spec.training.compile.backend, spec.training.compile.mode)
         self.optimizer = build_optimizer(spec.training.optimizer, list(self.model.parameters()))
         if self.weighting.parameters():  # the method's own learned weights, without weight decay
             self.optimizer.add_param_group({"params": self.weighting.parameters(), "weight_decay": 0.0})
