@@ -11,6 +11,7 @@ from typing import Any
 from mtlspec.data.build import build_dataset, build_sources
 from mtlspec.model.builder import MultiTaskModel, build_model
 from mtlspec.tasks import task_type_class
+from mtlspec.text.attach import attach_tokenizer
 from mtlspec.weighting import METHODS
 
 
@@ -44,6 +45,7 @@ def build_task_types(spec: Any, sources: dict[str, Any], data_root: Path = Path(
             out[name] = cls(name, spec.meta.episodes.ways, section)
             continue
         out[name] = cls.create(name, section, sources[section.dataset], data_root)
+    attach_tokenizer(spec, out, sources)  # one vocabulary for the tasks that read text, from their training text
     return out
 
 

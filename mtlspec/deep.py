@@ -94,10 +94,12 @@ def model_check(result: Result, sources: dict[str, Any] | None = None, batch: in
         except Exception as exc:
             return [_at(result, ("model",), "build-error", f"the backbone and neck do not fit together: {type(exc).__name__}: {exc}")]
         out = []
+        texts = built.model.example_text(batch)
         for task, tt in built.task_types.items():
             where = head_path(task, spec.tasks[task])
             try:
-                output = built.model.heads[task](features[task])
+                head = built.model.heads[task]
+                output = head(features[task], built.model.text(texts[task])) if tt.reads_text else head(features[task])
             except Exception as exc:
                 out.append(_at(result, where, "build-error", f"the head cannot run on its input features: {type(exc).__name__}: {exc}"))
                 continue

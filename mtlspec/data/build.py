@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mtlspec.data.dataset import MultiTaskDataset, labels_of
+from mtlspec.data.dataset import MultiTaskDataset, label_record, labels_of
 from mtlspec.data.formats.coco import CocoSource
 from mtlspec.data.formats.folders import DenseFolderSource, ImageFolderSource
 from mtlspec.data.formats.tables import AttributeTableSource
+from mtlspec.data.formats.text_file import WithText
 from mtlspec.data.multidigits import MultiDigitsParams, MultiDigitsSource
 from mtlspec.data.records import DataError
 from mtlspec.data.weights import sample_weights
@@ -42,6 +43,13 @@ SOURCES = {"multidigits": _multidigits, "coco": _coco, "attribute_table": _table
 
 
 def build_source(spec: Any, name: str, split: str, base: Path = Path(".")) -> Any:
+    """The split of a dataset (with the images' text where the dataset names a `text` file)."""
+    source = _build_source(spec, name, split, base)
+    text = getattr(spec.data.datasets[name], "text", None)
+    return WithText(source, base / text) if text else source
+
+
+def _build_source(spec: Any, name: str, split: str, base: Path) -> Any:
     from mtlspec.tasks import task_type_class
 
     dataset = spec.data.datasets[name]
@@ -81,10 +89,9 @@ def scan(sources: dict[str, Any], decode: str = "none", task_types: dict[str, An
                 if hasattr(source, "check"):
                     source.check(index)
                 if readers:
-                    labels = labels_of(source, index)
                     file, sample = source.where(index) if hasattr(source, "where") else (getattr(source, "origin", dataset), index)
                     for tt in readers:
-                        tt.target({"labels": labels, "meta": {"file": file, "index": sample}})
+                        tt.target(label_record(source, index, tt, file, sample))
             except DataError as exc:
                 problems.append((name, exc))
                 bad.add(index)
@@ -124,6 +131,9 @@ class IndexedSource:
     def where(self, index: int) -> tuple[str, Any]:
         inner = self.source
         return inner.where(int(self.indices[index])) if hasattr(inner, "where") else (getattr(inner, "origin", self.name), int(self.indices[index]))
+
+    def text(self, index: int) -> Any:
+        return self.source.text(int(self.indices[index]))
 
     def labels(self, index: int) -> Any:
         inner = self.source

@@ -78,12 +78,24 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         base = float(self.weights[name][local]) if name in self.weights else 1.0
         weight = {task: base * (float(self.task_weights[task][name][local]) if name in self.task_weights.get(task, {}) else 1.0)
                   for task in self.task_types}
-        return {"image": normalize(record["image"]), "targets": targets, "has": has, "weight": weight, "meta": record["meta"]}
+        sample = {"image": normalize(record["image"]), "targets": targets, "has": has, "weight": weight, "meta": record["meta"]}
+        text = {task: tt.text_input(record if tt.spec.dataset == name else {}) for task, tt in self.task_types.items() if tt.reads_text}
+        if text:  # each text task's input, read from the same (flipped, augmented) record as the image
+            sample["text"] = text
+        return sample
 
 
 def labels_of(source: Any, index: int) -> dict:
     """A sample's labels, without decoding its image where the source can."""
     return source.labels(index) if hasattr(source, "labels") else source.record(index)["labels"]
+
+
+def label_record(source: Any, index: int, task_type: Any, file: Any, sample: Any) -> dict:
+    """What a task reading image labels (or a sample's text) needs of a record, without the image."""
+    record = {"labels": labels_of(source, index), "meta": {"file": file, "index": sample}}
+    if task_type.reads == "text" and hasattr(source, "text"):
+        record["text"] = source.text(index)
+    return record
 
 
 def samples_labelled(source: Any, label: str, classes: list[str]) -> np.ndarray:
@@ -114,7 +126,7 @@ def task_targets(dataset: "MultiTaskDataset", task: str, dense_limit: int = 500)
     if tt.image_level:
         replaced = dataset.task_targets.get(task, {}).get(name)
         for local in range(len(source)):
-            value, present = tt.target({"labels": labels_of(source, local), "meta": {"file": getattr(source, "name", ""), "index": local}})
+            value, present = tt.target(label_record(source, local, tt, getattr(source, "name", ""), local))
             if present:
                 out.append(float(replaced[local]) if replaced is not None else value)
         return out
@@ -127,13 +139,16 @@ def task_targets(dataset: "MultiTaskDataset", task: str, dense_limit: int = 500)
 
 def collate(samples: list[dict[str, Any]], task_types: dict[str, Any]) -> dict[str, Any]:
     """Stack samples into a batch; each task type stacks its own targets."""
-    return {
+    out = {
         "image": torch.from_numpy(np.stack([s["image"] for s in samples])),
         "has": {task: torch.tensor([s["has"][task] for s in samples]) for task in task_types},
         "weight": {task: torch.tensor([s["weight"][task] for s in samples], dtype=torch.float32) for task in task_types},
         "meta": [s["meta"] for s in samples],
         "targets": {task: tt.collate([s["targets"][task] for s in samples]) for task, tt in task_types.items()},
     }
+    if "text" in samples[0]:
+        out["text"] = {task: torch.from_numpy(np.stack([s["text"][task] for s in samples])) for task in samples[0]["text"]}
+    return out
 
 
 def collate_fn(task_types: dict[str, Any]) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtlspec.data.multidigits_text import TEXT_VERSION, canvas_text
 from mtlspec.data.records import DataError, Record, fingerprint
 from mtlspec.io import write_bytes_atomic
 from mtlspec.language.data import DIGIT_CLASSES, most_digits, multidigits_classes
@@ -196,7 +197,7 @@ class MultiDigitsSource:
         return len(self.arrays["images"])
 
     def fingerprint(self) -> str:
-        return fingerprint(self.kind, {"version": GENERATOR_VERSION, **self.params.described()})
+        return fingerprint(self.kind, {"version": GENERATOR_VERSION, "text": TEXT_VERSION, **self.params.described()})
 
     def record(self, index: int) -> Record:
         a = self.arrays
@@ -220,8 +221,16 @@ class MultiDigitsSource:
                 "mean_digit": float(digits.mean()),
                 "digit_sum": float(digits.sum()),
             },
+            "text": self.text(index),
             "meta": {"dataset": self.name, "index": index, "file": f"multidigits:{self.params.split}"},
         }
+
+    def text(self, index: int) -> dict[str, str]:
+        """The canvas's caption, question, answer and question type (data/multidigits_text.py)."""
+        a = self.arrays
+        lo, hi = a["offsets"][index], a["offsets"][index + 1]
+        return canvas_text(a["box_labels"][lo:hi], a["boxes"][lo:hi], self.params.canvas, self.params.seed,
+                           SPLITS.index(self.params.split), index)
 
     def label_classes(self, label: str) -> int:
         return multidigits_classes(label, self.params.max_objects)

@@ -53,7 +53,8 @@ def resize_pad(record: Record, size: int) -> Record:
 
 
 def hflip(record: Record) -> Record:
-    """Mirror left-right; boxes move with the image (x1' = W - x2, x2' = W - x1)."""
+    """Mirror left-right; boxes move with the image (x1' = W - x2, x2' = W - x1), and `left` and
+    `right` trade places in its text."""
     out = dict(record)
     width = record["image"].shape[1]
     out["image"] = np.ascontiguousarray(record["image"][:, ::-1])
@@ -64,6 +65,10 @@ def hflip(record: Record) -> Record:
         boxes = record["boxes"].copy()
         boxes[:, [0, 2]] = width - record["boxes"][:, [2, 0]]
         out["boxes"] = boxes
+    if "text" in record:  # "the 3 on the left" is on the right of the mirrored image
+        from mtlspec.text.flip import swap_sides
+
+        out["text"] = {field: swap_sides(value) for field, value in record["text"].items()}
     return out
 
 

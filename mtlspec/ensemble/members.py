@@ -133,7 +133,7 @@ def member_predictions(spec: Spec, members: list[Member], split: str, data_root:
     dataset = build_dataset(spec, split, False, data_root, task_types)
     for batch in make_loader(dataset, spec.data.batch_size, 0):
         with torch.no_grad():
-            outputs = [member.model(batch["image"]) for member in members]
+            outputs = [member.model(batch["image"], batch.get("text")) for member in members]
         yield batch, {task: [member.task_types[task].member_prediction(out[task], spec.data.image_size) for out, member in zip(outputs, members)]
                       for task in (tasks if tasks is not None else list(spec.tasks))}
 

@@ -121,3 +121,12 @@ def refuse_meta(loaded: Loaded, what: str) -> None:
         raise UsageError(f"this is a meta-learned run: its head answers the {loaded.spec.meta.episodes.ways} labels of an episode, "
                          f"not the classes of '{loaded.spec.meta.task}', so there is nothing to {what}; score it on new tasks "
                          f"with `mtlspec adapt RUN_DIR --task SPEC --shots K`")
+
+
+def refuse_text(loaded: Loaded, what: str) -> None:
+    """Tasks that read a text per image (captions, questions) need that text beside each image;
+    `predict` and `export` take images alone, so a run with such tasks is refused, by name."""
+    reading = [name for name, tt in loaded.task_types.items() if tt.reads_text]
+    if reading:
+        raise UsageError(f"task(s) {', '.join(reading)} read a text with each image, and `mtlspec {what}` takes images only; "
+                         f"score such a run on its own splits with `mtlspec run` (its report) or `mtlspec reproduce`")

@@ -110,6 +110,11 @@ class MultiDigits(Section):
                 "regression": {"count", "mean_digit", "digit_sum"}, "detection": set(), "segmentation": set(),
                 "instance_segmentation": set(), "depth": set()}
 
+    @classmethod
+    def text_fields(cls, raw: dict) -> set[str] | None:
+        """The text fields every sample has (None: any name, known once the data is read)."""
+        return {"caption", "question", "answer", "question_type"}
+
 
 class CocoAnnotations(Section):
     train: str
@@ -129,6 +134,10 @@ class Coco(Section):
     or from `attributes_table` when given."""
     attributes_table: str | None = None
     """A CSV side table (relative to root) with a `file_name` column and one column per attribute."""
+    text: str | None = None
+    """A JSON Lines file (relative to the spec) of the images' text: one object per line, `image`
+    naming the image as this dataset does, every other key a text field (`caption`, `question`,
+    `answer` ...) that tasks reading text name."""
     augment: Augment | None = None
 
     @classmethod
@@ -152,6 +161,10 @@ class AttributeTable(Section):
     format: Literal["csv", "celeba"] = "csv"
     columns: list[Name] | None = None
     """The label columns, when known; validate then checks that tasks name real columns."""
+    text: str | None = None
+    """A JSON Lines file (relative to the spec) of the images' text: one object per line, `image`
+    naming the image as this dataset does, every other key a text field (`caption`, `question`,
+    `answer` ...) that tasks reading text name."""
     augment: Augment | None = None
 
     @classmethod
@@ -166,6 +179,10 @@ class ImageFolder(Section):
 
     type: Literal["image_folder"]
     root: str
+    text: str | None = None
+    """A JSON Lines file (relative to the spec) of the images' text: one object per line, `image`
+    naming the image as this dataset does, every other key a text field (`caption`, `question`,
+    `answer` ...) that tasks reading text name."""
     augment: Augment | None = None
 
     @classmethod
@@ -184,6 +201,14 @@ class DenseFolder(Section):
     @classmethod
     def provides(cls, raw: dict) -> dict[str, set[str] | None]:
         return {"segmentation": set(), "depth": set()}
+
+
+def text_fields(raw: dict, section: type) -> set[str] | None:
+    """The text fields a dataset gives: the embedded dataset's own, a `text` file's (any name, read
+    with the data), or none."""
+    if hasattr(section, "text_fields"):
+        return section.text_fields(raw)
+    return None if isinstance(raw.get("text"), str) else set()
 
 
 Dataset = Annotated[Union[MultiDigits, Coco, AttributeTable, ImageFolder, DenseFolder], Field(discriminator="type")]

@@ -193,7 +193,52 @@ SINGLE_REPRESENTATION = ("hps",)
 NO_SHARED_PARAMETERS = ("separate", "soft")
 
 
+class TextTower(Section):
+    """The text tower that tasks reading text share (image_text_retrieval's captions, vqa's
+    questions): a word-level tokenizer fitted on the training split's own text (nothing is
+    downloaded) and a small encoder trained with the rest of the model. The sharing topology
+    applies to the image tower; the text tower is one network, shared by every task that reads
+    text (a shared part for the weighting methods when two or more do)."""
+
+    type: Literal["transformer", "gru"] = "transformer"
+    """`transformer`: token and position embeddings, pre-norm self-attention layers, the mean of
+    the valid tokens as the text's vector; `gru`: a bidirectional GRU, its last states as the
+    vector."""
+    width: Annotated[int, Field(ge=8, le=2048)] = 128
+    """Width of the token features (a multiple of `heads` for the transformer)."""
+    layers: Annotated[int, Field(ge=1, le=24)] = 2
+    heads: Annotated[int, Field(ge=1, le=32)] = 4
+    """Attention heads per layer (transformer)."""
+    max_length: Annotated[int, Field(ge=4, le=512)] = 32
+    """Tokens per text, <bos> and <eos> included; longer texts are cut."""
+    min_count: Annotated[int, Field(ge=1)] = 1
+    """Training-text words seen fewer times than this become <unk>."""
+    vocabulary_size: Annotated[int, Field(ge=8, le=1_000_000)] = 10_000
+    lowercase: bool = True
+    pretrained: str | None = None
+    """A local checkpoint of this tower (a state dict saved from an mtlspec run's `text.` weights, or
+    a file holding only the tower's), read weights-only before training; relative to the spec."""
+
+
+class Fusion(Section):
+    """How tasks that read an image and a text together (vqa) combine the two towers."""
+
+    type: Literal["late", "film", "cross_attention"] = "late"
+    """`late`: an MLP over the image vector, the text vector and their product; `film` (Perez et
+    al., AAAI 2018): the text sets a per-channel scale and shift of residual convolution blocks on
+    the image's feature map; `cross_attention`: the text's tokens attend to the feature map's
+    positions (transformer decoder layers), then their mean is classified."""
+    hidden: Annotated[int, Field(ge=8, le=4096)] = 256
+    """Width of the fused representation."""
+    layers: Annotated[int, Field(ge=1, le=8)] = 2
+    """FiLM blocks, or cross-attention layers (late fusion: hidden layers of the MLP)."""
+
+
 class Model(Section):
     backbone: Backbone = SmallCNN(type="SmallCNN")
     neck: Neck = FPN(type="FPN")
     sharing: Sharing = HardSharing(type="hps")
+    text: TextTower = TextTower()
+    """The text tower (used only when a task reads text)."""
+    fusion: Fusion = Fusion()
+    """How image and text meet in tasks that read both (used only by such tasks)."""

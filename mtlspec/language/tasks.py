@@ -174,8 +174,47 @@ class ZeroShot(TaskBase):
         return [str(u) for u in self.unseen]
 
 
+class ImageTextRetrieval(TaskBase):
+    """Image-text retrieval as CLIP trains it (Radford et al., ICML 2021): the image and its text are
+    embedded by their towers into one space and trained with the symmetric InfoNCE loss over the
+    batch. Scored by recall@1, 5 and 10 both ways over the whole evaluation split: image to text
+    (the rank of an image's own text among every text) and text to image. A text written the same
+    way for several images (templated captions) matches each of them: one of those ranked first is
+    a hit, and in training they are all positives of each other."""
+
+    TEXT_FIELDS: ClassVar = ("text",)  # fields naming the dataset's text fields it reads
+    DIRECTIONS: ClassVar = {"i2t_r1": True, "i2t_r5": True, "i2t_r10": True, "t2i_r1": True, "t2i_r5": True, "t2i_r10": True, "rsum": True}
+    type: Literal["image_text_retrieval"]
+    text: Name = "caption"
+    """The text field of the dataset that describes each image."""
+    embedding: Annotated[int, Field(ge=2, le=4096)] = 128
+    """Width of the joint embedding space."""
+    temperature: Annotated[float, Field(gt=0, le=1)] = 0.07
+    """The softmax temperature the loss starts from (CLIP's 0.07); learned from there, floored at 0.01."""
+    metrics: list[Literal["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"]] = ["i2t_r1", "i2t_r5", "t2i_r1", "t2i_r5", "rsum"]
+
+
+class VQA(TaskBase):
+    """Visual question answering as answer classification (Antol et al., ICCV 2015): the image and
+    the question meet in the model's `fusion`, and a classifier picks one of the training split's
+    answers. Scored by accuracy (exact answer), and by its mean over question types, which a model
+    that learns only the most common answer type cannot inflate; the report lists each type."""
+
+    TEXT_FIELDS: ClassVar = ("question", "answer", "question_type")
+    DIRECTIONS: ClassVar = {"accuracy": True, "type_accuracy": True}
+    type: Literal["vqa"]
+    question: Name = "question"
+    """The text field holding each image's question."""
+    answer: Name = "answer"
+    """The text field holding its answer (the answers seen in training are the classes)."""
+    question_type: Name | None = "question_type"
+    """The text field naming the question's type, for per-type accuracy (null: one type)."""
+    metrics: list[Literal["accuracy", "type_accuracy"]] = ["accuracy", "type_accuracy"]
+
+
 Task = Annotated[
-    Union[Classification, Multilabel, Regression, Detection, Segmentation, InstanceSegmentation, Depth, ZeroShot],
+    Union[Classification, Multilabel, Regression, Detection, Segmentation, InstanceSegmentation, Depth, ZeroShot,
+          ImageTextRetrieval, VQA],
     Field(discriminator="type"),
 ]
 

@@ -78,7 +78,7 @@ def adapt(run_dir: Path, task_spec: Path, shots: int, ways: int | None = None, q
     steps = steps if steps is not None else (meta.inner_steps if meta else 10)
     lr = lr if lr is not None else (meta.inner_lr if meta else 0.05)
     adapt = ("heads" if heads_only else "all") if heads_only is not None else (adapts(meta) if meta else "all")
-    image_level = [t for t, tt in loaded.task_types.items() if tt.image_level]
+    image_level = [t for t, tt in loaded.task_types.items() if tt.image_level and not tt.reads_text]
     source = source or (loaded.spec.meta.task if loaded.spec.meta else (image_level or list(loaded.task_types))[0])
     if source not in loaded.task_types:
         raise UsageError(f"--from-task {source}: the run has no such task (it has {', '.join(loaded.task_types)})")

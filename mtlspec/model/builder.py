@@ -21,12 +21,19 @@ class BuildError(Exception):
 
 
 class MultiTaskModel(nn.Module):
-    """A topology producing per-task features and a head per task."""
+    """A topology producing per-task features and a head per task; with tasks that read text, one
+    text tower they share (`text`), whose features each of their heads receives beside the image's.
 
-    def __init__(self, topology: nn.Module, heads: dict[str, nn.Module]):
+    The sharing topology applies to the image tower. The text tower's parameters are shared
+    parameters for the weighting methods when two or more tasks read text, else its one task's."""
+
+    def __init__(self, topology: nn.Module, heads: dict[str, nn.Module], text: nn.Module | None = None,
+                 text_tasks: list[str] | None = None):
         super().__init__()
         self.topology = topology
         self.heads = nn.ModuleDict(heads)
+        self.text = text
+        self.text_tasks = list(text_tasks or [])
         self.channels_last = False  # training.channels_last: images and 4-d weights in NHWC order (use_channels_last)
 
     def use_channels_last(self) -> None:
@@ -45,17 +52,33 @@ class MultiTaskModel(nn.Module):
         torch._functorch.config.donated_buffer = False
         self.topology.compile(backend=backend, mode=mode)
 
-    def forward(self, images: torch.Tensor) -> dict[str, Any]:
+    def forward(self, images: torch.Tensor, text: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+        """Each task's head output; `text`: each text task's token ids (N, L) for these images."""
         if self.channels_last and images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)
         features = self.topology(images)
-        return {task: head(features[task]) for task, head in self.heads.items()}
+        if self.text_tasks and (text is None or any(t not in text for t in self.text_tasks)):
+            missing = [t for t in self.text_tasks if text is None or t not in text]
+            raise ValueError(f"task(s) {', '.join(missing)} read text: the model needs their token ids beside the images")
+        return {task: head(features[task], self.text(text[task])) if task in self.text_tasks else head(features[task])
+                for task, head in self.heads.items()}
+
+    def example_text(self, batch: int, device: Any = None) -> dict[str, torch.Tensor] | None:
+        """Token ids of an empty text (<bos> <eos>) for each text task: what a shape check or a
+        MAC count feeds the text tower."""
+        if not self.text_tasks:
+            return None
+        ids = torch.zeros(batch, self.text.max_length, dtype=torch.int64, device=device)
+        ids[:, 0], ids[:, 1] = 2, 3  # text/tokenizer.py: <bos>, <eos>
+        return {task: ids for task in self.text_tasks}
 
     def shared_parameters(self) -> list[nn.Parameter]:
-        return self.topology.shared_parameters()
+        shared = self.topology.shared_parameters()
+        return shared + list(self.text.parameters()) if self.text is not None and len(self.text_tasks) > 1 else shared
 
     def task_parameters(self, task: str) -> list[nn.Parameter]:
-        return self.topology.task_parameters(task) + list(self.heads[task].parameters())
+        own = list(self.text.parameters()) if self.text is not None and self.text_tasks == [task] else []
+        return self.topology.task_parameters(task) + own + list(self.heads[task].parameters())
 
     def extra_loss(self) -> torch.Tensor | float:
         """The topology's term beside the task losses (soft sharing's pull; 0 for most)."""
@@ -88,11 +111,23 @@ def build_model(spec: Any, task_types: dict[str, Any], base: Path | None = None)
     except Exception as exc:
         raise BuildError([(("model",), f"the backbone and neck cannot be built: {type(exc).__name__}: {exc}")]) from exc
     heads, problems = {}, []
+    text, text_tasks = None, [name for name, tt in task_types.items() if tt.reads_text]
+    if text_tasks:
+        from mtlspec.model.text_tower import TextTower, load_pretrained
+
+        tokenizer = task_types[text_tasks[0]].tokenizer
+        try:
+            text = TextTower(len(tokenizer) if tokenizer is not None else spec.model.text.vocabulary_size, spec.model.text)
+            if spec.model.text.pretrained and base is not None:
+                text.init_report = load_pretrained(text, Path(base) / spec.model.text.pretrained)
+        except Exception as exc:
+            problems.append((("model", "text"), f"the text tower cannot be built: {exc}"))
     for name, task_type in task_types.items():
+        task_type.model_section = spec.model  # the text tower's width and the fusion, for heads that read text
         try:
             heads[name] = task_type.build_head(topology.vector_channels, topology.pyramid_channels, topology.strides, spec.data.image_size)
         except Exception as exc:
             problems.append((head_path(name, spec.tasks[name]), f"the head cannot be built on its input features: {type(exc).__name__}: {exc}"))
     if problems:
         raise BuildError(problems)
-    return MultiTaskModel(topology, heads)
+    return MultiTaskModel(topology, heads, text, text_tasks)

@@ -20,6 +20,8 @@ TASK_TYPES: dict[str, Any] = {
     "instance_segmentation": "mtlspec.tasks.instance_segmentation:InstanceSegmentation",
     "depth": "mtlspec.tasks.depth:Depth",
     "zero_shot": "mtlspec.tasks.zero_shot:ZeroShot",
+    "image_text_retrieval": "mtlspec.tasks.image_text_retrieval:ImageTextRetrieval",
+    "vqa": "mtlspec.tasks.vqa:VQA",
 }
 
 

@@ -47,6 +47,7 @@ class Form(str, Enum):
     VALUE_MAPS = "value maps"  # (N, H, W); 0 in the target means unknown
     BOXES = "boxes"  # per image {"boxes", "scores", "labels"}
     INSTANCES = "instances"  # per image {"boxes", "scores", "labels", "masks" (n, H, W) bool}
+    EMBEDDINGS = "embeddings"  # (image (N, D), text (N, D)), unit length; scored against the whole split, never combined
 
 
 class TaskType(ABC):
@@ -61,6 +62,7 @@ class TaskType(ABC):
     # counts by its labelled samples (mtlspec/distributed.py). Object tasks say False: MMDetection
     # normalises their losses by its own counts (positives, sampled RoIs), some across the ranks.
     mean_over_labelled = True
+    reads_text = False  # whether the model feeds it a text of each sample (tasks/text_task.py)
     episodic = False  # whether N-way K-shot episodes of it can be drawn and a fresh head adapted to them (`mtlspec adapt`)
 
     def __init__(self, task_name: str, num_classes: int, spec: Any):
@@ -180,6 +182,11 @@ class TaskType(ABC):
     @abstractmethod
     def trivial_prediction(self, train_targets: list[Any], count: int, image_size: int) -> Any:
         """What a model that ignores the image predicts: the baseline a report shows beside the metrics."""
+
+    def trivial_for_batch(self, train_targets: list[Any], batch_targets: Any, count: int, image_size: int) -> Any:
+        """The trivial prediction for one evaluation batch; a type whose baseline reads an input
+        of the sample other than the image (a VQA question's type) overrides this."""
+        return self.trivial_prediction(train_targets, count, image_size)
 
 
 class ImageLabelTask(TaskType):

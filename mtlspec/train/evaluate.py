@@ -41,7 +41,7 @@ def evaluate(model: torch.nn.Module, task_types: dict[str, TaskType], loader: An
         for index, batch in enumerate(loader):
             batch = to_device(batch, device)
             with autocast():
-                outputs = model(batch["image"])
+                outputs = model(batch["image"], batch.get("text"))
             per_task = {}
             for task, tt in task_types.items():
                 has, target = batch["has"][task], batch["targets"][task]
@@ -107,6 +107,6 @@ def trivial_baselines(task_types: dict[str, TaskType], train_set: Any, loader: A
         for task, tt in task_types.items():
             if not train_targets[task]:
                 continue
-            prediction = tt.trivial_prediction(train_targets[task], count, image_size)
+            prediction = tt.trivial_for_batch(train_targets[task], batch["targets"][task], count, image_size)
             metrics[task].update(prediction, batch["targets"][task], batch["has"][task])
     return {task: m.compute() for task, m in metrics.items() if train_targets[task]}

@@ -93,7 +93,7 @@ def train_step(model: Any, task_types: dict, weighting: Any, optimizer: torch.op
     random numbers there (dropout, MMDetection's RoI sampling)."""
 
     def task_losses() -> dict[str, torch.Tensor]:
-        outputs = model(batch["image"])
+        outputs = model(batch["image"], batch.get("text"))
         return {t: tt.loss(outputs[t], batch["targets"][t], batch["has"][t], batch["weight"][t]) for t, tt in task_types.items()}
 
     def recompute() -> dict[str, torch.Tensor]:

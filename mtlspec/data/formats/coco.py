@@ -154,6 +154,10 @@ class CocoSource:
                                 str(self.file), sample)
         self.labels(index)
 
+    def image_name(self, index: int) -> str:
+        """The image's file_name (what a text file names it by)."""
+        return str(self.coco.imgs[self.image_ids[index]].get("file_name", self.image_ids[index]))
+
     def record(self, index: int) -> Record:
         self.check(index)
         image_id = self.image_ids[index]

@@ -56,6 +56,10 @@ class ImageFolderSource:
         """(file, sample) naming a sample in a message."""
         return str(self.items[index][0]), self.items[index][0].name
 
+    def image_name(self, index: int) -> str:
+        """The image's path under the root, as a text file names it."""
+        return self.items[index][0].relative_to(self.root).as_posix()
+
     def record(self, index: int) -> Record:
         path, label = self.items[index]
         return {"image": read_image(path, path.name), "labels": {"class": label}, "meta": {"dataset": self.name, "index": index, "file": str(path)}}

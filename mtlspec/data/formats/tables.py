@@ -112,6 +112,10 @@ class AttributeTableSource:
         if not is_file(self.images / self.files[index]):
             raise DataError("image file is missing", str(self.images / self.files[index]), self.files[index])
 
+    def image_name(self, index: int) -> str:
+        """The image as the table names it (what a text file names it by)."""
+        return self.files[index]
+
     def labels(self, index: int) -> dict:
         row = self.rows[index]
         out = {name: (int(v) if float(v).is_integer() else float(v)) for name, v in zip(self.columns, row)}

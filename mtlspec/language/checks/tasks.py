@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from mtlspec.language.base import default
 from mtlspec.language.checks.common import Finding, entries, get_in, tag
-from mtlspec.language.data import DATASETS, MultiDigits, multidigits_classes
+from mtlspec.language.data import DATASETS, MultiDigits, multidigits_classes, text_fields
 from mtlspec.language.dense_head_args import DEFAULT_NORM_GROUPS, HEAD_ARGUMENTS
 from mtlspec.language.diagnose import did_you_mean
 from mtlspec.language.model import Model
@@ -28,7 +28,8 @@ def check_tasks(data: dict) -> list[Finding]:
                                f"no dataset '{ds_name}' in data.datasets{did_you_mean(ds_name, known)}; defined: {', '.join(known) or 'none'}"))
         dataset = datasets.get(ds_name) if isinstance(ds_name, str) else None
         if dataset is not None and task_type in task_sections() and tag(dataset) in DATASETS:
-            out.extend(_labels(name, task, task_type, ds_name, dataset))
+            reads_text = getattr(task_sections()[task_type], "TEXT_FIELDS", ())
+            out.extend(_text(name, task, task_type, ds_name, dataset, reads_text) if reads_text else _labels(name, task, task_type, ds_name, dataset))
         section = task_sections().get(task_type)
         if isinstance(task.get("head"), dict) and section is not None and "head" in section.model_fields:
             out.extend(check_head(data, name, task["head"]))
@@ -54,6 +55,25 @@ def _labels(name: str, task: dict, task_type: str, ds_name: str, dataset: dict) 
         return [Finding(("tasks", name, size_key), "incompatible",
                         f"dataset '{ds_name}' gives {expected} classes for this label, not {task[size_key]}; leave {size_key} out to take the dataset's")]
     return []
+
+
+def _text(name: str, task: dict, task_type: str, ds_name: str, dataset: dict, fields: tuple[str, ...]) -> list[Finding]:
+    """The dataset has text, and the text fields the task names."""
+    given = text_fields(dataset, DATASETS[tag(dataset)])
+    if given is None:
+        return []  # a text file: its fields are known when it is read (validate --deep, run)
+    section = task_sections()[task_type]
+    if not given:
+        return [Finding(("tasks", name, "type"), "label-not-provided",
+                        f"dataset '{ds_name}' ({dataset.get('type')}) has no text for a {task_type} task; "
+                        f"give the dataset a `text:` JSON Lines file of its images' text")]
+    out = []
+    for field in fields:
+        value = task.get(field, default(section, field))
+        if isinstance(value, str) and value not in given:
+            out.append(Finding(("tasks", name, field) if field in task else ("tasks", name, "type"), "label-not-provided",
+                               f"dataset '{ds_name}' has no text field '{value}'{did_you_mean(value, sorted(given))}; it has: {', '.join(sorted(given))}"))
+    return out
 
 
 def check_head(data: dict, task: str, head: dict) -> list[Finding]:
