@@ -134,7 +134,7 @@ def write_reports(run_dir: Path, spec: Any, manifest: dict[str, Any], result: An
     timings = read_timings(run_dir / TIMINGS_FILE)
     figures = run_figures(*_read_metrics(run_dir / "metrics.jsonl"), timings, metrics, getattr(result, "details", None)) if spec.report.plots else []
     plots = write_pngs(figures, run_dir / "plots")
-    reads_text = any(t.type in ("image_text_retrieval", "vqa") for t in spec.tasks.values())  # examples come from `predict`, which takes images only
+    reads_text = any(getattr(type(t), "TEXT_FIELDS", ()) for t in spec.tasks.values())  # examples come from `predict`, which takes images only
     examples = _examples(run_dir, spec) if spec.report.plots and spec.meta is None and not reads_text else []
     report = build_report(spec, manifest, result, plots, baseline, timings)
     report["examples"] = [f"examples/{name}" for name in examples]
