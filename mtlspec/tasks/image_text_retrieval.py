@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -94,8 +95,6 @@ class ImageTextRetrieval(TextTask):
         return self.text_input(record), True
 
     def placeholder(self, image_size):
-        import numpy as np
-
         return np.zeros(self.max_length, np.int64)
 
     def build_head(self, vector_channels, pyramid_channels, strides, image_size):

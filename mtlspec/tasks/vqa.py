@@ -120,17 +120,26 @@ class VQA(TextTask):
 
     def trivial_for_batch(self, train_targets, batch_targets, count, image_size):
         """Per question type, its most common training answer (the overall one for a type not seen)."""
-        overall = Counter(int(t[0]) for t in train_targets if t[0] >= 0)
-        by_type: dict[int, Counter] = {}
-        for t in train_targets:
-            if t[0] >= 0:
-                by_type.setdefault(int(t[1]), Counter())[int(t[0])] += 1
-        default = overall.most_common(1)[0][0] if overall else 0
+        by_type, default = self._prior(train_targets)
         probs = torch.zeros((count, self.num_classes))
         for row, kind in enumerate(torch.as_tensor(batch_targets)[:, 1].tolist()):
-            found = by_type.get(int(kind))
-            probs[row, found.most_common(1)[0][0] if found else default] = 1.0
+            probs[row, by_type.get(int(kind), default)] = 1.0
         return probs
+
+    def _prior(self, train_targets: list[Any]) -> tuple[dict[int, int], int]:
+        """({question type: its most common answer}, the most common answer), counted once per
+        list of training targets rather than for every evaluation batch."""
+        cached = getattr(self, "_prior_of", None)
+        if cached is not None and cached[0] is train_targets:
+            return cached[1]
+        overall, counts = Counter(), {}
+        for t in train_targets:
+            if t[0] >= 0:
+                overall[int(t[0])] += 1
+                counts.setdefault(int(t[1]), Counter())[int(t[0])] += 1
+        found = ({kind: c.most_common(1)[0][0] for kind, c in counts.items()}, overall.most_common(1)[0][0] if overall else 0)
+        self._prior_of = (train_targets, found)
+        return found
 
 
 class VQAMetric(Metric):
