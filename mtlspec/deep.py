@@ -98,8 +98,7 @@ def model_check(result: Result, sources: dict[str, Any] | None = None, batch: in
         for task, tt in built.task_types.items():
             where = head_path(task, spec.tasks[task])
             try:
-                head = built.model.heads[task]
-                output = head(features[task], built.model.text(texts[task])) if tt.reads_text else head(features[task])
+                output = built.model.head_output(task, features[task], texts)
             except Exception as exc:
                 out.append(_at(result, where, "build-error", f"the head cannot run on its input features: {type(exc).__name__}: {exc}"))
                 continue

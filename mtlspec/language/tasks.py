@@ -139,19 +139,29 @@ class ZeroShot(TaskBase):
     """The class label (as a classification task of this dataset would read it)."""
     num_classes: PositiveInt | None = None
     """Number of classes, seen and unseen; the dataset's when absent."""
-    attributes: Annotated[str, Field(min_length=1)]
+    attributes: Annotated[str, Field(min_length=1)] | None = None
     """The class x attribute table: a CSV file (header `class,<attribute>,...`, one row per class,
     named as the dataset names its classes; relative to the spec), or `multidigits` for the table
-    shipped for the embedded dataset's digits."""
+    shipped for the embedded dataset's digits. Required by every method but `text`."""
+    descriptions: Annotated[str, Field(min_length=1)] | None = None
+    """The classes described in words, for `method: text`: a JSON Lines file (one line
+    `{"class": ..., "text": ...}` per description, several per class allowed; relative to the
+    spec), or `multidigits` for descriptions written from the shipped digit table."""
     unseen: Annotated[list[Union[Name, int]], Field(min_length=1)]
     """The classes held out of training, as the table names them; the others are the seen classes."""
-    method: Literal["dap", "eszsl", "ale", "sje"] = "ale"
+    method: Literal["dap", "eszsl", "ale", "sje", "text"] = "ale"
     """How an image and a class description are matched: `dap` (Lampert et al., CVPR 2009 / TPAMI
     2014: one probabilistic classifier per attribute, classes by their attributes' posterior),
     `eszsl` (Romera-Paredes & Torr, ICML 2015: a bilinear map fitted by squared loss; closed form on
     fixed features), `ale` (Akata et al., CVPR 2013 / TPAMI 2016: a bilinear compatibility trained
     with a weighted approximate ranking loss) or `sje` (Akata et al., CVPR 2015: the same
-    compatibility with a structured max-margin loss)."""
+    compatibility with a structured max-margin loss) or `text` (text-embedding matching, as CLIP
+    classifies without examples, Radford et al., ICML 2021: the class `descriptions` go through the
+    model's text tower, trained on the seen classes' with the rest; cosine at a learned temperature)."""
+    embedding: PositiveInt = 64
+    """`method: text`: width of the space images and descriptions are matched in."""
+    temperature: Annotated[float, Field(ge=0.01, le=1.0)] = 0.07
+    """`method: text`: the starting temperature of the cosine scores (learned; floored at 0.01)."""
     eszsl_gamma: Annotated[float, Field(ge=0, le=1e6)] = 1e-3
     """ESZSL's gamma (the penalty on the attributes' projection into feature space, ||VS||^2), per
     training sample: the paper's gamma over N samples is N times this."""

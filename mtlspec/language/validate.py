@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Iterator
 
 from mtlspec.data.formats.class_attributes import BUILTIN
+from mtlspec.data.formats.class_descriptions import BUILTIN_NAMES
 from mtlspec.errors import Diagnostic, UsageError
 from mtlspec.language.checks import Finding, check, check_capabilities, check_matrix, entries, get_in
 from mtlspec.language.checks.class_tables import check_class_tables
@@ -150,6 +151,8 @@ def _named_paths(data: dict) -> list[tuple[tuple, str, tuple]]:
     for name, task in entries(data.get("tasks")).items():  # a zero-shot task's class table (or a shipped one's keyword)
         if task.get("type") == "zero_shot" and task.get("attributes") not in BUILTIN:
             out.append((("tasks", name, "attributes"), task.get("attributes"), ()))
+        if task.get("type") == "zero_shot" and task.get("descriptions") not in BUILTIN_NAMES:
+            out.append((("tasks", name, "descriptions"), task.get("descriptions"), ()))
     init = get_in(data, "model", "backbone", "init")
     if isinstance(init, dict):
         out.append((("model", "backbone", "init", "checkpoint"), init.get("checkpoint"), ()))

@@ -22,18 +22,21 @@ class BuildError(Exception):
 
 class MultiTaskModel(nn.Module):
     """A topology producing per-task features and a head per task; with tasks that read text, one
-    text tower they share (`text`), whose features each of their heads receives beside the image's.
+    text tower they share (`text`). The heads of `text_tasks` receive the tower's features of each
+    sample's text beside the image's; the heads of `class_text_tasks` (zero-shot from class
+    descriptions) receive the tower itself, to embed their classes' descriptions.
 
     The sharing topology applies to the image tower. The text tower's parameters are shared
     parameters for the weighting methods when two or more tasks read text, else its one task's."""
 
     def __init__(self, topology: nn.Module, heads: dict[str, nn.Module], text: nn.Module | None = None,
-                 text_tasks: list[str] | None = None):
+                 text_tasks: list[str] | None = None, class_text_tasks: list[str] | None = None):
         super().__init__()
         self.topology = topology
         self.heads = nn.ModuleDict(heads)
         self.text = text
         self.text_tasks = list(text_tasks or [])
+        self.class_text_tasks = list(class_text_tasks or [])
         self.channels_last = False  # training.channels_last: images and 4-d weights in NHWC order (use_channels_last)
 
     def use_channels_last(self) -> None:
@@ -60,8 +63,16 @@ class MultiTaskModel(nn.Module):
         if self.text_tasks and (text is None or any(t not in text for t in self.text_tasks)):
             missing = [t for t in self.text_tasks if text is None or t not in text]
             raise ValueError(f"task(s) {', '.join(missing)} read text: the model needs their token ids beside the images")
-        return {task: head(features[task], self.text(text[task])) if task in self.text_tasks else head(features[task])
-                for task, head in self.heads.items()}
+        return {task: self.head_output(task, features[task], text) for task in self.heads}
+
+    def head_output(self, task: str, features: Any, text: dict[str, torch.Tensor] | None = None) -> Any:
+        """One head on its task's features (and its text, or the text tower, where it reads text)."""
+        head = self.heads[task]
+        if task in self.text_tasks:
+            return head(features, self.text(text[task]))
+        if task in self.class_text_tasks:
+            return head(features, self.text)
+        return head(features)
 
     def example_text(self, batch: int, device: Any = None) -> dict[str, torch.Tensor] | None:
         """Token ids of an empty text (<bos> <eos>) for each text task: what a shape check or a
@@ -74,10 +85,14 @@ class MultiTaskModel(nn.Module):
 
     def shared_parameters(self) -> list[nn.Parameter]:
         shared = self.topology.shared_parameters()
-        return shared + list(self.text.parameters()) if self.text is not None and len(self.text_tasks) > 1 else shared
+        return shared + list(self.text.parameters()) if self.text is not None and len(self.text_readers) > 1 else shared
+
+    @property
+    def text_readers(self) -> list[str]:
+        return self.text_tasks + self.class_text_tasks
 
     def task_parameters(self, task: str) -> list[nn.Parameter]:
-        own = list(self.text.parameters()) if self.text is not None and self.text_tasks == [task] else []
+        own = list(self.text.parameters()) if self.text is not None and self.text_readers == [task] else []
         return self.topology.task_parameters(task) + own + list(self.heads[task].parameters())
 
     def extra_loss(self) -> torch.Tensor | float:
@@ -112,10 +127,11 @@ def build_model(spec: Any, task_types: dict[str, Any], base: Path | None = None)
         raise BuildError([(("model",), f"the backbone and neck cannot be built: {type(exc).__name__}: {exc}")]) from exc
     heads, problems = {}, []
     text, text_tasks = None, [name for name, tt in task_types.items() if tt.reads_text]
-    if text_tasks:
+    class_text_tasks = [name for name, tt in task_types.items() if tt.reads_class_text]
+    if text_tasks or class_text_tasks:
         from mtlspec.model.text_tower import TextTower, load_pretrained
 
-        tokenizer = task_types[text_tasks[0]].tokenizer
+        tokenizer = task_types[(text_tasks + class_text_tasks)[0]].tokenizer
         try:
             text = TextTower(len(tokenizer) if tokenizer is not None else spec.model.text.vocabulary_size, spec.model.text)
             if spec.model.text.pretrained and base is not None:
@@ -130,4 +146,4 @@ def build_model(spec: Any, task_types: dict[str, Any], base: Path | None = None)
             problems.append((head_path(name, spec.tasks[name]), f"the head cannot be built on its input features: {type(exc).__name__}: {exc}"))
     if problems:
         raise BuildError(problems)
-    return MultiTaskModel(topology, heads, text, text_tasks)
+    return MultiTaskModel(topology, heads, text, text_tasks, class_text_tasks)

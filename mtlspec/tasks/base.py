@@ -63,6 +63,7 @@ class TaskType(ABC):
     # normalises their losses by its own counts (positives, sampled RoIs), some across the ranks.
     mean_over_labelled = True
     reads_text = False  # whether the model feeds it a text of each sample (tasks/text_task.py)
+    reads_class_text = False  # whether its head embeds its classes' descriptions with the text tower (tasks/zero_shot_text.py)
     episodic = False  # whether N-way K-shot episodes of it can be drawn and a fresh head adapted to them (`mtlspec adapt`)
 
     def __init__(self, task_name: str, num_classes: int, spec: Any):

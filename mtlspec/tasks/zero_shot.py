@@ -56,23 +56,31 @@ class ZeroShot(ImageLabelTask):
         if table is None:
             raise ValueError("a zero-shot task type is built from its class table (ZeroShot.create or ZeroShot.restore)")
         self.table = table
-        self.names = class_names or [str(k) for k in range(num_classes)]
+        self.split_classes(class_names)
         # on the CPU whatever device a model is being built on (the preflight builds one on `meta`)
         self.values = torch.tensor(table.for_classes(self.names), dtype=torch.float32, device="cpu")  # (K, A), the dataset's class order
-        unseen = set(spec.unseen_names)
+        self.embeddings = methods.class_embeddings(self.values, spec.method, self.seen)
+
+    def split_classes(self, class_names: list[str] | None) -> None:
+        """The class names, the seen mask (K,) and each class's column among the seen ones (-1: unseen)."""
+        self.names = class_names or [str(k) for k in range(self.num_classes)]
+        unseen = set(self.spec.unseen_names)
         seen = [n not in unseen for n in self.names]
         self.seen = torch.tensor(seen, device="cpu")
         columns, position = [], 0
-        for is_seen in seen:  # a class's column among the seen ones, -1 for an unseen class
+        for is_seen in seen:
             columns.append(position if is_seen else -1)
             position += is_seen
         self.seen_index = torch.tensor(columns, dtype=torch.int64, device="cpu")
-        self.embeddings = methods.class_embeddings(self.values, spec.method, self.seen)
 
     # --- data ------------------------------------------------------------------------------
 
     @classmethod
     def create(cls, task_name, spec, source, data_root):
+        if spec.method == "text":  # descriptions in words, through the text tower
+            from mtlspec.tasks.zero_shot_text import ZeroShotText
+
+            return ZeroShotText.create(task_name, spec, source, data_root)
         count = cls.classes(spec, source)
         names = cls.class_names(spec, source) or [str(k) for k in range(count)]
         path = table_path(spec.attributes, Path(data_root))
@@ -81,19 +89,27 @@ class ZeroShot(ImageLabelTask):
             table.for_classes(names)
         except TableProblem as exc:
             raise DataError(f"task '{task_name}': class attribute table: {exc}", str(path), f"line {exc.line}" if exc.line else None) from None
+        cls.check_unseen(task_name, spec, names, str(path))
+        return cls(task_name, count, spec, table, names)
+
+    @staticmethod
+    def check_unseen(task_name: str, spec: Any, names: list[str], file: str) -> None:
         missing = [u for u in spec.unseen_names if u not in names]
         if missing:
             raise DataError(f"task '{task_name}': unseen class(es) {', '.join(missing)} are not classes of its label '{spec.label}' "
-                            f"(classes: {', '.join(names[:20])}{' ...' if len(names) > 20 else ''})", str(path))
+                            f"(classes: {', '.join(names[:20])}{' ...' if len(names) > 20 else ''})", file)
         if len(names) - len(set(spec.unseen_names)) < 2:
-            raise DataError(f"task '{task_name}': fewer than two seen classes remain to train on", str(path))
-        return cls(task_name, count, spec, table, names)
+            raise DataError(f"task '{task_name}': fewer than two seen classes remain to train on", file)
 
     def saved(self):
         return {"class_attributes": self.table.to_json(), "class_names": list(self.names)}
 
     @classmethod
     def restore(cls, task_name, spec, saved):
+        if spec.method == "text":
+            from mtlspec.tasks.zero_shot_text import ZeroShotText
+
+            return ZeroShotText.restore(task_name, spec, saved)
         return cls(task_name, int(saved["num_classes"]), spec, ClassAttributes.from_json(saved["class_attributes"]), saved["class_names"])
 
     @classmethod

@@ -15,7 +15,8 @@ from mtlspec.text.tokenizer import WordTokenizer
 
 
 def text_tasks(task_types: dict[str, Any]) -> list[str]:
-    return [name for name, tt in task_types.items() if getattr(tt, "reads_text", False)]
+    """The tasks whose text goes through the model's text tower: each sample's, or each class's description."""
+    return [name for name, tt in task_types.items() if getattr(tt, "reads_text", False) or getattr(tt, "reads_class_text", False)]
 
 
 def attach_tokenizer(spec: Any, task_types: dict[str, Any], sources: dict[str, Any]) -> WordTokenizer | None:

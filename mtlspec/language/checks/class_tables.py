@@ -1,4 +1,5 @@
-"""Rules on zero-shot tasks: the class attribute table reads (its own line named when it does not),
+"""Rules on zero-shot tasks: the method's class table (attributes, or descriptions in words for
+`method: text`) is given and reads (its own line named when it does not),
 every unseen class has a row, some seen classes remain to train on, the shipped table goes with the
 dataset it describes, and no other task trains on labelled images of the unseen classes (which
 would make "unseen" a misnomer and joint training's effect on them meaningless).
@@ -12,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mtlspec.data.formats.class_attributes import BUILTIN, TableProblem, read_class_attributes, table_path
+from mtlspec.data.formats.class_descriptions import BUILTIN_NAMES, load_class_descriptions
 from mtlspec.language.base import default
 from mtlspec.language.checks.common import Finding, entries, get_in, tag
 from mtlspec.language.data import DIGIT_CLASSES, MultiDigits
@@ -36,33 +38,41 @@ def check_class_tables(data: dict, base: Path, roots: Roots) -> list[Finding]:
         for i, u in enumerate(names):
             if names.index(u) != i:
                 out.append(Finding(at + ("unseen", i), "invalid", f"unseen class '{u}' is listed twice"))
-        written = task.get("attributes")
+        text = task.get("method") == "text"
+        key = "descriptions" if text else "attributes"
+        written = task.get(key)
+        if written is None:
+            out.append(Finding(at, "missing-key", f"method '{task.get('method', 'ale')}' needs `{key}:` "
+                                              + ("(the classes described in words, a JSON Lines file, or multidigits)" if text
+                                                 else "(the class x attribute table, a CSV file, or multidigits)")))
         if not isinstance(written, str) or not written:
             continue
-        if written in BUILTIN and isinstance(dataset, dict) and tag(dataset) != written:
-            out.append(Finding(at + ("attributes",), "incompatible", f"the shipped table '{written}' describes the {written} dataset's classes; "
-                                                                  f"dataset '{task.get('dataset')}' is a {dataset.get('type')} dataset: give a CSV table of its classes"))
+        builtin = BUILTIN_NAMES if text else BUILTIN
+        what = "class descriptions" if text else "class attribute table"
+        if written in builtin and isinstance(dataset, dict) and tag(dataset) != written:
+            out.append(Finding(at + (key,), "incompatible", f"the shipped {what} '{written}' describe(s) the {written} dataset's classes; "
+                                                             f"dataset '{task.get('dataset')}' is a {dataset.get('type')} dataset: give a file of its classes"))
             continue
-        if written not in BUILTIN and roots.check(written, base)[0] is None:
+        if written not in builtin and roots.check(written, base)[0] is None:
             continue  # refused by the path rules, which say why
-        path = table_path(written, base)
         try:
-            table = read_class_attributes(path)
+            classes = (load_class_descriptions(written, base) if text else read_class_attributes(table_path(written, base))).classes
         except TableProblem as exc:
             where = f"{written}:{exc.line}" if exc.line else written
-            out.append(Finding(at + ("attributes",), "bad-table", f"class attribute table {where}: {exc}"))
+            out.append(Finding(at + (key,), "bad-table", f"{what} {where}: {exc}"))
             continue
         for i, u in enumerate(names):
-            if u not in table.classes:
+            if u not in classes:
                 out.append(Finding(at + ("unseen", i), "undescribed-class",
-                                   f"unseen class '{u}' has no row in {written} (an unseen class is known only by its description); "
-                                   f"its classes: {', '.join(table.classes[:20])}{' ...' if len(table.classes) > 20 else ''}"))
+                                   f"unseen class '{u}' has no {'description' if text else 'row'} in {written} (an unseen class is known only by its description); "
+                                   f"its classes: {', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''}"))
         if isinstance(dataset, dict) and tag(dataset) == "multidigits":
-            out.extend(_digits(data, name, task, dataset, table.classes, names, written))
+            out.extend(_digits(data, name, task, dataset, classes, names, written, key))
     return out
 
 
-def _digits(data: dict, name: str, task: dict, dataset: dict, described: tuple, unseen: list[str], written: str) -> list[Finding]:
+def _digits(data: dict, name: str, task: dict, dataset: dict, described: tuple, unseen: list[str], written: str,
+            key: str = "attributes") -> list[Finding]:
     """A multidigits dataset: its classes are the digits 0-9; which of them the canvases show; the
     other tasks that see labelled unseen digits."""
     out = []
@@ -70,7 +80,7 @@ def _digits(data: dict, name: str, task: dict, dataset: dict, described: tuple, 
     digits = [str(d) for d in range(DIGIT_CLASSES)]
     missing = [d for d in digits if d not in described]
     if missing:
-        out.append(Finding(at + ("attributes",), "undescribed-class", f"{written} has no row for digit(s) {', '.join(missing)}: every class needs a description, seen or unseen"))
+        out.append(Finding(at + (key,), "undescribed-class", f"{written} has no description of digit(s) {', '.join(missing)}: every class needs a description, seen or unseen"))
     for i, u in enumerate(unseen):
         if u not in digits:
             out.append(Finding(at + ("unseen", i), "invalid", f"'{u}' is not a class of multidigits' {task.get('label')} (the digits 0-9)"))
