@@ -10,7 +10,7 @@ from typing import Any
 
 from mtlspec.data.build import build_dataset, build_sources
 from mtlspec.model.builder import MultiTaskModel, build_model
-from mtlspec.tasks import task_type_class
+from mtlspec.tasks import section_task_type
 from mtlspec.text.attach import attach_tokenizer
 from mtlspec.weighting import METHODS
 
@@ -40,7 +40,7 @@ def build_task_types(spec: Any, sources: dict[str, Any], data_root: Path = Path(
     (files a task's section names, relative to `data_root`)."""
     out = {}
     for name, section in spec.tasks.items():
-        cls = task_type_class(section.type)
+        cls = section_task_type(section)
         if spec.meta is not None and name == spec.meta.task:  # a meta-learned head answers `ways` classes of an episode
             out[name] = cls(name, spec.meta.episodes.ways, section)
             continue

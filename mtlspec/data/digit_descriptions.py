@@ -13,7 +13,6 @@ from __future__ import annotations
 import statistics
 
 from mtlspec.data.formats.class_attributes import BUILTIN, read_class_attributes
-from mtlspec.data.formats.class_descriptions import ClassDescriptions
 
 MARKED = 0.5  # standard deviations from the digits' mean before an attribute is worth a phrase
 PHRASES = {  # attribute -> (low, high)
@@ -32,7 +31,8 @@ PHRASES = {  # attribute -> (low, high)
 }
 
 
-def digit_descriptions() -> ClassDescriptions:
+def digit_descriptions() -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """(the digits' class names, each one's descriptions: one here)."""
     table = read_class_attributes(BUILTIN["multidigits"])
     columns = list(zip(*table.values))
     stats = [(statistics.fmean(c), statistics.pstdev(c) or 1.0) for c in columns]
@@ -42,4 +42,4 @@ def digit_descriptions() -> ClassDescriptions:
                          for z in [(value - mean) / spread] if abs(z) >= MARKED), reverse=True)
         phrases = [PHRASES[name][z > 0] for _, name, z in marked]
         texts.append((f"a handwritten digit {', '.join(phrases)}",))
-    return ClassDescriptions(table.classes, tuple(texts))
+    return table.classes, tuple(texts)

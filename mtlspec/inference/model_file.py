@@ -70,7 +70,7 @@ def load_run(run_dir: Path) -> Loaded:
     from mtlspec.language.root import Spec
     from mtlspec.model.builder import build_model
     from mtlspec.report.manifest import spec_hash
-    from mtlspec.tasks import task_type_class
+    from mtlspec.tasks import section_task_type
     from mtlspec.train import checkpoint as ckpt
 
     spec_file = run_dir / "spec.resolved.yaml"
@@ -93,7 +93,7 @@ def load_run(run_dir: Path) -> Loaded:
         state = ckpt.load(latest, digest)
         tasks = _tasks_from_data(spec, run_dir)
         selected, epoch = f"the latest checkpoint ({latest.name}; this run predates {FILE})", int(state["epoch"])
-    task_types = {name: task_type_class(section.type).restore(name, section, tasks[name]) for name, section in spec.tasks.items()}
+    task_types = {name: section_task_type(section).restore(name, section, tasks[name]) for name, section in spec.tasks.items()}
     model = build_model(spec, task_types)
     model.load_state_dict(state["model"])
     model.eval()

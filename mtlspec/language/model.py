@@ -200,10 +200,11 @@ class TextTower(Section):
     applies to the image tower; the text tower is one network, shared by every task that reads
     text (a shared part for the weighting methods when two or more do)."""
 
-    type: Literal["transformer", "gru"] = "transformer"
+    type: Literal["transformer", "gru", "bag"] = "transformer"
     """`transformer`: token and position embeddings, pre-norm self-attention layers, the mean of
     the valid tokens as the text's vector; `gru`: a bidirectional GRU, its last states as the
-    vector."""
+    vector; `bag`: a bag of words, the mean of the valid tokens' embeddings (order-blind, and what
+    generalises best from a few descriptions: Reed et al., CVPR 2016, compare it with the others)."""
     width: Annotated[int, Field(ge=8, le=2048)] = 128
     """Width of the token features (a multiple of `heads` for the transformer)."""
     layers: Annotated[int, Field(ge=1, le=24)] = 2

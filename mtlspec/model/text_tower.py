@@ -3,7 +3,9 @@
 `transformer`: token and learned position embeddings, pre-norm self-attention layers (padding
 masked out), a final LayerNorm; the text's vector is the mean of its valid tokens. `gru`: token
 embeddings, a bidirectional GRU over the valid tokens (packed, so padding never enters it), its
-two last states concatenated and projected to `width`. Index 0 is padding (text/tokenizer.py).
+two last states concatenated and projected to `width`. `bag`: token embeddings, the text's vector
+the LayerNorm of their mean over the valid tokens (a bag of words: the order is not seen). Index 0
+is padding (text/tokenizer.py).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ class TextTower(nn.Module):
         super().__init__()
         self.kind, self.width, self.max_length = spec.type, spec.width, spec.max_length
         self.embed = nn.Embedding(vocabulary_size, spec.width, padding_idx=0)
-        if spec.type == "transformer":
+        if spec.type == "bag":
+            self.norm = nn.LayerNorm(spec.width)
+        elif spec.type == "transformer":
             if spec.width % spec.heads:
                 raise ValueError(f"width {spec.width} is not a multiple of heads {spec.heads}")
             self.position = nn.Parameter(torch.zeros(1, spec.max_length, spec.width))
@@ -46,6 +50,9 @@ class TextTower(nn.Module):
         ids = ids[:, : self.max_length]
         valid = ids != 0
         x = self.embed(ids)
+        if self.kind == "bag":
+            weights = valid.to(x.dtype).unsqueeze(-1)
+            return TextFeatures(x, valid, self.norm((x * weights).sum(1) / weights.sum(1).clamp(min=1.0)))
         if self.kind == "transformer":
             x = x + self.position[:, : ids.shape[1]]
             x = self.norm(self.encoder(x, src_key_padding_mask=~valid))

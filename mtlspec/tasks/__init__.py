@@ -25,6 +25,22 @@ TASK_TYPES: dict[str, Any] = {
 }
 
 
+VARIANTS: dict[str, tuple[str, dict[str, str]]] = {  # a type whose class depends on one field of its section
+    "zero_shot": ("method", {"text": "mtlspec.tasks.zero_shot_text:ZeroShotText"}),
+}
+
+
+def section_task_type(section: Any) -> Any:
+    """The TaskType subclass of a task section: its type's, or a variant's that a field selects
+    (a zero-shot task with `method: text` reads its descriptions through the text tower)."""
+    field, classes = VARIANTS.get(section.type, (None, {}))
+    entry = classes.get(getattr(section, field, None)) if field else None
+    if entry is not None:
+        module, _, cls = entry.partition(":")
+        return getattr(importlib.import_module(module), cls)
+    return task_type_class(section.type)
+
+
 def task_type_class(name: str) -> Any:
     """The TaskType subclass of a `type` tag (an entry may also be the class itself)."""
     entry = TASK_TYPES[name]

@@ -77,10 +77,6 @@ class ZeroShot(ImageLabelTask):
 
     @classmethod
     def create(cls, task_name, spec, source, data_root):
-        if spec.method == "text":  # descriptions in words, through the text tower
-            from mtlspec.tasks.zero_shot_text import ZeroShotText
-
-            return ZeroShotText.create(task_name, spec, source, data_root)
         count = cls.classes(spec, source)
         names = cls.class_names(spec, source) or [str(k) for k in range(count)]
         path = table_path(spec.attributes, Path(data_root))
@@ -106,10 +102,6 @@ class ZeroShot(ImageLabelTask):
 
     @classmethod
     def restore(cls, task_name, spec, saved):
-        if spec.method == "text":
-            from mtlspec.tasks.zero_shot_text import ZeroShotText
-
-            return ZeroShotText.restore(task_name, spec, saved)
         return cls(task_name, int(saved["num_classes"]), spec, ClassAttributes.from_json(saved["class_attributes"]), saved["class_names"])
 
     @classmethod

@@ -92,7 +92,7 @@ class ZeroShotText(ZeroShot):
 
         ids, owner = self.description_ids()
         return TextMatchHead(vector_channels, self.spec.hidden, self.model_section.text.width, self.spec.embedding, ids, owner,
-                             self.num_classes, self.spec.temperature)
+                             self.seen, self.spec.temperature, self.spec.word_dropout, self.spec.centre)
 
     def output_problem(self, output, batch, image_size, strides):
         if not (isinstance(output, (tuple, list)) and len(output) == 2 and torch.is_tensor(output[0])):

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtlspec.data.digit_descriptions import digit_descriptions
 from mtlspec.data.formats.class_attributes import TableProblem
 
 MAX_BYTES = 64 * 2**20
@@ -44,9 +45,8 @@ class ClassDescriptions:
 
 
 def builtin_descriptions() -> dict[str, "ClassDescriptions"]:
-    from mtlspec.data.digit_descriptions import digit_descriptions
-
-    return {"multidigits": digit_descriptions()}
+    classes, texts = digit_descriptions()
+    return {"multidigits": ClassDescriptions(classes, texts)}
 
 
 BUILTIN_NAMES = ("multidigits",)
