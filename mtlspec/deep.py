@@ -90,7 +90,7 @@ def model_check(result: Result, sources: dict[str, Any] | None = None, batch: in
             return [_at(result, ("tasks",), "bad-data", str(exc))]
         topology = built.model.topology
         try:
-            features = topology(torch.empty(batch, 3, size, size))
+            features = built.model.features(built.model.example_images(batch, size))
         except Exception as exc:
             return [_at(result, ("model",), "build-error", f"the backbone and neck do not fit together: {type(exc).__name__}: {exc}")]
         out = []

@@ -25,7 +25,7 @@ def _macs_per_module(model: nn.Module, image_size: int) -> dict[str, int]:
             hooks.append(module.register_forward_hook(linear_hook))
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(1, 3, image_size, image_size), model.example_text(1))
+        model(model.example_images(1, image_size), model.example_text(1))
     for hook in hooks:
         hook.remove()
     return counts

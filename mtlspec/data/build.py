@@ -39,12 +39,23 @@ def _dense_folder(name: str, ds: Any, split: str, seed: int, base: Path) -> Dens
     return DenseFolderSource(name, base / ds.root, split, ds.num_classes)
 
 
-SOURCES = {"multidigits": _multidigits, "coco": _coco, "attribute_table": _table, "image_folder": _image_folder, "dense_folder": _dense_folder}
+def _moving_digits(name: str, ds: Any, split: str, seed: int, base: Path) -> Any:
+    from mtlspec.data.moving_digits import MovingDigitsParams, MovingDigitsSource
+
+    return MovingDigitsSource(name, MovingDigitsParams(canvas=ds.canvas, frames=ds.frames, min_objects=ds.objects.min, max_objects=ds.objects.max,
+                                                       split=split, size=getattr(ds.splits, split), seed=ds.seed if ds.seed is not None else seed))
+
+
+SOURCES = {"multidigits": _multidigits, "moving_digits": _moving_digits, "coco": _coco, "attribute_table": _table, "image_folder": _image_folder, "dense_folder": _dense_folder}
 
 
 def build_source(spec: Any, name: str, split: str, base: Path = Path(".")) -> Any:
     """The split of a dataset (with the images' text where the dataset names a `text` file)."""
     source = _build_source(spec, name, split, base)
+    if getattr(source, "is_clips", False):  # the window of frames the model sees (data/clips.py)
+        from mtlspec.data.clips import ClipWindow
+
+        source = ClipWindow(source, spec.data.clip.length, spec.data.clip.stride)
     text = getattr(spec.data.datasets[name], "text", None)
     return WithText(source, base / text) if text else source
 
@@ -236,7 +247,7 @@ def build_dataset(spec: Any, split: str, train: bool, base: Path, task_types: di
     weights = sample_weights(spec.data.sample_weights, spec.tasks, sources) if train else {}
     return MultiTaskDataset(sources, task_types, spec.data.image_size, weights=weights, task_weights=task_weights,
                             task_targets=task_targets, hflip_p=spec.data.hflip if train else 0.0, seed=spec.seed,
-                            augment={name: spec.data.datasets[name].augment for name in sources} if train else None)
+                            augment={name: getattr(spec.data.datasets[name], "augment", None) for name in sources} if train else None)
 
 
 def _view(source: Any, values: Any) -> Any:

@@ -1,7 +1,7 @@
 """Samples for multi-task training: records read through each task's type, with per-task `has`
 masks and weights.
 
-A sample is {"image": (3, H, W) float32, "targets": {task: ...}, "has": {task: bool},
+A sample is {"image": (3, H, W) float32 (a clip's frames: (T, 3, H, W)), "targets": {task: ...}, "has": {task: bool},
 "weight": {task: float}, "meta": {...}}: the spec's sample weight times any per-task weight
 (data.sample_overrides; boosting), and an image-level target may be replaced the same way. A task
 whose dataset is not this sample's, or whose label this sample lacks, has `has[task] = False` and
@@ -61,13 +61,12 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         index, epoch = index if isinstance(index, tuple) else (index, self.epoch)
         name, local = self.locate(index)
         record = self.sources[name].record(local)
-        if name in self.augment:  # decided by (seed, epoch, index), like the flip
-            record = augment(record, self.augment[name], np.random.default_rng([self.seed, epoch, index, 1]))
-        record = resize_pad(record, self.image_size)
-        if self.hflip_p > 0:
-            # decided by (seed, epoch, index): the same flips whatever the worker or order
-            if np.random.default_rng([self.seed, epoch, index]).random() < self.hflip_p:
-                record = hflip(record)
+        if "frames" in record:  # a clip (data/clips.py): every frame resized; no flips or augmentation (validate refuses them)
+            record = {**record, "frames": [resize_pad(frame, self.image_size) for frame in record["frames"]]}
+            image = np.stack([normalize(frame["image"]) for frame in record["frames"]])
+        else:
+            record = self._image_record(record, name, index, epoch)
+            image = normalize(record["image"])
         targets, has = {}, {}
         for task, tt in self.task_types.items():
             value, present = tt.target(record) if tt.spec.dataset == name else (None, False)
@@ -78,11 +77,23 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         base = float(self.weights[name][local]) if name in self.weights else 1.0
         weight = {task: base * (float(self.task_weights[task][name][local]) if name in self.task_weights.get(task, {}) else 1.0)
                   for task in self.task_types}
-        sample = {"image": normalize(record["image"]), "targets": targets, "has": has, "weight": weight, "meta": record["meta"]}
+        sample = {"image": image, "targets": targets, "has": has, "weight": weight, "meta": record["meta"]}
         text = {task: tt.text_input(record if tt.spec.dataset == name else {}) for task, tt in self.task_types.items() if tt.reads_text}
         if text:  # each text task's input, read from the same (flipped, augmented) record as the image
             sample["text"] = text
         return sample
+
+
+    def _image_record(self, record: dict[str, Any], name: str, index: int, epoch: int) -> dict[str, Any]:
+        """An image record augmented, resized and flipped for this epoch."""
+        if name in self.augment:  # decided by (seed, epoch, index), like the flip
+            record = augment(record, self.augment[name], np.random.default_rng([self.seed, epoch, index, 1]))
+        record = resize_pad(record, self.image_size)
+        if self.hflip_p > 0:
+            # decided by (seed, epoch, index): the same flips whatever the worker or order
+            if np.random.default_rng([self.seed, epoch, index]).random() < self.hflip_p:
+                record = hflip(record)
+        return record
 
 
 def labels_of(source: Any, index: int) -> dict:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from mtlspec.errors import UsageError
-from mtlspec.inference.model_file import load_run, refuse_meta, refuse_text
+from mtlspec.inference.model_file import load_run, refuse_clips, refuse_meta, refuse_text
 from mtlspec.io import write_text_atomic
 
 
@@ -67,6 +67,7 @@ def export(run_dir: Path, format: str, out: Path | None = None, check_images: in
     loaded = load_run(run_dir)
     refuse_meta(loaded, "export")
     refuse_text(loaded, "export")
+    refuse_clips(loaded, "export")
     if loaded.spec.model.backbone.type == "Swin":
         raise UsageError("a Swin backbone cannot be exported: MMDetection's shifted-window attention computes the batch size as a "
                          "Python number (window_reverse), so a traced graph answers only the batch size it was traced with "

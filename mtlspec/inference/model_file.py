@@ -130,3 +130,10 @@ def refuse_text(loaded: Loaded, what: str) -> None:
     if reading:
         raise UsageError(f"task(s) {', '.join(reading)} read a text with each image, and `mtlspec {what}` takes images only; "
                          f"score such a run on its own splits with `mtlspec run` (its report) or `mtlspec reproduce`")
+
+
+def refuse_clips(loaded: Loaded, what: str) -> None:
+    """A model that reads clips (model.temporal) needs clips; `predict` and `export` take images."""
+    if loaded.model.frames:
+        raise UsageError(f"this run's model reads clips of {loaded.model.frames} frames (model.temporal), and `mtlspec {what}` "
+                         f"takes images only; score it on its own splits with `mtlspec run` (its report) or `mtlspec reproduce`")

@@ -19,7 +19,7 @@ from PIL import Image
 
 from mtlspec.data.transforms import normalize, resize_pad
 from mtlspec.inference.inputs import SPLITS, Item, from_files, from_split
-from mtlspec.inference.model_file import load_run, refuse_meta, refuse_text
+from mtlspec.inference.model_file import load_run, refuse_clips, refuse_meta, refuse_text
 from mtlspec.inference.overlay import draw
 from mtlspec.inference.writers import TaskWriter
 from mtlspec.io import write_bytes_atomic, write_text_atomic
@@ -89,6 +89,7 @@ def predict(run_dir: Path, inputs: list[str], out: Path, batch_size: int = 16, d
     loaded = load_run(run_dir)
     refuse_meta(loaded, "predict")
     refuse_text(loaded, "predict")
+    refuse_clips(loaded, "predict")
     if split is None and len(inputs) == 1 and inputs[0] in SPLITS and not Path(inputs[0]).exists():
         split = inputs[0]
     if split is not None:

@@ -1,6 +1,6 @@
 """The `data` section: datasets, sampling across datasets, sample weights, batch and image size."""
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import Field
 
@@ -203,6 +203,53 @@ class DenseFolder(Section):
         return {"segmentation": set(), "depth": set()}
 
 
+class MovingObjects(Section):
+    min: Annotated[int, Field(ge=1, le=4)] = 1
+    """Fewest digits in a clip (the actor counts)."""
+    max: Annotated[int, Field(ge=1, le=4)] = 2
+    """Most digits in a clip: the actor and up to max - 1 visitors."""
+
+
+class ClipSplits(Section):
+    train: SplitSize = 1000
+    val: SplitSize = 200
+    test: SplitSize = 200
+
+
+class MovingDigits(Section):
+    """The embedded video dataset: clips of scikit-learn's digit scans moving over a textured
+    canvas (no download). An actor digit crosses the frame left, right, up or down and stays in
+    view; visitors appear, bounce off the edges and leave. Labels: `direction`, `actor`, `action`
+    (actor and direction, 40 classes), `events` (each digit's class, first and end frame on screen),
+    `visits` (when each visitor is on screen, one class), and in
+    every frame each digit's box, class, track id and the class map (data/moving_digits.py)."""
+
+    CLIPS: ClassVar = True
+    type: Literal["moving_digits"]
+    canvas: Annotated[int, Field(ge=32, le=256)] = 64
+    """Side of the square frames in pixels."""
+    frames: Annotated[int, Field(ge=3, le=64)] = 8
+    """Frames per clip."""
+    objects: MovingObjects = MovingObjects()
+    splits: ClipSplits = ClipSplits()
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
+    """Generation seed; the spec's seed when absent."""
+
+    @classmethod
+    def provides(cls, raw: dict) -> dict[str, set[str] | None]:
+        return {"clip_classification": {"direction", "actor", "action"}, "temporal_localization": {"events", "visits"},
+                "frame_detection": set(), "frame_segmentation": set()}
+
+    @classmethod
+    def text_fields(cls, raw: dict) -> set[str] | None:
+        return set()
+
+
+def is_clips(raw: dict) -> bool:
+    """Whether a dataset (as written) gives clips rather than images."""
+    return bool(getattr(DATASETS.get(raw.get("type")) if isinstance(raw, dict) else None, "CLIPS", False))
+
+
 def text_fields(raw: dict, section: type) -> set[str] | None:
     """The text fields a dataset gives: the embedded dataset's own, a `text` file's (any name, read
     with the data), or none."""
@@ -211,8 +258,8 @@ def text_fields(raw: dict, section: type) -> set[str] | None:
     return None if isinstance(raw.get("text"), str) else set()
 
 
-Dataset = Annotated[Union[MultiDigits, Coco, AttributeTable, ImageFolder, DenseFolder], Field(discriminator="type")]
-DATASETS = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in (MultiDigits, Coco, AttributeTable, ImageFolder, DenseFolder)}
+Dataset = Annotated[Union[MultiDigits, MovingDigits, Coco, AttributeTable, ImageFolder, DenseFolder], Field(discriminator="type")]
+DATASETS = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in (MultiDigits, MovingDigits, Coco, AttributeTable, ImageFolder, DenseFolder)}
 
 
 class RoundRobin(Section):
@@ -288,6 +335,15 @@ class HeldOutClasses(Section):
     """The classes as the dataset names them (class indices where the label has no names)."""
 
 
+class Clip(Section):
+    """How clips are fed to the model: `length` frames, `stride` apart, from the middle of each clip."""
+
+    length: Annotated[int, Field(ge=1, le=64)] = 8
+    """Frames per clip the model sees (at most the clips' frames, with the stride)."""
+    stride: Annotated[int, Field(ge=1, le=16)] = 1
+    """Every stride-th frame of the clip."""
+
+
 class Data(Section):
     datasets: Annotated[dict[Name, Dataset], Field(min_length=1)]
     sampling: Sampling = Proportional(type="proportional")
@@ -312,5 +368,7 @@ class Data(Section):
     sample_overrides: str | None = None
     """An .npz file of per-task sample weights (`weight/<task>/<dataset>`) and regression targets
     (`target/<task>/<dataset>`), one value per training sample; boosting writes one per member."""
+    clip: Clip = Clip()
+    """For clip datasets (moving_digits): the window of frames each clip gives the model."""
     hflip: Probability = 0.0
     """Probability of mirroring a training image left-right (boxes, masks and depth move with it)."""

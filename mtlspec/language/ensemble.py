@@ -109,14 +109,16 @@ TRAINS_MEMBERS = ("bagging", "boosting", "snapshot")
 BOOSTED_TASK_TYPES = ("classification", "regression")
 # The task types each combining strategy applies to.
 STRATEGY_TASK_TYPES = {
-    "mean": ("classification", "multilabel", "regression", "segmentation", "depth", "zero_shot"),
-    "weighted_mean": ("classification", "multilabel", "regression", "segmentation", "depth"),
-    "vote": ("classification", "multilabel", "zero_shot"),
+    "mean": ("classification", "multilabel", "regression", "segmentation", "depth", "zero_shot", "clip_classification", "frame_segmentation"),
+    "weighted_mean": ("classification", "multilabel", "regression", "segmentation", "depth", "clip_classification", "frame_segmentation"),
+    "vote": ("classification", "multilabel", "zero_shot", "clip_classification"),
     "stacking": ("classification", "multilabel", "regression"),
-    "box_fusion": ("detection",),
-    "bagging": ("classification", "multilabel", "regression", "detection", "segmentation", "depth", "zero_shot"),
+    "box_fusion": ("detection", "frame_detection"),
+    "bagging": ("classification", "multilabel", "regression", "detection", "segmentation", "depth", "zero_shot",
+                "clip_classification", "frame_detection", "frame_segmentation"),
     "boosting": ("classification", "multilabel", "regression", "detection", "segmentation", "depth"),
-    "snapshot": ("classification", "multilabel", "regression", "detection", "segmentation", "depth", "zero_shot"),
+    "snapshot": ("classification", "multilabel", "regression", "detection", "segmentation", "depth", "zero_shot",
+                 "clip_classification", "frame_detection", "frame_segmentation"),
 }
 
 

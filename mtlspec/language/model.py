@@ -235,6 +235,36 @@ class Fusion(Section):
     """FiLM blocks, or cross-attention layers (late fusion: hidden layers of the MLP)."""
 
 
+class TemporalPool(Section):
+    """TSN's consensus (Wang et al., ECCV 2016): the backbone on each frame alone, a clip's vector
+    the mean of its frames'. Blind to the frames' order: it cannot tell left from right motion."""
+
+    type: Literal["pool"]
+
+
+class TemporalShift(Section):
+    """The temporal shift module (TSM, Lin et al., ICCV 2019): in every residual block, before its
+    first convolution, 1/fold_div of the channels move one frame back in time and 1/fold_div one
+    frame forward (zeros at the clip's ends); no parameters. Backbones without residual blocks
+    (SmallCNN) shift at the input of each stage (the paper's in-place variant)."""
+
+    type: Literal["tsm"]
+    fold_div: Annotated[int, Field(ge=2, le=64)] = 8
+    """1/fold_div of the channels shifted each way (the paper: 8, a quarter of them moved)."""
+
+
+class Conv2Plus1D(Section):
+    """(2+1)D convolution (R(2+1)D, Tran et al., CVPR 2018) after the backbone: residual blocks of a
+    3 x 3 spatial then a 3-frame temporal convolution on the last stage's maps (zero-padded in time)."""
+
+    type: Literal["r2plus1d"]
+    blocks: Annotated[int, Field(ge=1, le=4)] = 1
+    """Residual (2+1)D blocks appended to the last stage."""
+
+
+Temporal = Annotated[Union[TemporalPool, TemporalShift, Conv2Plus1D], Field(discriminator="type")]
+
+
 class Model(Section):
     backbone: Backbone = SmallCNN(type="SmallCNN")
     neck: Neck = FPN(type="FPN")
@@ -243,3 +273,8 @@ class Model(Section):
     """The text tower (used only when a task reads text)."""
     fusion: Fusion = Fusion()
     """How image and text meet in tasks that read both (used only by such tasks)."""
+    temporal: Temporal | None = None
+    """How the backbone sees time, for clip datasets (required by their tasks): every frame
+    through the backbone and topology, with `tsm`'s shifts or `r2plus1d`'s temporal blocks inside
+    it; clip tasks read the frames' features pooled over time (and the sequence of them), frame
+    tasks each frame's."""

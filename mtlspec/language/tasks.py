@@ -231,9 +231,78 @@ class VQA(TaskBase):
     metrics: list[Literal["accuracy", "type_accuracy"]] = ["accuracy", "type_accuracy"]
 
 
+class ClipClassification(TaskBase):
+    """A class per clip (moving_digits' `direction`, `actor` or `action`): the backbone on each frame
+    under model.temporal, the frames' features pooled over time, a linear head, cross-entropy."""
+
+    DIRECTIONS: ClassVar = {"accuracy": True, "top_k": True, "macro_f1": True}
+    CLIP_LEVEL: ClassVar = "clip"
+    type: Literal["clip_classification"]
+    label: Name
+    num_classes: PositiveInt | None = None
+    """Number of classes; the dataset's when absent."""
+    metrics: list[Literal["accuracy", "top_k", "macro_f1"]] = ["accuracy", "macro_f1"]
+    top_k: PositiveInt = 5
+
+
+class TemporalLocalization(TaskBase):
+    """When each event of a clip starts and ends, and its class (moving_digits' `events`: when each
+    digit is on screen). Anchor-free on the sequence of frame features, as
+    ActionFormer (Zhang et al., ECCV 2022) is at one scale: temporal convolutions, then at each
+    frame a score per class (positive inside an event of the class) and its
+    distances to the event's start and end (1 - tIoU loss); segments decoded at every frame, kept
+    by per-class non-maximum suppression. Scored as ActivityNet does (Heilbron et al., CVPR 2015):
+    mAP averaged over tIoU 0.5:0.05:0.95, and at 0.5 and 0.75."""
+
+    DIRECTIONS: ClassVar = {"map": True, "map50": True, "map75": True}
+    CLIP_LEVEL: ClassVar = "clip"
+    type: Literal["temporal_localization"]
+    label: Name = "events"
+    num_classes: PositiveInt | None = None
+    """Event classes; the dataset's when absent."""
+    hidden: Annotated[int, Field(ge=8, le=1024)] = 128
+    """Channels of the head's temporal convolutions."""
+    layers: Annotated[int, Field(ge=1, le=8)] = 2
+    """Temporal convolutions (kernel 3) before the class and boundary outputs."""
+    class_loss: Literal["bce", "focal"] = "bce"
+    """The per-frame class scores' loss: `bce`, binary cross-entropy summed over the classes and
+    averaged over the frames, or `focal`, ActionFormer's sigmoid focal loss (alpha 0.25, gamma 2)
+    normalised by the clip's positives. On moving_digits the focal loss stayed at the classes'
+    base rates for 5 epochs (mAP 0.11, the trivial prior's level) where bce reached 0.26
+    (docs/results.md)."""
+    nms_tiou: Annotated[float, Field(gt=0, le=1)] = 0.5
+    """Two segments of one class overlapping by more than this tIoU: the lower-scored is dropped."""
+    max_segments: Annotated[int, Field(ge=1, le=1000)] = 50
+    """Segments kept per clip, highest scores first."""
+    metrics: list[Literal["map", "map50", "map75"]] = ["map", "map50", "map75"]
+
+
+class FrameDetection(TaskBase):
+    """Detection in every frame of a clip: the detection task's MMDetection heads on each frame's
+    pyramid (the features under model.temporal, so a frame's boxes can use its neighbours), COCO
+    box mAP over all frames."""
+
+    DIRECTIONS: ClassVar = {"map": True, "map50": True, "map75": True}
+    CLIP_LEVEL: ClassVar = "frame"
+    type: Literal["frame_detection"]
+    head: Head
+    metrics: list[Literal["map", "map50", "map75"]] = ["map", "map50", "map75"]
+
+
+class FrameSegmentation(TaskBase):
+    """Semantic segmentation of every frame of a clip (the segmentation task per frame)."""
+
+    DIRECTIONS: ClassVar = {"miou": True, "pixel_accuracy": True}
+    CLIP_LEVEL: ClassVar = "frame"
+    type: Literal["frame_segmentation"]
+    num_classes: PositiveInt | None = None
+    """Classes including background; the dataset's when absent."""
+    metrics: list[Literal["miou", "pixel_accuracy"]] = ["miou", "pixel_accuracy"]
+
+
 Task = Annotated[
     Union[Classification, Multilabel, Regression, Detection, Segmentation, InstanceSegmentation, Depth, ZeroShot,
-          ImageTextRetrieval, VQA],
+          ImageTextRetrieval, VQA, ClipClassification, TemporalLocalization, FrameDetection, FrameSegmentation],
     Field(discriminator="type"),
 ]
 

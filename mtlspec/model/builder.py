@@ -30,8 +30,11 @@ class MultiTaskModel(nn.Module):
     parameters for the weighting methods when two or more tasks read text, else its one task's."""
 
     def __init__(self, topology: nn.Module, heads: dict[str, nn.Module], text: nn.Module | None = None,
-                 text_tasks: list[str] | None = None, class_text_tasks: list[str] | None = None):
+                 text_tasks: list[str] | None = None, class_text_tasks: list[str] | None = None,
+                 clip_tasks: list[str] | None = None, frames: int | None = None):
         super().__init__()
+        self.clip_tasks = list(clip_tasks or [])
+        self.frames = frames  # frames per clip the model reads (None: it reads images)
         self.topology = topology
         self.heads = nn.ModuleDict(heads)
         self.text = text
@@ -57,13 +60,31 @@ class MultiTaskModel(nn.Module):
 
     def forward(self, images: torch.Tensor, text: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
         """Each task's head output; `text`: each text task's token ids (N, L) for these images."""
-        if self.channels_last and images.dim() == 4:
-            images = images.contiguous(memory_format=torch.channels_last)
-        features = self.topology(images)
+        features = self.features(images)
         if self.text_tasks and (text is None or any(t not in text for t in self.text_tasks)):
             missing = [t for t in self.text_tasks if text is None or t not in text]
             raise ValueError(f"task(s) {', '.join(missing)} read text: the model needs their token ids beside the images")
         return {task: self.head_output(task, features[task], text) for task in self.heads}
+
+    def features(self, images: torch.Tensor) -> dict[str, Any]:
+        """Each task's features of a batch of images (N, 3, H, W), or of clips (N, T, 3, H, W): every
+        frame through the topology (frames of a clip consecutive), clip tasks given the clip's
+        (clip_features), frame tasks each frame's."""
+        clips = images.dim() == 5
+        frames = images.shape[1] if clips else 1
+        if clips:
+            images = images.flatten(0, 1)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        features = self.topology(images)
+        if clips:
+            features = {task: clip_features(f, frames) if task in self.clip_tasks else f for task, f in features.items()}
+        return features
+
+    def example_images(self, batch: int, size: int, device: Any = None) -> torch.Tensor:
+        """Zeros shaped as this model's input: images, or clips of `frames` frames."""
+        shape = (batch, self.frames, 3, size, size) if self.frames else (batch, 3, size, size)
+        return torch.zeros(shape, device=device)
 
     def head_output(self, task: str, features: Any, text: dict[str, torch.Tensor] | None = None) -> Any:
         """One head on its task's features (and its text, or the text tower, where it reads text)."""
@@ -100,11 +121,20 @@ class MultiTaskModel(nn.Module):
         return self.topology.extra_loss()
 
 
+def clip_features(features: dict[str, Any], frames: int) -> dict[str, Any]:
+    """A clip task's features from its frames': the frames' vectors as a sequence (N, T, C) and their
+    mean over time as the clip's vector (TSN's average consensus)."""
+    sequence = features["vector"].unflatten(0, (-1, frames))
+    return {**features, "vector": sequence.mean(1), "sequence": sequence}
+
+
 def build_topology(spec: Any, base: Path | None = None) -> nn.Module:
     """The sharing topology around the spec's backbone (started from its init checkpoint when `base`,
     the spec file's folder, is given); `init_report` says what the checkpoint gave."""
+    from mtlspec.model.temporal import make_temporal
+
     sharing = spec.model.sharing
-    backbone = build_backbone(spec.model.backbone, base)
+    backbone = make_temporal(build_backbone(spec.model.backbone, base), spec.model.temporal, spec.data.clip.length)
     topology = TOPOLOGIES[sharing.type](backbone, spec.model.neck, list(spec.tasks), sharing)
     topology.init_report = backbone.init_report
     return topology
@@ -146,4 +176,6 @@ def build_model(spec: Any, task_types: dict[str, Any], base: Path | None = None)
             problems.append((head_path(name, spec.tasks[name]), f"the head cannot be built on its input features: {type(exc).__name__}: {exc}"))
     if problems:
         raise BuildError(problems)
-    return MultiTaskModel(topology, heads, text, text_tasks, class_text_tasks)
+    clip_tasks = [name for name, tt in task_types.items() if tt.level == "clip"]
+    frames = spec.data.clip.length if spec.model.temporal is not None else None
+    return MultiTaskModel(topology, heads, text, text_tasks, class_text_tasks, clip_tasks, frames)

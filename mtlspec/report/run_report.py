@@ -135,7 +135,8 @@ def write_reports(run_dir: Path, spec: Any, manifest: dict[str, Any], result: An
     figures = run_figures(*_read_metrics(run_dir / "metrics.jsonl"), timings, metrics, getattr(result, "details", None)) if spec.report.plots else []
     plots = write_pngs(figures, run_dir / "plots")
     reads_text = any(getattr(type(t), "TEXT_FIELDS", ()) for t in spec.tasks.values())  # examples come from `predict`, which takes images only
-    examples = _examples(run_dir, spec) if spec.report.plots and spec.meta is None and not reads_text else []
+    clips = spec.model.temporal is not None  # a model of clips: `predict` takes images
+    examples = _examples(run_dir, spec) if spec.report.plots and spec.meta is None and not reads_text and not clips else []
     report = build_report(spec, manifest, result, plots, baseline, timings)
     report["examples"] = [f"examples/{name}" for name in examples]
     for task, t in report["tasks"].items():

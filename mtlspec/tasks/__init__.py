@@ -22,6 +22,10 @@ TASK_TYPES: dict[str, Any] = {
     "zero_shot": "mtlspec.tasks.zero_shot:ZeroShot",
     "image_text_retrieval": "mtlspec.tasks.image_text_retrieval:ImageTextRetrieval",
     "vqa": "mtlspec.tasks.vqa:VQA",
+    "clip_classification": "mtlspec.tasks.clip_classification:ClipClassification",
+    "temporal_localization": "mtlspec.tasks.temporal_localization:TemporalLocalization",
+    "frame_detection": "mtlspec.tasks.per_frame:FrameDetection",
+    "frame_segmentation": "mtlspec.tasks.per_frame:FrameSegmentation",
 }
 
 

@@ -47,6 +47,7 @@ class Form(str, Enum):
     VALUE_MAPS = "value maps"  # (N, H, W); 0 in the target means unknown
     BOXES = "boxes"  # per image {"boxes", "scores", "labels"}
     INSTANCES = "instances"  # per image {"boxes", "scores", "labels", "masks" (n, H, W) bool}
+    SEGMENTS = "segments"  # per clip {"segments" (M, 2) [start, end) in frames, "scores", "labels"}
     EMBEDDINGS = "embeddings"  # (image (N, D), text (N, D)), unit length; scored against the whole split, never combined
 
 
@@ -65,6 +66,9 @@ class TaskType(ABC):
     reads_text = False  # whether the model feeds it a text of each sample (tasks/text_task.py)
     reads_class_text = False  # whether its head embeds its classes' descriptions with the text tower (tasks/zero_shot_text.py)
     episodic = False  # whether N-way K-shot episodes of it can be drawn and a fresh head adapted to them (`mtlspec adapt`)
+    # "image": it reads images; "clip": a clip's features pooled over its frames, and their sequence
+    # (model/builder.py clip_features); "frame": every frame of a clip as an image (tasks/per_frame.py)
+    level = "image"
 
     def __init__(self, task_name: str, num_classes: int, spec: Any):
         self.task_name, self.num_classes, self.spec = task_name, num_classes, spec

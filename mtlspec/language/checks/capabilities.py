@@ -23,7 +23,7 @@ def language_types() -> dict[str, frozenset[str]]:
         "ensemble": tags(ensemble.Strategy), "ensemble members": tags(ensemble.Members),
         "detection head": tags(tasks.DenseHead.model_fields["type"].annotation) | tags(tasks.TwoStageHead.model_fields["type"].annotation)
         | tags(tasks.MaskRCNNHead.model_fields["type"].annotation),
-        "sample weights": tags(data.SampleWeights), "baseline": tags(evaluation.Baseline),
+        "sample weights": tags(data.SampleWeights), "baseline": tags(evaluation.Baseline), "temporal": tags(model.Temporal),
     }
 
 
@@ -39,7 +39,7 @@ def _named(data: dict) -> list[tuple[str, tuple, Any]]:
     for part in ("backbone", "neck", "sharing"):
         named.append((part, ("model", part, "type"), tag_or_default(get_in(data, "model", part), default(Spec, "model", part, "type"))))
     named.append(("weighting", ("weighting", "type"), tag_or_default(data.get("weighting"), default(Spec, "weighting", "type"))))
-    for part, path in (("sample weights", ("data", "sample_weights")), ("baseline", ("evaluation", "baseline"))):
+    for part, path in (("sample weights", ("data", "sample_weights")), ("baseline", ("evaluation", "baseline")), ("temporal", ("model", "temporal"))):
         if isinstance(get_in(data, *path), dict):
             named.append((part, path + ("type",), tag(get_in(data, *path))))
     ensemble = data.get("ensemble")
