@@ -10,7 +10,7 @@ from __future__ import annotations
 from mtlspec.tasks import TASK_TYPES
 
 IMPLEMENTED: dict[str, frozenset[str]] = {
-    "dataset": frozenset({"multidigits", "moving_digits", "coco", "attribute_table", "image_folder", "dense_folder"}),
+    "dataset": frozenset({"multidigits", "moving_digits", "video_folder", "coco", "attribute_table", "image_folder", "dense_folder"}),
     "task": frozenset(TASK_TYPES),
     "backbone": frozenset({"SmallCNN", "ResNet", "ResNeXt", "RegNet", "PVT", "PVTv2", "Swin"}),
     "neck": frozenset({"FPN", "none"}),

@@ -46,7 +46,13 @@ def _moving_digits(name: str, ds: Any, split: str, seed: int, base: Path) -> Any
                                                        split=split, size=getattr(ds.splits, split), seed=ds.seed if ds.seed is not None else seed))
 
 
-SOURCES = {"multidigits": _multidigits, "moving_digits": _moving_digits, "coco": _coco, "attribute_table": _table, "image_folder": _image_folder, "dense_folder": _dense_folder}
+def _video_folder(name: str, ds: Any, split: str, seed: int, base: Path) -> Any:
+    from mtlspec.data.formats.video_folder import VideoFolderSource
+
+    return VideoFolderSource(name, base / ds.root, split, seed)
+
+
+SOURCES = {"multidigits": _multidigits, "moving_digits": _moving_digits, "video_folder": _video_folder, "coco": _coco, "attribute_table": _table, "image_folder": _image_folder, "dense_folder": _dense_folder}
 
 
 def build_source(spec: Any, name: str, split: str, base: Path = Path(".")) -> Any:

@@ -245,6 +245,24 @@ class MovingDigits(Section):
         return set()
 
 
+class VideoFolder(Section):
+    """Clips as folders of frames, one sub-folder per class: root/<class>/<clip>/<frames>, or
+    root/<split>/<class>/<clip>/<frames> (the layout of UCF101's or HMDB51's frame extractions);
+    frames in file-name order. Without split folders, val and test are a seeded 10% each."""
+
+    CLIPS: ClassVar = True
+    type: Literal["video_folder"]
+    root: str
+
+    @classmethod
+    def provides(cls, raw: dict) -> dict[str, set[str] | None]:
+        return {"clip_classification": {"class"}}
+
+    @classmethod
+    def text_fields(cls, raw: dict) -> set[str] | None:
+        return set()
+
+
 def is_clips(raw: dict) -> bool:
     """Whether a dataset (as written) gives clips rather than images."""
     return bool(getattr(DATASETS.get(raw.get("type")) if isinstance(raw, dict) else None, "CLIPS", False))
@@ -258,8 +276,8 @@ def text_fields(raw: dict, section: type) -> set[str] | None:
     return None if isinstance(raw.get("text"), str) else set()
 
 
-Dataset = Annotated[Union[MultiDigits, MovingDigits, Coco, AttributeTable, ImageFolder, DenseFolder], Field(discriminator="type")]
-DATASETS = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in (MultiDigits, MovingDigits, Coco, AttributeTable, ImageFolder, DenseFolder)}
+Dataset = Annotated[Union[MultiDigits, MovingDigits, VideoFolder, Coco, AttributeTable, ImageFolder, DenseFolder], Field(discriminator="type")]
+DATASETS = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in (MultiDigits, MovingDigits, VideoFolder, Coco, AttributeTable, ImageFolder, DenseFolder)}
 
 
 class RoundRobin(Section):

@@ -3,12 +3,40 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mtlspec.data.formats.common import IMAGE_SUFFIXES, carve, file_stats, read_image
 from mtlspec.data.records import DataError, Record, fingerprint
+
+
+def class_folders(root: Path, split: str, seed: int, members: Callable[[Path], list[Path]], what: str) -> tuple[list[str], list[tuple[Path, int]], str]:
+    """(classes, (member, class index) of the split, where they come from) of root/<class>/<member>,
+    or root/<split>/<class>/<member> when split folders exist. The classes are the training
+    folder's; a split without a folder of its own is a seeded part carved out of training.
+    `members(folder)` lists a class folder's samples (images, clip folders), `what` names them."""
+    if not root.is_dir():
+        raise DataError(f"{what} folder is missing", str(root))
+    split_folders = (root / "train").is_dir()
+    top = root / "train" if split_folders else root
+    classes = sorted(p.name for p in top.iterdir() if p.is_dir())
+    if not classes:
+        raise DataError("no class sub-folders", str(top))
+    missing = {s for s in ("val", "test") if not (root / s).is_dir()} if split_folders else {"val", "test"}
+    base = root / split if split_folders and split not in missing else top
+    items = [(p, c) for c, name in enumerate(classes) if (base / name).is_dir() for p in members(base / name)]
+    if split in missing or (split == "train" and missing):
+        items = [items[i] for i in carve(len(items), split, missing, seed)]
+        origin = f"{top}: {len(items)} {what}s, a seeded part" + (f" ({', '.join(sorted(missing))} carved out)" if split == "train" else " carved out of training")
+    else:
+        origin = f"{base}"
+    return classes, items, origin
+
+
+def image_files(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.glob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
 
 
 class ImageFolderSource:
@@ -18,24 +46,9 @@ class ImageFolderSource:
 
     def __init__(self, name: str, root: str | Path, split: str, seed: int):
         self.name, self.root = name, Path(root)
-        if not self.root.is_dir():
-            raise DataError("image folder is missing", str(self.root))
-        split_folders = (self.root / "train").is_dir()
-        # the classes are the training folder's; a split without a folder of its own is carved out of it
-        top = self.root / "train" if split_folders else self.root
-        self.classes = sorted(p.name for p in top.iterdir() if p.is_dir())
-        if not self.classes:
-            raise DataError("no class sub-folders", str(top))
-        missing = {s for s in ("val", "test") if not (self.root / s).is_dir()} if split_folders else {"val", "test"}
-        base = self.root / split if split_folders and split not in missing else top
-        items = [(p, c) for c, name in enumerate(self.classes) for p in sorted((base / name).glob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
-        if split in missing or (split == "train" and missing):
-            items = [items[i] for i in carve(len(items), split, missing, seed)]
-            self.origin = f"{top}: {len(items)} images, a seeded part" + (f" ({', '.join(sorted(missing))} carved out)" if split == "train" else " carved out of training")
-        else:
-            self.origin = f"{base}"
+        self.classes, items, self.origin = class_folders(self.root, split, seed, image_files, "image")
         if not items:
-            raise DataError(f"the {split} split has no images ({', '.join(IMAGE_SUFFIXES)})", str(base))
+            raise DataError(f"the {split} split has no images ({', '.join(IMAGE_SUFFIXES)})", self.origin)
         self.items = items
 
     def __len__(self) -> int:

@@ -36,8 +36,11 @@ def check_clips(data: dict) -> list[Finding]:
     stride = clip.get("stride", default(Clip, "stride")) if isinstance(clip, dict) else default(Clip, "stride")
     if isinstance(length, int) and isinstance(stride, int):
         needed = (length - 1) * stride + 1
-        for name in clip_sets:
-            frames = datasets[name].get("frames", default(DATASETS[tag(datasets[name])], "frames"))
+        for name in clip_sets:  # where the spec says how long the clips are (a folder's are known once read)
+            section = DATASETS[tag(datasets[name])]
+            if "frames" not in section.model_fields:
+                continue
+            frames = datasets[name].get("frames", default(section, "frames"))
             if isinstance(frames, int) and needed > frames:
                 where = ("data", "clip", "length") if isinstance(clip, dict) and "length" in clip else ("data", "clip") if isinstance(clip, dict) else ("data", "datasets", name, "frames")
                 out.append(Finding(where, "incompatible",

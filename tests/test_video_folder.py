@@ -1,0 +1,122 @@
+"""Clips from folders of frames (video_folder): what is read and in which order, the window over
+clips of different lengths, bad clips named by file and frame, and a run on such a folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mtlspec.data.clips import ClipWindow
+from mtlspec.data.formats.video_folder import VideoFolderSource
+from mtlspec.data.records import DataError
+from mtlspec.language import validate_file
+from tests.conftest import run_result
+
+
+def _square(t: int, direction: int, size: int = 24) -> np.ndarray:
+    """A bright square moving left (0) or right (1) by 3 px a frame on a dark frame."""
+    image = np.full((size, size, 3), 20, np.uint8)
+    x = 2 + 3 * t if direction else size - 8 - 3 * t
+    image[8:14, x : x + 6] = 230
+    return image
+
+
+def _folder(root: Path, clips_per_class: int = 5, frames: int = 6, long_every: int = 0) -> Path:
+    for c, name in enumerate(["left", "right"]):
+        for k in range(clips_per_class):
+            clip = root / name / f"clip{k:02d}"
+            clip.mkdir(parents=True)
+            count = frames + (2 if long_every and k % long_every == 0 else 0)
+            for t in range(count):
+                Image.fromarray(_square(t, c)).save(clip / f"{t:05d}.png")
+    return root
+
+
+def test_clips_are_read_in_name_order_by_class_and_a_window_takes_their_middle(tmp_path):
+    root = _folder(tmp_path / "videos", long_every=2)
+    train = VideoFolderSource("v", root, "train", seed=0)
+    test = VideoFolderSource("v", root, "test", seed=0)
+    assert train.classes == ["left", "right"] and len(train) + len(test) + len(VideoFolderSource("v", root, "val", seed=0)) == 10
+    assert not {c for c, _ in train.items} & {c for c, _ in test.items}  # the seeded carve-out: no clip in two splits
+    window = ClipWindow(train, 4, 1)
+    for index in range(len(train)):
+        record = window.record(index)
+        count = train.frame_count(index)
+        start = (count - 4) // 2
+        assert [f["meta"]["frame"] for f in record["frames"]] == list(range(start, start + 4))
+        direction = train.labels(index)["class"]
+        assert np.array_equal(record["frames"][0]["image"], _square(start, direction))
+        assert record["labels"] == {"class": direction} == window.labels(index)
+
+
+@pytest.mark.parametrize("damage, words, sample", [
+    ("missing", "frame file is missing", "frame 00003.png"),
+    ("garbage", "unreadable image", "frame 00003.png"),
+    ("size", "the clip's first is 24 x 24", "frame 00003.png"),
+])
+def test_a_bad_frame_is_named_by_its_file_and_frame(tmp_path, damage, words, sample):
+    root = _folder(tmp_path / "videos")
+    source = VideoFolderSource("v", root, "train", seed=0)
+    path = source.frames[0][3]
+    if damage == "missing":
+        path.unlink()
+    elif damage == "garbage":
+        path.write_bytes(b"not a png")
+    else:
+        Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(path)
+    with pytest.raises(DataError) as caught:
+        source.check(0)
+        ClipWindow(source, 6, 1).record(0)
+    assert words in str(caught.value) and str(path) in str(caught.value) and sample in str(caught.value)
+
+
+def test_a_window_longer_than_the_shortest_clip_names_it(tmp_path):
+    root = _folder(tmp_path / "videos", long_every=2)
+    source = VideoFolderSource("v", root, "train", seed=0)
+    with pytest.raises(DataError, match="the shortest clip has 6") as caught:
+        ClipWindow(source, 7, 1)
+    assert source.shortest_clip() in str(caught.value)
+    (root / "left" / "empty").mkdir()
+    with pytest.raises(DataError, match="no frames"):
+        VideoFolderSource("v", root, "train", seed=0)
+
+
+def test_a_run_on_a_video_folder_trains_and_scores_its_classes(tmp_path, write):
+    _folder(tmp_path / "videos", clips_per_class=12)
+    spec = write("v.yaml", """name: vf
+data:
+  datasets:
+    v: {type: video_folder, root: videos}
+  clip: {length: 4}
+  batch_size: 4
+  image_size: 24
+tasks:
+  way: {type: clip_classification, dataset: v, label: class}
+model: {backbone: {type: SmallCNN, channels: [8, 16]}, neck: {type: FPN, out_channels: 8}, temporal: {type: tsm}}
+training: {epochs: 1, device: cpu, threads: 1}
+report: {formats: [json], plots: false}
+""")
+    (result,) = validate_file(spec)
+    assert result.ok(), [e.format() for e in result.errors]
+    outcome = run_result(result, tmp_path / "runs")
+    report = json.loads((outcome.run_dir / "report.json").read_text())
+    assert set(report["tasks"]["way"]["metrics"]) == {"accuracy", "macro_f1"}
+    assert all(0 <= v <= 1 for v in report["tasks"]["way"]["metrics"].values())
+    assert "videos" in json.dumps(report["data"])  # the report says where the clips came from
+
+
+def test_validate_knows_what_a_video_folder_gives(write):
+    (result,) = validate_file(write("v.yaml", """name: vf
+data:
+  datasets:
+    v: {type: video_folder, root: videos}
+tasks:
+  boxes: {type: frame_detection, dataset: v, head: {type: FCOSHead}}
+model: {temporal: {type: pool}}
+"""))
+    (error,) = result.errors  # the folder itself is read by `validate --deep` and `run`, as an image folder is
+    assert (error.code, error.path) == ("label-not-provided", "tasks.boxes.type") and "clip_classification" in error.message
