@@ -47,3 +47,9 @@ def build_module(config: dict[str, Any]) -> nn.Module:
         finally:
             logger.setLevel(level)
     return module
+
+
+def build_tracker(config: dict[str, Any]) -> Any:
+    """Build an MMDetection tracker (ByteTracker, SORT ...: plain objects, not modules, holding the
+    tracks of one video between calls of `track`)."""
+    return _registry().build(config)

@@ -277,16 +277,44 @@ class TemporalLocalization(TaskBase):
     metrics: list[Literal["map", "map50", "map75"]] = ["map", "map50", "map75"]
 
 
+class ByteTrack(Section):
+    """ByteTrack (Zhang et al., ECCV 2022), as MMDetection's ByteTracker runs it: a Kalman filter
+    predicts each track's box; the confident boxes are matched to the tracks first, then the low
+    ones to the tracks still unmatched (what recovers occluded objects), by IoU with lap's
+    linear assignment. The settings are those of MMDetection's bytetrack configs."""
+
+    type: Literal["ByteTrack"]
+    score_high: Annotated[float, Field(gt=0, lt=1)] = 0.6
+    """Boxes above this score take part in the first association."""
+    score_low: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    """Boxes between this and score_high take part in the second; below it, none."""
+    init_score: Annotated[float, Field(gt=0, lt=1)] = 0.7
+    """An unmatched box above this score starts a new track."""
+    match_iou_high: Annotated[float, Field(gt=0, le=1)] = 0.1
+    """The least IoU of a match in the first association."""
+    match_iou_low: Annotated[float, Field(gt=0, le=1)] = 0.5
+    """The least IoU of a match in the second association."""
+    match_iou_tentative: Annotated[float, Field(gt=0, le=1)] = 0.3
+    """The least IoU of a match for a track not yet confirmed."""
+    frames_retained: Annotated[int, Field(ge=1, le=1000)] = 30
+    """Frames a lost track is kept to be found again."""
+
+
 class FrameDetection(TaskBase):
     """Detection in every frame of a clip: the detection task's MMDetection heads on each frame's
     pyramid (the features under model.temporal, so a frame's boxes can use its neighbours), COCO
-    box mAP over all frames."""
+    box mAP over all frames; with `tracking`, the boxes of each clip are linked over time and
+    scored as MOTChallenge does (MOTA, IDF1 at IoU 0.5, by the motmetrics package)."""
 
-    DIRECTIONS: ClassVar = {"map": True, "map50": True, "map75": True}
+    DIRECTIONS: ClassVar = {"map": True, "map50": True, "map75": True, "mota": True, "idf1": True}
     CLIP_LEVEL: ClassVar = "frame"
+    TRACKING_METRICS: ClassVar = ("mota", "idf1")
     type: Literal["frame_detection"]
     head: Head
-    metrics: list[Literal["map", "map50", "map75"]] = ["map", "map50", "map75"]
+    tracking: ByteTrack | None = None
+    """Link each clip's boxes into tracks (the dataset's track ids are the truth)."""
+    metrics: list[Literal["map", "map50", "map75", "mota", "idf1"]] = ["map", "map50", "map75"]
+    """`mota` and `idf1` need `tracking`."""
 
 
 class FrameSegmentation(TaskBase):

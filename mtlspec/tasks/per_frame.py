@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from mtlspec.tasks.base import Metric
 from mtlspec.tasks.detection import Detection
 from mtlspec.tasks.segmentation import Segmentation
@@ -95,6 +97,58 @@ class FrameMetric(Metric):
 
 class FrameDetection(PerFrame, Detection):
     name = "frame_detection"
+
+    def target(self, record):
+        value, present = super().target(record)
+        if present:  # each frame's track ids beside its boxes: the truth tracking is scored against
+            for frame, frame_record in zip(value, record["frames"]):
+                frame["track_ids"] = np.asarray(frame_record.get("track_ids", np.full(len(frame["boxes"]), -1)), np.int64).reshape(-1)
+        return value, present
+
+    def placeholder(self, image_size):
+        return [{**frame, "track_ids": np.zeros((0,), np.int64)} for frame in super().placeholder(image_size)]
+
+    def metric(self):
+        if self.spec.tracking is None:
+            return super().metric()
+        return TrackedFrameMetric(super().metric(), self)
+
+    def describe(self):
+        tracked = f", tracked by {self.spec.tracking.type}" if self.spec.tracking is not None else ""
+        return super().describe() + tracked
+
+
+class TrackedFrameMetric(FrameMetric):
+    """Per-frame mAP, and each labelled clip's boxes tracked over its frames (tasks/object_tracking.py):
+    MOTA and IDF1 against the clip's track ids."""
+
+    def __init__(self, inner: Metric, task: FrameDetection):
+        from mtlspec.tasks.object_tracking import TrackScores
+
+        super().__init__(inner, task)
+        self.tracks = TrackScores()
+
+    def update(self, prediction, target, has):
+        from mtlspec.tasks.object_tracking import byte_tracker, track_clip
+
+        super().update(prediction, target, has)
+        frames = self.task.frames
+        for clip, labelled in enumerate(has.tolist()):
+            if labelled:
+                span = slice(clip * frames, (clip + 1) * frames)
+                self.tracks.add_clip(target[span], track_clip(byte_tracker(self.task.spec.tracking), prediction[span]))
+
+    def compute(self):
+        scores = self.inner.compute()
+        if not scores:
+            return scores
+        self.found = self.tracks.compute()
+        return {**scores, "mota": self.found["mota"], "idf1": self.found["idf1"]}
+
+    def details(self):
+        inner = self.inner.details() or {}
+        found = getattr(self, "found", None)
+        return {**inner, "tracking": found} if found is not None else (inner or None)
 
 
 class FrameSegmentation(PerFrame, Segmentation):

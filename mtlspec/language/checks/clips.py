@@ -21,7 +21,13 @@ def check_clips(data: dict) -> list[Finding]:
     image_sets = [name for name, ds in datasets.items() if tag(ds) in DATASETS and not is_clips(ds) and name in used]
     temporal = get_in(data, "model", "temporal")
     for name, task in tasks.items():
-        level = getattr(task_sections().get(tag(task)), "CLIP_LEVEL", None)
+        section = task_sections().get(tag(task))
+        metrics = task.get("metrics")
+        needs = [m for m in (metrics if isinstance(metrics, list) else []) if m in getattr(section, "TRACKING_METRICS", ())]
+        if needs and not isinstance(task.get("tracking"), dict):
+            out.append(Finding(("tasks", name, "metrics", metrics.index(needs[0])), "incompatible",
+                               f"{needs[0]} scores tracks: give the task `tracking: {{type: ByteTrack}}`"))
+        level = getattr(section, "CLIP_LEVEL", None)
         if level is not None and not isinstance(temporal, dict):
             out.append(Finding(("tasks", name, "type"), "incompatible",
                                f"a {tag(task)} task reads clips: set model.temporal ({TEMPORAL_TYPES}) to say how the backbone sees time"))

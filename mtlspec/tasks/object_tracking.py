@@ -1,0 +1,90 @@
+"""Tracking the boxes of a clip over its frames (MMDetection's ByteTracker, through the one door
+to its registry) and scoring the tracks as MOTChallenge does: MOTA (CLEAR MOT, Bernardin &
+Stiefelhagen, 2008) and IDF1 (Ristani et al., ECCV workshops 2016), computed by the motmetrics
+package from per-frame matches at IoU 0.5.
+
+Each clip is tracked from a fresh tracker; its ground-truth and predicted ids are made unique
+across clips (clip number x 1,000,000 + id), so one accumulator holds the whole split and no
+track runs from one clip into the next.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+MATCH_IOU = 0.5  # MOTChallenge's: a box matches a true box it overlaps by at least this IoU
+CLIP_IDS = 1_000_000
+
+
+def byte_tracker(spec: Any) -> Any:
+    """MMDetection's ByteTracker with the spec's settings."""
+    from mtlspec.openmmlab import build_tracker
+
+    return build_tracker(dict(type="ByteTracker", motion=dict(type="KalmanFilter"),
+                              obj_score_thrs=dict(high=spec.score_high, low=spec.score_low), init_track_thr=spec.init_score,
+                              weight_iou_with_det_scores=True,
+                              match_iou_thrs=dict(high=spec.match_iou_high, low=spec.match_iou_low, tentative=spec.match_iou_tentative),
+                              num_frames_retain=spec.frames_retained))
+
+
+def track_clip(tracker: Any, frames: list[dict[str, torch.Tensor]]) -> list[dict[str, np.ndarray]]:
+    """The tracked boxes of each frame of one clip ({"boxes", "scores", "labels", "ids"}), from its
+    per-frame detections ({"boxes", "scores", "labels"})."""
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+
+    out = []
+    for frame_id, found in enumerate(frames):  # frame 0 resets the tracker: a new clip
+        sample = DetDataSample(metainfo={"frame_id": frame_id})
+        sample.pred_instances = InstanceData(bboxes=torch.as_tensor(found["boxes"], dtype=torch.float32).reshape(-1, 4),
+                                             scores=torch.as_tensor(found["scores"], dtype=torch.float32).reshape(-1),
+                                             labels=torch.as_tensor(found["labels"], dtype=torch.int64).reshape(-1))
+        tracked = tracker.track(sample)
+        out.append({"boxes": tracked.bboxes.numpy(), "scores": tracked.scores.numpy(), "labels": tracked.labels.numpy(),
+                    "ids": tracked.instances_id.numpy()})
+    return out
+
+
+def iou_distances(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """1 - IoU between each true box (rows) and each predicted box (columns), xyxy; NaN (no
+    match possible) below MATCH_IOU, as motmetrics' own iou_matrix gives."""
+    truth, predicted = np.asarray(truth, np.float64).reshape(-1, 4), np.asarray(predicted, np.float64).reshape(-1, 4)
+    lt = np.maximum(truth[:, None, :2], predicted[None, :, :2])
+    rb = np.minimum(truth[:, None, 2:], predicted[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda b: np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)  # noqa: E731
+    union = area(truth)[:, None] + area(predicted)[None, :] - inter
+    iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    return np.where(iou >= MATCH_IOU, 1 - iou, np.nan)
+
+
+class TrackScores:
+    """Per-frame matches of every clip in one motmetrics accumulator; `compute()` gives MOTA, IDF1
+    and the counts behind them."""
+
+    def __init__(self) -> None:
+        import motmetrics
+
+        self.accumulator = motmetrics.MOTAccumulator(auto_id=True)
+        self.clips = 0
+
+    def add_clip(self, truth: list[dict[str, Any]], tracked: list[dict[str, np.ndarray]]) -> None:
+        """One clip: per frame the true boxes and track ids ({"boxes", "track_ids"}) and the tracked boxes ({"boxes", "ids"})."""
+        offset = self.clips * CLIP_IDS
+        for true, found in zip(truth, tracked):
+            true_ids = [offset + int(i) for i in np.asarray(true["track_ids"]).reshape(-1)]
+            found_ids = [offset + int(i) for i in np.asarray(found["ids"]).reshape(-1)]
+            self.accumulator.update(true_ids, found_ids, iou_distances(true["boxes"], found["boxes"]))
+        self.clips += 1
+
+    def compute(self) -> dict[str, float]:
+        import motmetrics
+
+        summary = motmetrics.metrics.create().compute(self.accumulator, metrics=["mota", "idf1", "num_switches", "num_false_positives",
+                                                                                  "num_misses", "num_objects"], name="all")
+        row = summary.loc["all"]
+        return {"mota": float(row["mota"]), "idf1": float(row["idf1"]), "id_switches": int(row["num_switches"]),
+                "false_positives": int(row["num_false_positives"]), "misses": int(row["num_misses"]), "objects": int(row["num_objects"])}
