@@ -104,14 +104,18 @@ def _rank_main(rank: int, nproc: int, port: int, target: Callable[..., Any], arg
     target(*args)
 
 
-def global_losses(losses: dict[str, torch.Tensor], world: World, counts: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def global_losses(losses: dict[str, torch.Tensor], world: World, counts: dict[str, torch.Tensor] | None = None,
+                  whole: set[str] | frozenset[str] = frozenset()) -> dict[str, torch.Tensor]:
     """Each loss with the value of the global batch's loss and a gradient whose average over the
     ranks is that loss's gradient. A task in `counts` (its labelled samples in this rank's slice)
     has a loss that is a mean over them: the global value is sum_r n_r L_r / N, and this rank's
     loss is weighted by W n_r / N (0 where it has no labelled sample; 1 when the slices hold equal
-    counts). Other tasks (their own normalisation) take the plain mean of the ranks' losses."""
+    counts). A task in `whole` computed the global batch's loss on every rank (gather_rows), each
+    rank's graph reaching its own rows only: its loss is weighted by W, so the average over ranks
+    sums the rows' parts. Other tasks (their own normalisation) take the plain mean of the ranks' losses."""
     if not world.active or not losses:
         return losses
+    counts = {t: n for t, n in (counts or {}).items() if t not in whole}
     names = list(losses)
     values = torch.stack([losses[t].detach().float().reshape(()) for t in names])
     n = torch.stack([counts[t].float().reshape(()).to(values.device) if counts and t in counts else torch.ones((), device=values.device)
@@ -124,9 +128,37 @@ def global_losses(losses: dict[str, torch.Tensor], world: World, counts: dict[st
     factor = torch.where(labelled > 0, world.size * n / safe, torch.zeros_like(n))
     out = {}
     for i, t in enumerate(names):
-        local = losses[t] * factor[i].to(losses[t].dtype)
+        local = losses[t] * (world.size if t in whole else factor[i].to(losses[t].dtype))
         out[t] = local + (mean[i].to(losses[t].dtype) - local.detach())
     return out
+
+
+def gather_rows(tensors: list[torch.Tensor], world: World) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Every rank's rows of each tensor, in rank order, as one batch (what a loss over the whole
+    global batch reads: CLIP's negatives from every rank), and which rows are this rank's. This
+    rank's own rows keep their graph; the others' come without one (each rank differentiates the
+    loss with respect to its own rows; averaged over ranks with the factor global_losses gives a
+    `whole` task, that is the global batch's gradient). Ranks may hold different row counts."""
+    device = tensors[0].device
+    count = torch.tensor([tensors[0].shape[0]], device=device)
+    sizes = [torch.zeros_like(count) for _ in range(world.size)]
+    dist.all_gather(sizes, count)
+    counts = [int(s) for s in sizes]
+    most = max(counts)
+    out = []
+    for tensor in tensors:
+        flag = tensor.dtype == torch.bool  # gloo gathers no bool
+        own = tensor.to(torch.uint8) if flag else tensor
+        padded = torch.cat([own, own.new_zeros((most - own.shape[0], *own.shape[1:]))])
+        parts = [torch.empty_like(padded) for _ in range(world.size)]
+        dist.all_gather(parts, padded.detach().contiguous())
+        parts[world.rank] = padded
+        joined = torch.cat([part[:n] for part, n in zip(parts, counts)])
+        out.append(joined.bool() if flag else joined)
+    mine = torch.zeros(sum(counts), dtype=torch.bool, device=device)
+    start = sum(counts[: world.rank])
+    mine[start : start + counts[world.rank]] = True
+    return out, mine
 
 
 def any_rank(flags: list[bool], world: World, device: torch.device) -> list[bool]:

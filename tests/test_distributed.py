@@ -1,6 +1,6 @@
 """Training on several processes (mtlspec/distributed.py), on the CPU with gloo: 2 processes x 8
 images take the same steps as 1 process x 16, for equal weights, learned weights (UW), weights from
-the loss values (GLS) and a gradient method (PCGrad); `run --nproc 2` writes one run directory; refusals are usage errors."""
+the loss values (GLS), a gradient method (PCGrad) and a contrastive loss over the global batch; `run --nproc 2` writes one run directory; refusals are usage errors."""
 
 from __future__ import annotations
 
@@ -74,12 +74,29 @@ def test_two_processes_of_8_take_the_steps_of_one_process_of_16(tmp_path, monkey
     """Equal up to float summation order (convolutions and reductions over 8 images instead of 16):
     within 1e-4 of the largest change of any weight; the two ranks bit-identical to each other. A
     task labelled on a few images, all on one rank, is averaged over those images, as in one process."""
+    (tmp_path / "spec.yaml").write_text(tiny_spec("ddp", TASKS, "training: {device: cpu}\n", test=8).replace("train: 16", "train: 32"))
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    _one_and_two_processes_agree(tmp_path, method, partial)
+
+
+def test_contrastive_negatives_come_from_every_rank(tmp_path, monkeypatch):
+    """CLIP's InfoNCE on 2 processes x 8 reads all 16 samples as negatives (gathered; each rank's
+    gradient reaches its own rows, the learned temperature through its own rows' logits), so the
+    steps are one process x 16's, to the same 1e-4; with each rank's 8 alone they would not be."""
+    tasks = ("retrieval: {type: image_text_retrieval, dataset: digits, text: caption}\n"
+             "largest: {type: classification, dataset: digits, label: largest_digit}\n")
+    spec = tiny_spec("ddp", tasks, "training: {device: cpu}\n", test=8).replace("train: 16", "train: 32")
+    spec = spec.replace("neck: {type: FPN, out_channels: 8}}", "neck: {type: FPN, out_channels: 8}, text: {type: transformer, width: 16, layers: 1, heads: 2}}")
+    (tmp_path / "spec.yaml").write_text(spec)
+    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
+    _one_and_two_processes_agree(tmp_path, "ew", False)
+
+
+def _one_and_two_processes_agree(tmp_path, method: str, partial: bool) -> None:
     import torch.multiprocessing as mp
 
     from mtlspec.distributed import free_port
 
-    (tmp_path / "spec.yaml").write_text(tiny_spec("ddp", TASKS, "training: {device: cpu}\n", test=8).replace("train: 16", "train: 32"))
-    monkeypatch.setenv("MTLSPEC_CACHE", str(tmp_path / "cache"))
     _steps(0, 1, 0, method, str(tmp_path), partial)
     mp.start_processes(_steps, args=(2, free_port(), method, str(tmp_path), partial), nprocs=2, start_method="spawn")
     one = torch.load(tmp_path / "weights-1-0.pt")

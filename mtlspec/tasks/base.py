@@ -63,6 +63,9 @@ class TaskType(ABC):
     # counts by its labelled samples (mtlspec/distributed.py). Object tasks say False: MMDetection
     # normalises their losses by its own counts (positives, sampled RoIs), some across the ranks.
     mean_over_labelled = True
+    # Its loss is the whole global batch's on every rank (a contrastive loss whose negatives come
+    # from every rank, distributed.gather_rows), each rank's graph reaching its own rows only.
+    whole_batch_loss = False
     reads_text = False  # whether the model feeds it a text of each sample (tasks/text_task.py)
     reads_class_text = False  # whether its head embeds its classes' descriptions with the text tower (tasks/zero_shot_text.py)
     episodic = False  # whether N-way K-shot episodes of it can be drawn and a fresh head adapted to them (`mtlspec adapt`)

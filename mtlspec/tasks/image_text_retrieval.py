@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mtlspec import distributed
 from mtlspec.tasks.base import Form, Metric, masked_mean
 from mtlspec.tasks.text_task import TextTask
 
@@ -109,8 +110,15 @@ class ImageTextRetrieval(TextTask):
     def describe(self):
         return f"image_text_retrieval ({self.spec.embedding}-d joint space, InfoNCE)"
 
+    whole_batch_loss = True  # with several ranks, the negatives are the global batch's (CLIP's all-gather)
+
     def loss(self, output, target, has, weight):
         image, text, scale = output
+        world = distributed.current()  # (inactive in evaluation, whose shards are scored on rank 0)
+        if world.active:  # the whole global batch: each rank's rows and their positives, as one process would see them
+            (image, text, target, has, weight), mine = distributed.gather_rows([image, text, target, has, weight], world)
+            # the temperature reaches a logit through its row's rank only, so the ranks' gradients add up to one process's
+            scale = torch.where(mine[:, None], scale, scale.detach())
         return masked_mean(info_nce(image, text, scale, same_text(target), has), has, weight)
 
     def predict(self, output, image_size):

@@ -101,14 +101,15 @@ def train_step(model: Any, task_types: dict, weighting: Any, optimizer: torch.op
             found = task_losses()
             if not world.active:
                 return found
-            return distributed.global_losses(found, world, {t: batch["has"][t].sum() for t, tt in task_types.items() if tt.mean_over_labelled})
+            return distributed.global_losses(found, world, {t: batch["has"][t].sum() for t, tt in task_types.items() if tt.mean_over_labelled},
+                                             {t for t, tt in task_types.items() if tt.whole_batch_loss})
 
     with autocast():
         losses = task_losses()
     device = next(model.parameters()).device
     if world.active:
         counts = {t: batch["has"][t].sum() for t, tt in task_types.items() if tt.mean_over_labelled}
-        losses = distributed.global_losses(losses, world, counts)
+        losses = distributed.global_losses(losses, world, counts, {t for t, tt in task_types.items() if tt.whole_batch_loss})
     if check is not None:
         check(losses)
     optimizer.zero_grad(set_to_none=True)
