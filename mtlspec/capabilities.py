@@ -10,7 +10,7 @@ from __future__ import annotations
 from mtlspec.tasks import TASK_TYPES
 
 IMPLEMENTED: dict[str, frozenset[str]] = {
-    "dataset": frozenset({"multidigits", "moving_digits", "video_folder", "coco", "attribute_table", "image_folder", "dense_folder"}),
+    "dataset": frozenset({"multidigits", "moving_digits", "video_folder", "coco_vid", "mot", "coco", "attribute_table", "image_folder", "dense_folder"}),
     "task": frozenset(TASK_TYPES),
     "backbone": frozenset({"SmallCNN", "ResNet", "ResNeXt", "RegNet", "PVT", "PVTv2", "Swin"}),
     "neck": frozenset({"FPN", "none"}),
@@ -26,4 +26,5 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
     "sample weights": frozenset({"none", "inverse_dataset_size", "inverse_frequency", "effective_number", "column"}),
     "baseline": frozenset({"none", "single_task", "run"}),
     "temporal": frozenset({"pool", "tsm", "r2plus1d"}),
+    "tracker": frozenset({"ByteTrack"}),
 }

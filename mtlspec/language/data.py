@@ -246,9 +246,10 @@ class MovingDigits(Section):
 
 
 class VideoFolder(Section):
-    """Clips as folders of frames, one sub-folder per class: root/<class>/<clip>/<frames>, or
-    root/<split>/<class>/<clip>/<frames> (the layout of UCF101's or HMDB51's frame extractions);
-    frames in file-name order. Without split folders, val and test are a seeded 10% each."""
+    """Clips, one sub-folder per class: root/<class>/<clip>, or root/<split>/<class>/<clip> (the
+    layout of UCF101 and HMDB51). A clip is a folder of frame images (in file-name order) or a
+    video file (mp4, avi, mkv, webm, mov, m4v; decoded with PyAV). Without split folders, val and
+    test are a seeded 10% each."""
 
     CLIPS: ClassVar = True
     type: Literal["video_folder"]
@@ -263,9 +264,68 @@ class VideoFolder(Section):
         return set()
 
 
+class CocoVid(Section):
+    """Videos in the COCO-VID layout (MMDetection's video datasets, TAO, BDD100K MOT; what
+    MMDetection's mot2coco writes): a COCO file whose `videos` list the videos, whose images carry
+    `video_id` and `frame_id`, and whose annotations carry `instance_id` (the track). Every frame's
+    boxes, classes and track ids, for frame_detection and its tracking."""
+
+    CLIPS: ClassVar = True
+    type: Literal["coco_vid"]
+    root: str
+    """Folder holding the frames; annotation paths are relative to it."""
+    annotations: CocoAnnotations
+    frames: PositiveInt | None = None
+    """Frames per clip: each video cut into consecutive clips of this many frames (a shorter last
+    piece dropped); one clip per video when absent."""
+    carve: Literal["videos", "frames"] = "videos"
+    """How val and test without a file of their own come out of the training file: a seeded 10%
+    of the videos each, or each video's frames after its first 80% (then 90%)."""
+
+    @classmethod
+    def provides(cls, raw: dict) -> dict[str, set[str] | None]:
+        return {"frame_detection": set()}
+
+    @classmethod
+    def text_fields(cls, raw: dict) -> set[str] | None:
+        return set()
+
+
+class MotChallenge(Section):
+    """MOTChallenge sequences (MOT16, MOT17, MOT20): root/<sequence>/{seqinfo.ini, img1/, gt/gt.txt},
+    or the same under root/train/ (and root/val/, root/test/ where they hold ground truth). Every
+    frame's boxes, classes and track ids, for frame_detection and its tracking."""
+
+    CLIPS: ClassVar = True
+    type: Literal["mot"]
+    root: str
+    classes: dict[Annotated[int, Field(ge=1)], Name] = {1: "pedestrian"}
+    """The MOT class numbers kept, and their names (MOT17: 1 pedestrian, 2 person on vehicle, 3 car,
+    4 bicycle, 5 motorbike ...); rows of other classes are left out, as MOTChallenge's evaluation does."""
+    sequences: list[str] | None = None
+    """The sequences to read (MOT17 ships each one three times, once per public detector); all when absent."""
+    min_visibility: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Rows less visible than this (gt.txt's last column) are left out."""
+    frames: PositiveInt | None = None
+    """Frames per clip: each sequence cut into consecutive clips of this many frames; one clip per
+    sequence when absent."""
+    carve: Literal["videos", "frames"] = "frames"
+    """How val and test without a folder of their own come out of training: each sequence's frames
+    after its first 80% (then 90%), the usual split of a few long sequences, or a seeded 10% of the sequences."""
+
+    @classmethod
+    def provides(cls, raw: dict) -> dict[str, set[str] | None]:
+        return {"frame_detection": set()}
+
+    @classmethod
+    def text_fields(cls, raw: dict) -> set[str] | None:
+        return set()
+
+
 def is_clips(raw: dict) -> bool:
     """Whether a dataset (as written) gives clips rather than images."""
-    return bool(getattr(DATASETS.get(raw.get("type")) if isinstance(raw, dict) else None, "CLIPS", False))
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    return bool(getattr(DATASETS.get(kind) if isinstance(kind, str) else None, "CLIPS", False))
 
 
 def text_fields(raw: dict, section: type) -> set[str] | None:
@@ -276,8 +336,10 @@ def text_fields(raw: dict, section: type) -> set[str] | None:
     return None if isinstance(raw.get("text"), str) else set()
 
 
-Dataset = Annotated[Union[MultiDigits, MovingDigits, VideoFolder, Coco, AttributeTable, ImageFolder, DenseFolder], Field(discriminator="type")]
-DATASETS = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in (MultiDigits, MovingDigits, VideoFolder, Coco, AttributeTable, ImageFolder, DenseFolder)}
+Dataset = Annotated[Union[MultiDigits, MovingDigits, VideoFolder, CocoVid, MotChallenge, Coco, AttributeTable, ImageFolder, DenseFolder],
+                    Field(discriminator="type")]
+DATASETS = {cls.model_fields["type"].annotation.__args__[0]: cls
+            for cls in (MultiDigits, MovingDigits, VideoFolder, CocoVid, MotChallenge, Coco, AttributeTable, ImageFolder, DenseFolder)}
 
 
 class RoundRobin(Section):

@@ -24,6 +24,7 @@ def language_types() -> dict[str, frozenset[str]]:
         "detection head": tags(tasks.DenseHead.model_fields["type"].annotation) | tags(tasks.TwoStageHead.model_fields["type"].annotation)
         | tags(tasks.MaskRCNNHead.model_fields["type"].annotation),
         "sample weights": tags(data.SampleWeights), "baseline": tags(evaluation.Baseline), "temporal": tags(model.Temporal),
+        "tracker": tags(tasks.FrameDetection.model_fields["tracking"].annotation),
     }
 
 
@@ -36,6 +37,8 @@ def _named(data: dict) -> list[tuple[str, tuple, Any]]:
         named.append(("task", ("tasks", name, "type"), tag(task)))
         if isinstance(task.get("head"), dict):
             named.append(("detection head", ("tasks", name, "head", "type"), tag(task["head"])))
+        if isinstance(task.get("tracking"), dict):
+            named.append(("tracker", ("tasks", name, "tracking", "type"), tag(task["tracking"])))
     for part in ("backbone", "neck", "sharing"):
         named.append((part, ("model", part, "type"), tag_or_default(get_in(data, "model", part), default(Spec, "model", part, "type"))))
     named.append(("weighting", ("weighting", "type"), tag_or_default(data.get("weighting"), default(Spec, "weighting", "type"))))

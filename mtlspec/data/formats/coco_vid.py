@@ -1,0 +1,94 @@
+"""COCO-VID annotation files (the layout MMDetection's video datasets, TAO and BDD100K MOT use, and
+what MMDetection's mot2coco writes from MOTChallenge): a COCO file whose `videos` list the videos
+({id, name}), whose images carry `video_id` and `frame_id`, and whose annotations carry
+`instance_id`, the track. Read into data/formats/video_boxes.py's videos, every problem named
+with the file and the entry."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from mtlspec.data.formats.coco import _read_json
+from mtlspec.data.formats.video_boxes import Frame, Video, VideoBoxesSource, frame_arrays
+from mtlspec.data.records import DataError
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def read_coco_vid(path: Path, root: Path) -> tuple[list[Video], list[str], list[int]]:
+    """(videos in id order, category names, category ids) of a COCO-VID file; image paths under `root`."""
+    if not path.is_file():
+        raise DataError("annotation file is missing", str(path))
+    data = _read_json(path)
+    file = str(path)
+    if not isinstance(data, dict) or not isinstance(data.get("videos"), list) or not data["videos"]:
+        raise DataError("a COCO-VID file holds one JSON object with 'videos', 'images', 'annotations' and 'categories'; "
+                        "this one has no 'videos' list (a plain COCO file? use type: coco)", file)
+    videos: dict[int, str] = {}
+    for n, video in enumerate(data["videos"]):
+        if not isinstance(video, dict) or not isinstance(video.get("id"), int):
+            raise DataError(f"videos[{n}] needs an integer 'id'", file, n)
+        videos[video["id"]] = str(video.get("name", video["id"]))
+    categories = data.get("categories")
+    if not isinstance(categories, list) or not categories or not all(isinstance(c, dict) and isinstance(c.get("id"), int) for c in categories):
+        raise DataError("'categories' must be a non-empty list of {id, name}", file)
+    category_ids = sorted(c["id"] for c in categories)
+    contiguous = {cid: i for i, cid in enumerate(category_ids)}
+    names = {c["id"]: str(c.get("name", c["id"])) for c in categories}
+    images: dict[int, dict] = {}
+    for n, image in enumerate(data.get("images") or []):
+        if not isinstance(image, dict) or not isinstance(image.get("id"), int) or not isinstance(image.get("file_name"), str):
+            raise DataError(f"images[{n}] needs an integer 'id' and a string 'file_name'", file, n)
+        sample = image["file_name"]
+        if image.get("video_id") not in videos:
+            raise DataError(f"image {image['id']} names video id {image.get('video_id')!r}, which no video in the file has", file, sample)
+        if not isinstance(image.get("frame_id"), int) or image["frame_id"] < 0:
+            raise DataError(f"image {image['id']} needs a 'frame_id', its frame's place in the video (0, 1, ...)", file, sample)
+        images[image["id"]] = image
+    if not images:
+        raise DataError("the file has no images (an 'images' list of {id, file_name, video_id, frame_id})", file)
+    rows: dict[int, list] = defaultdict(list)
+    tracks: dict[int, dict] = defaultdict(dict)  # per video: instance id -> a small track id
+    for n, ann in enumerate(data.get("annotations") or []):
+        if not isinstance(ann, dict) or ann.get("image_id") not in images:
+            raise DataError(f"annotations[{n}] names image id {ann.get('image_id') if isinstance(ann, dict) else None!r}, which no image in the file has", file, n)
+        image = images[ann["image_id"]]
+        sample = f"{videos[image['video_id']]} frame {image['frame_id']}"
+        if ann.get("category_id") not in contiguous:
+            raise DataError(f"annotation {ann.get('id', f'#{n}')} has unknown category id {ann.get('category_id')!r}", file, sample)
+        box = ann.get("bbox")
+        if not isinstance(box, list) or len(box) != 4 or not all(_number(v) for v in box) or box[2] <= 0 or box[3] <= 0:
+            raise DataError(f"annotation {ann.get('id', f'#{n}')} needs a bbox [x, y, width, height] of positive size, has {box!r}"[:300], file, sample)
+        if not isinstance(ann.get("instance_id"), int):
+            raise DataError(f"annotation {ann.get('id', f'#{n}')} needs an integer 'instance_id' (its track)", file, sample)
+        if ann.get("iscrowd"):
+            continue  # crowd regions have no track
+        video_tracks = tracks[image["video_id"]]
+        track = video_tracks.setdefault(ann["instance_id"], len(video_tracks))
+        rows[ann["image_id"]].append((box, contiguous[ann["category_id"]], track))
+    by_video: dict[int, list[dict]] = defaultdict(list)
+    for image in images.values():
+        by_video[image["video_id"]].append(image)
+    out = []
+    for vid in sorted(by_video):
+        frames = sorted(by_video[vid], key=lambda image: image["frame_id"])
+        seen = [image["frame_id"] for image in frames]
+        if len(set(seen)) != len(seen):
+            twice = next(f for f in seen if seen.count(f) > 1)
+            raise DataError(f"video {videos[vid]!r} has two images with frame_id {twice}", file, videos[vid])
+        out.append(Video(videos[vid], [Frame(root / image["file_name"], *frame_arrays(rows[image["id"]])) for image in frames]))
+    return out, [names[c] for c in category_ids], category_ids
+
+
+def coco_vid_source(name: str, root: Path, annotations: dict[str, str | None], split: str, seed: int,
+                    carve: str, frames: int | None) -> VideoBoxesSource:
+    """The split's clips: from the split's own file, or carved out of the training file."""
+    chosen = annotations.get(split)
+    path = root / (chosen or annotations["train"])
+    videos, classes, category_ids = read_coco_vid(path, root)
+    missing = {s for s in ("val", "test") if not annotations.get(s)}
+    return VideoBoxesSource("coco_vid", name, videos, classes, split, seed, carve, missing, frames, str(path), category_ids)
