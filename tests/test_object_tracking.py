@@ -1,5 +1,5 @@
-"""Tracking (frame_detection's `tracking`): motmetrics as its README shows it, MOTA and IDF1 of a
-hand-built sequence by hand, MMDetection's ByteTracker on moving_digits' own boxes, validate's
+"""Tracking (frame_detection's `tracking`): motmetrics as its README shows it, MOTA, IDF1 and HOTA of
+hand-built sequences by hand, MMDetection's ByteTracker on moving_digits' own boxes, validate's
 rule, and a run reporting them."""
 
 from __future__ import annotations
@@ -52,9 +52,27 @@ def test_mota_and_idf1_of_a_hand_built_sequence():
     found = scores.compute()
     assert (found["misses"], found["false_positives"], found["id_switches"], found["objects"]) == (1, 1, 1, 8)
     assert found["mota"] == pytest.approx(0.625) and found["idf1"] == pytest.approx(0.75)
+    # HOTA by its definition (Luiten et al. 2021, eqs. 7-10; every match has IoU 1, so every alpha
+    # agrees): 7 TP, 1 FN, 1 FP give DetA = 7/9; A's 3 matches with id 1 have A(c) = 3/(3+1+0), its
+    # match with id 3 1/(1+3+0), B's 3 with id 2 3/(3+1+0); AssA = (3 x 3/4 + 1/4 + 3 x 3/4) / 7
+    assert found["deta"] == pytest.approx(7 / 9) and found["assa"] == pytest.approx(4.75 / 7)
+    assert found["hota"] == pytest.approx((7 / 9 * 4.75 / 7) ** 0.5)
     scores.add_clip(truth, tracked)  # a second clip reusing the same ids is its own tracks: the counts double
     again = scores.compute()
     assert (again["id_switches"], again["objects"]) == (2, 16) and again["mota"] == pytest.approx(0.625)
+    assert again["hota"] == pytest.approx(found["hota"])
+
+
+def test_hota_counts_localisation_over_its_iou_thresholds():
+    """One object, one track, every box shifted to IoU 0.6 (a 10 px box moved 2.5 px): matched for
+    the alphas 0.05 ... 0.60 (12 of 19), missed (1 FN, 1 FP) above; HOTA is DetA's mean, 12/19,
+    association being perfect wherever there is a match."""
+    truth = [{"boxes": [_box(0)], "track_ids": [0]} for _ in range(3)]
+    tracked = [{"boxes": [[2.5, 0, 12.5, 10]], "ids": [7]} for _ in range(3)]
+    scores = TrackScores()
+    scores.add_clip(truth, tracked)
+    found = scores.compute()
+    assert found["hota"] == pytest.approx(12 / 19) and found["assa"] == pytest.approx(12 / 19)
 
 
 def test_bytetrack_keeps_each_moving_digit_on_one_track():
@@ -92,10 +110,10 @@ def test_a_run_reports_the_tracks(tmp_path, write):
     from tests.test_video import VIDEO
 
     text = VIDEO.replace("TEMPORAL", "tsm").replace(
-        "norm_cfg: {type: GN, num_groups: 4}}}", "norm_cfg: {type: GN, num_groups: 4}}, tracking: {type: ByteTrack}, metrics: [map, mota, idf1]}")
+        "norm_cfg: {type: GN, num_groups: 4}}}", "norm_cfg: {type: GN, num_groups: 4}}, tracking: {type: ByteTrack}, metrics: [map, mota, idf1, hota]}")
     (result,) = validate_file(write("v.yaml", text))
     assert result.ok(), [e.format() for e in result.errors]
     report = json.loads((run_result(result, tmp_path / "runs").run_dir / "report.json").read_text())
     boxes = report["tasks"]["boxes"]
-    assert set(boxes["metrics"]) == {"map", "mota", "idf1"} and boxes["metrics"]["idf1"] >= 0 and boxes["metrics"]["mota"] <= 1
-    assert boxes["baseline"]["idf1"] == 0.0  # no boxes: no track
+    assert set(boxes["metrics"]) == {"map", "mota", "idf1", "hota"} and boxes["metrics"]["idf1"] >= 0 and boxes["metrics"]["mota"] <= 1
+    assert boxes["baseline"]["idf1"] == 0.0 and boxes["baseline"]["hota"] == 0.0  # no boxes: no track

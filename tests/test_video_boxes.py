@@ -199,7 +199,7 @@ tasks:
     dataset: v
     head: {{type: FCOSHead, stacked_convs: 1, feat_channels: 32}}
     tracking: {{type: ByteTrack, score_high: 0.2, init_score: 0.2}}
-    metrics: [map, mota, idf1]
+    metrics: [map, mota, idf1, hota]
 model: {{backbone: {{type: SmallCNN, channels: [8, 16]}}, neck: {{type: FPN, out_channels: 8}}, temporal: {{type: tsm}}}}
 training: {{epochs: 1, device: cpu, threads: 1}}
 report: {{formats: [json], plots: false}}
@@ -219,7 +219,7 @@ def test_a_tracking_run_on_annotated_videos_reports_mota_and_idf1(tmp_path, writ
     outcome = run_result(result, tmp_path / "runs")
     report = json.loads((outcome.run_dir / "report.json").read_text())
     metrics = report["tasks"]["boxes"]["metrics"]
-    assert set(metrics) == {"map", "mota", "idf1"} and 0 <= metrics["map"] <= 1 and metrics["idf1"] <= 1
+    assert set(metrics) == {"map", "mota", "idf1", "hota"} and 0 <= metrics["map"] <= 1 and metrics["idf1"] <= 1 and 0 <= metrics["hota"] <= 1
     assert "clips from" in json.dumps(report["data"])
 
 

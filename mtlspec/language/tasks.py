@@ -304,17 +304,18 @@ class FrameDetection(TaskBase):
     """Detection in every frame of a clip: the detection task's MMDetection heads on each frame's
     pyramid (the features under model.temporal, so a frame's boxes can use its neighbours), COCO
     box mAP over all frames; with `tracking`, the boxes of each clip are linked over time and
-    scored as MOTChallenge does (MOTA, IDF1 at IoU 0.5, by the motmetrics package)."""
+    scored as MOTChallenge does (MOTA, IDF1 at IoU 0.5, by the motmetrics package; HOTA over IoU
+    0.05 to 0.95, by TrackEval)."""
 
-    DIRECTIONS: ClassVar = {"map": True, "map50": True, "map75": True, "mota": True, "idf1": True}
+    DIRECTIONS: ClassVar = {"map": True, "map50": True, "map75": True, "mota": True, "idf1": True, "hota": True}
     CLIP_LEVEL: ClassVar = "frame"
-    TRACKING_METRICS: ClassVar = ("mota", "idf1")
+    TRACKING_METRICS: ClassVar = ("mota", "idf1", "hota")
     type: Literal["frame_detection"]
     head: Head
     tracking: ByteTrack | None = None
     """Link each clip's boxes into tracks (the dataset's track ids are the truth)."""
-    metrics: list[Literal["map", "map50", "map75", "mota", "idf1"]] = ["map", "map50", "map75"]
-    """`mota` and `idf1` need `tracking`."""
+    metrics: list[Literal["map", "map50", "map75", "mota", "idf1", "hota"]] = ["map", "map50", "map75"]
+    """`mota`, `idf1` and `hota` need `tracking`."""
 
 
 class FrameSegmentation(TaskBase):

@@ -1,11 +1,14 @@
 """Tracking the boxes of a clip over its frames (MMDetection's ByteTracker, through the one door
 to its registry) and scoring the tracks as MOTChallenge does: MOTA (CLEAR MOT, Bernardin &
 Stiefelhagen, 2008) and IDF1 (Ristani et al., ECCV workshops 2016), computed by the motmetrics
-package from per-frame matches at IoU 0.5.
+package from per-frame matches at IoU 0.5, and HOTA (Luiten et al., IJCV 2021: the geometric mean
+of detection and association accuracy, averaged over IoU thresholds 0.05 to 0.95) with its DetA
+and AssA, computed by TrackEval (the benchmarks' reference code, packaged as `trackeval`).
 
 Each clip is tracked from a fresh tracker; its ground-truth and predicted ids are made unique
 across clips (clip number x 1,000,000 + id), so one accumulator holds the whole split and no
-track runs from one clip into the next.
+track runs from one clip into the next; for HOTA each clip is a sequence of its own, combined as
+TrackEval combines a benchmark's sequences.
 """
 
 from __future__ import annotations
@@ -48,17 +51,45 @@ def track_clip(tracker: Any, frames: list[dict[str, torch.Tensor]]) -> list[dict
     return out
 
 
-def iou_distances(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """1 - IoU between each true box (rows) and each predicted box (columns), xyxy; NaN (no
-    match possible) below MATCH_IOU, as motmetrics' own iou_matrix gives."""
+def iou_matrix(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """IoU between each true box (rows) and each predicted box (columns), xyxy."""
     truth, predicted = np.asarray(truth, np.float64).reshape(-1, 4), np.asarray(predicted, np.float64).reshape(-1, 4)
     lt = np.maximum(truth[:, None, :2], predicted[None, :, :2])
     rb = np.minimum(truth[:, None, 2:], predicted[None, :, 2:])
     inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
     area = lambda b: np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)  # noqa: E731
     union = area(truth)[:, None] + area(predicted)[None, :] - inter
-    iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def iou_distances(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """1 - IoU between each true box (rows) and each predicted box (columns), xyxy; NaN (no
+    match possible) below MATCH_IOU, as motmetrics' own iou_matrix gives."""
+    iou = iou_matrix(truth, predicted)
     return np.where(iou >= MATCH_IOU, 1 - iou, np.nan)
+
+
+def hota_sequence(truth: list[dict[str, Any]], tracked: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """One clip in the form TrackEval's metrics read a sequence: per frame the true and the
+    tracked ids (each numbered 0.. within the clip) and the IoU between their boxes."""
+    true_ids = [np.asarray(t["track_ids"], np.int64).reshape(-1) for t in truth]
+    found_ids = [np.asarray(f["ids"], np.int64).reshape(-1) for f in tracked]
+    true_index = {i: n for n, i in enumerate(sorted({int(i) for ids in true_ids for i in ids}))}
+    found_index = {i: n for n, i in enumerate(sorted({int(i) for ids in found_ids for i in ids}))}
+    return {
+        "num_timesteps": len(truth), "num_gt_ids": len(true_index), "num_tracker_ids": len(found_index),
+        "num_gt_dets": sum(len(ids) for ids in true_ids), "num_tracker_dets": sum(len(ids) for ids in found_ids),
+        "gt_ids": [np.asarray([true_index[int(i)] for i in ids], np.int64) for ids in true_ids],
+        "tracker_ids": [np.asarray([found_index[int(i)] for i in ids], np.int64) for ids in found_ids],
+        "similarity_scores": [iou_matrix(t["boxes"], f["boxes"]) for t, f in zip(truth, tracked)],
+    }
+
+
+def hota_metric() -> Any:
+    """TrackEval's HOTA (its alphas 0.05, 0.10, ..., 0.95)."""
+    from trackeval.metrics.hota import HOTA
+
+    return HOTA()
 
 
 class TrackScores:
@@ -70,6 +101,7 @@ class TrackScores:
 
         self.accumulator = motmetrics.MOTAccumulator(auto_id=True)
         self.clips = 0
+        self.hota: dict[int, dict] = {}  # TrackEval's HOTA fields of each clip
 
     def add_clip(self, truth: list[dict[str, Any]], tracked: list[dict[str, np.ndarray]]) -> None:
         """One clip: per frame the true boxes and track ids ({"boxes", "track_ids"}) and the tracked boxes ({"boxes", "ids"})."""
@@ -78,6 +110,7 @@ class TrackScores:
             true_ids = [offset + int(i) for i in np.asarray(true["track_ids"]).reshape(-1)]
             found_ids = [offset + int(i) for i in np.asarray(found["ids"]).reshape(-1)]
             self.accumulator.update(true_ids, found_ids, iou_distances(true["boxes"], found["boxes"]))
+        self.hota[self.clips] = hota_metric().eval_sequence(hota_sequence(truth, tracked))
         self.clips += 1
 
     def compute(self) -> dict[str, float]:
@@ -86,5 +119,7 @@ class TrackScores:
         summary = motmetrics.metrics.create().compute(self.accumulator, metrics=["mota", "idf1", "num_switches", "num_false_positives",
                                                                                   "num_misses", "num_objects"], name="all")
         row = summary.loc["all"]
-        return {"mota": float(row["mota"]), "idf1": float(row["idf1"]), "id_switches": int(row["num_switches"]),
+        hota = hota_metric().combine_sequences(self.hota) if self.hota else {"HOTA": np.zeros(1), "DetA": np.zeros(1), "AssA": np.zeros(1)}
+        return {"mota": float(row["mota"]), "idf1": float(row["idf1"]), "hota": float(np.mean(hota["HOTA"])),
+                "deta": float(np.mean(hota["DetA"])), "assa": float(np.mean(hota["AssA"])), "id_switches": int(row["num_switches"]),
                 "false_positives": int(row["num_false_positives"]), "misses": int(row["num_misses"]), "objects": int(row["num_objects"])}

@@ -120,7 +120,7 @@ class FrameDetection(PerFrame, Detection):
 
 class TrackedFrameMetric(FrameMetric):
     """Per-frame mAP, and each labelled clip's boxes tracked over its frames (tasks/object_tracking.py):
-    MOTA and IDF1 against the clip's track ids."""
+    MOTA, IDF1 and HOTA against the clip's track ids."""
 
     def __init__(self, inner: Metric, task: FrameDetection):
         from mtlspec.tasks.object_tracking import TrackScores
@@ -143,7 +143,7 @@ class TrackedFrameMetric(FrameMetric):
         if not scores:
             return scores
         self.found = self.tracks.compute()
-        return {**scores, "mota": self.found["mota"], "idf1": self.found["idf1"]}
+        return {**scores, "mota": self.found["mota"], "idf1": self.found["idf1"], "hota": self.found["hota"]}
 
     def details(self):
         inner = self.inner.details() or {}
