@@ -117,3 +117,15 @@ def test_a_run_reports_the_tracks(tmp_path, write):
     boxes = report["tasks"]["boxes"]
     assert set(boxes["metrics"]) == {"map", "mota", "idf1", "hota"} and boxes["metrics"]["idf1"] >= 0 and boxes["metrics"]["mota"] <= 1
     assert boxes["baseline"]["idf1"] == 0.0 and boxes["baseline"]["hota"] == 0.0  # no boxes: no track
+
+
+def test_a_track_on_a_region_to_ignore_is_neither_a_hit_nor_a_false_positive():
+    """MOTChallenge's distractors (a `crowd` box in the truth): the tracked box matched to one is
+    dropped before scoring, as TrackEval prepares MOT data; an unmatched extra box still counts."""
+    truth = [{"boxes": [_box(0), _box(50)], "track_ids": [0, -1], "crowd": [False, True]} for _ in range(2)]
+    tracked = [{"boxes": [_box(0), _box(51)], "ids": [1, 2]}, {"boxes": [_box(0), _box(51), _box(100)], "ids": [1, 2, 3]}]
+    scores = TrackScores()
+    scores.add_clip(truth, tracked)
+    found = scores.compute()
+    assert (found["objects"], found["misses"], found["false_positives"]) == (2, 0, 1)
+    assert found["mota"] == pytest.approx(0.5) and found["deta"] == pytest.approx(2 / 3)

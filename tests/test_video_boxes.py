@@ -14,7 +14,7 @@ from PIL import Image
 
 from mtlspec.data.formats.coco_vid import coco_vid_source
 from mtlspec.data.formats.mot import mot_source
-from mtlspec.data.formats.video_boxes import Frame, Video, clips_of
+from mtlspec.data.formats.video_boxes import Video, annotated_frame, clips_of
 from mtlspec.data.moving_digits import MovingDigitsParams, MovingDigitsSource
 from mtlspec.data.records import DataError
 from mtlspec.language import validate_file
@@ -54,8 +54,8 @@ def write_coco_vid(root: Path, clips: list[dict], name: str = "train.json") -> P
 
 def write_mot(root: Path, clips: list[dict], extra_rows: bool = True) -> Path:
     """The clips as MOTChallenge sequences: img1/ frames from 1, gt/gt.txt rows with the digit as
-    the MOT class + 1; with `extra_rows`, rows MOTChallenge's evaluation ignores (flag 0, a class
-    not kept, low visibility) beside them."""
+    the MOT class + 1; with `extra_rows`, beside them rows MOTChallenge's evaluation leaves out
+    (flag 0, low visibility) and a distractor (class 12, a reflection) at [2, 2, 7, 7]."""
     for v, clip in enumerate(clips):
         seq = root / f"SEQ-{v:02d}"
         (seq / "img1").mkdir(parents=True)
@@ -84,6 +84,9 @@ def _same_as_clips(source, clips: list[dict], video_of) -> None:
         for frame in record["frames"]:
             truth = clip["frames"][frame["meta"]["frame"]]
             assert np.array_equal(frame["image"], truth["image"])
+            ignored = frame["crowd"]  # regions to ignore are not objects: checked by the callers
+            assert (frame["track_ids"][ignored] == -1).all()
+            frame = {k: frame[k][~ignored] for k in ("boxes", "box_labels", "track_ids")}
             order, got = np.lexsort(truth["boxes"].T), np.lexsort(frame["boxes"].T)  # the same objects, in box order
             assert np.allclose(frame["boxes"][got], truth["boxes"][order])
             assert np.array_equal(frame["box_labels"][got], truth["box_labels"][order])
@@ -109,15 +112,18 @@ def test_mot_sequences_read_back_their_boxes_and_leave_out_what_motchallenge_ign
     clips = _clips()
     write_mot(tmp_path / "mot" / "train", clips)
     classes = {d + 1: f"d{d}" for d in range(10)}
-    train = mot_source("m", tmp_path / "mot", "train", 0, classes, None, 0.1, "frames", None)
-    test = mot_source("m", tmp_path / "mot", "test", 0, classes, None, 0.1, "frames", None)
+    train = mot_source("m", tmp_path / "mot", "train", 0, classes, None, 0.1, "frames", None, ignore_classes=[2, 7, 8, 12])
+    test = mot_source("m", tmp_path / "mot", "test", 0, classes, None, 0.1, "frames", None, ignore_classes=[2, 7, 8, 12])
     assert len(train) == len(test) == VIDEOS  # carved in time: every sequence in both, no frame in both
     for v in range(VIDEOS):
         train_frames = [f["meta"]["frame"] for f in train.record(v)["frames"]]
         test_frames = [f["meta"]["frame"] for f in test.record(v)["frames"]]
         assert train_frames == list(range(0, 6)) and test_frames == [7] and not set(train_frames) & set(test_frames)
-    # the rows with flag 0, of class 12 (not kept) and of visibility 0.05 are gone; the digits' are there
+    # the rows with flag 0 and of visibility 0.05 are gone; the digits' are there; the distractor
+    # (class 12) is a region to ignore in every frame (class 2, a digit here, is not ignored)
     _same_as_clips(train, clips, lambda record: int(record["meta"]["video"][4:]))
+    for frame in train.record(0)["frames"]:
+        assert frame["crowd"].sum() == 1 and np.array_equal(frame["boxes"][frame["crowd"]], [[2, 2, 7, 7]])
     only_pedestrians = mot_source("m", tmp_path / "mot", "train", 0, {1: "pedestrian"}, ["SEQ-01"], 0.0, "frames", None)
     record = only_pedestrians.record(0)
     kept = [int(label) for f in record["frames"] for label in f["box_labels"]]
@@ -125,7 +131,7 @@ def test_mot_sequences_read_back_their_boxes_and_leave_out_what_motchallenge_ign
 
 
 def test_long_videos_are_cut_into_consecutive_clips_with_no_frame_in_two_splits():
-    videos = [Video(f"v{i}", [Frame(Path(f"{i}-{t}.png"), np.zeros((0, 4)), np.zeros(0), np.zeros(0)) for t in range(n)])
+    videos = [Video(f"v{i}", [annotated_frame(Path(f"{i}-{t}.png"), t, []) for t in range(n)])
               for i, n in enumerate([100, 37, 10])]
     missing = {"val", "test"}
     by_split = {s: clips_of(videos, s, 0, "frames", missing, 8) for s in ("train", "val", "test")}
@@ -183,7 +189,19 @@ def test_a_missing_frame_or_sequence_is_named(tmp_path):
     (tmp_path / "SEQ-00" / "img1" / "000002.png").unlink()
     with pytest.raises(DataError, match="frame image is missing") as caught:
         source.check(0)
-    assert "SEQ-00 frame 1" in str(caught.value)
+    assert "SEQ-00 frame 2" in str(caught.value)  # MOTChallenge's own frame number (its file 000002.png)
+
+
+def test_mot17s_three_copies_of_a_sequence_are_read_once(tmp_path):
+    clips = _clips(2, 4)
+    write_mot(tmp_path / "copies", clips, extra_rows=False)
+    for detector in ("DPM", "FRCNN", "SDP"):
+        (tmp_path / "copies" / "SEQ-00").rename(tmp_path / "copies" / f"SEQ-00-{detector}") if detector == "DPM" else \
+            __import__("shutil").copytree(tmp_path / "copies" / "SEQ-00-DPM", tmp_path / "copies" / f"SEQ-00-{detector}")
+    source = mot_source("m", tmp_path / "copies", "train", 0, {1: "pedestrian"}, None, 0.0, "frames", None)
+    assert sorted(v.name for v in source.videos) == ["SEQ-00-FRCNN", "SEQ-01"]  # one copy, -FRCNN, as ByteTrack keeps
+    named = mot_source("m", tmp_path / "copies", "train", 0, {1: "pedestrian"}, ["SEQ-00-SDP", "SEQ-00-DPM"], 0.0, "frames", None)
+    assert [v.name for v in named.videos] == ["SEQ-00-SDP", "SEQ-00-DPM"]  # named: read as named
 
 
 RUN = """name: {name}
@@ -237,3 +255,33 @@ model: {temporal: {type: pool}}
     found = {(e.code, e.path) for e in result.errors}
     assert ("label-not-provided", "tasks.way.type") in found or ("label-not-provided", "tasks.way.label") in found, found
     assert any(e.path.startswith("data.clip") and "clips of 4" in e.message for e in result.errors), [e.format() for e in result.errors]
+
+
+def test_a_mot2coco_file_is_read_as_motchallenge_scores_it(tmp_path):
+    """What MMDetection's mot2coco writes beside the tracks: rows flagged 0 (`mot_conf: 0`, left
+    out), distractor categories (ignored regions when named in ignore_categories), crowds without a
+    track (ignored), low visibility (left out under min_visibility), and categories not kept."""
+    path = write_coco_vid(tmp_path, _clips(10, 4))
+    data = json.loads(path.read_text())
+    data["categories"] += [{"id": 12, "name": "reflection"}]
+    first = data["images"][0]["id"]
+    extra = [{"bbox": [1, 1, 4, 4], "category_id": 1, "instance_id": 900, "mot_conf": 0},
+             {"bbox": [2, 2, 4, 4], "category_id": 12, "instance_id": 901},
+             {"bbox": [3, 3, 4, 4], "category_id": 1, "iscrowd": 1},
+             {"bbox": [4, 4, 4, 4], "category_id": 1, "instance_id": 902, "visibility": 0.1}]
+    data["annotations"] += [{"id": 10_000 + n, "image_id": first, **a} for n, a in enumerate(extra)]
+    path.write_text(json.dumps(data))
+    own = {"train": "train.json", "val": "train.json", "test": "train.json"}  # every split its (same) file: nothing carved
+    source = coco_vid_source("v", tmp_path, own, "train", 0, "videos", None, None, [12], 0.5)
+    assert source.box_names() == [str(d) for d in range(10)]  # the distractor category is no class
+    frame = source.record(0)["frames"][0]
+    assert np.array_equal(frame["boxes"][frame["crowd"]], [[2, 2, 6, 6], [3, 3, 7, 7]]) and (frame["track_ids"][frame["crowd"]] == -1).all()
+    assert not any(np.array_equal(b, [1, 1, 5, 5]) or np.array_equal(b, [4, 4, 8, 8]) for b in frame["boxes"])
+    only_one = coco_vid_source("v", tmp_path, own, "train", 0, "videos", None, [2], [12], 0.5)
+    assert only_one.box_names() == ["1"] and all(set(f["box_labels"].tolist()) <= {0} for i in range(len(only_one)) for f in only_one.record(i)["frames"])
+    with pytest.raises(DataError, match="category id 77 is not in the file's categories"):
+        coco_vid_source("v", tmp_path, own, "train", 0, "videos", None, [77], [], 0.0)
+    data["annotations"] = []
+    (tmp_path / "test.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match="no annotations"):
+        coco_vid_source("v", tmp_path, {"train": "train.json", "val": None, "test": "test.json"}, "test", 0, "videos", None)

@@ -228,3 +228,34 @@ model: {temporal: {type: pool}}
 """))
     (error,) = result.errors  # the folder itself is read by `validate --deep` and `run`, as an image folder is
     assert (error.code, error.path) == ("label-not-provided", "tasks.boxes.type") and "clip_classification" in error.message
+
+
+def test_a_phone_video_is_read_upright_by_its_display_matrix(tmp_path):
+    """A portrait phone video is stored landscape with a display matrix that turns it 90 degrees
+    clockwise (FFprobe: "rotation of -90"); frames come out as a player shows them. The matrix is
+    written into the MP4's track header by hand, as a phone writes it."""
+    import struct
+
+    landscape = np.zeros((16, 32, 3), np.uint8)
+    landscape[:4, :8] = 255  # a bright block at the stored frame's top left
+    path = write_video(tmp_path / "videos" / "up" / "phone.mp4", [landscape] * 3, codec="mpeg4")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"tkhd") + 4 + 40  # version/flags, times, track id, duration, layer ... then the 3 x 3 matrix
+    assert struct.unpack(">9i", data[at : at + 36]) == (1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)  # identity, as written
+    data[at : at + 36] = struct.pack(">9i", 0, 1 << 16, 0, -(1 << 16), 0, 0, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
+    write_video(tmp_path / "videos" / "down" / "plain.mp4", [landscape] * 3, codec="mpeg4")
+    source = VideoFolderSource("v", tmp_path / "videos", "train", seed=0)
+    (index,) = [i for i, (clip, _) in enumerate(source.items) if clip == path]
+    image = source.record(index)["frames"][0]["image"]
+    assert image.shape == (32, 16, 3)  # portrait
+    assert image[:8, 12:].mean() > 180 and image[:8, :4].mean() < 60  # turned clockwise: the block at the top right
+
+
+def test_a_clip_both_as_a_video_and_as_its_frames_is_refused(tmp_path):
+    root = _video_folder(tmp_path / "videos", clips_per_class=2)
+    (root / "left" / "clip00").mkdir()
+    Image.fromarray(_square(0, 0)).save(root / "left" / "clip00" / "00000.png")
+    with pytest.raises(DataError, match="here twice") as caught:
+        VideoFolderSource("v", root, "train", seed=0)
+    assert str(root / "left" / "clip00.mkv") in str(caught.value)

@@ -55,13 +55,15 @@ def _video_folder(name: str, ds: Any, split: str, seed: int, base: Path) -> Any:
 def _coco_vid(name: str, ds: Any, split: str, seed: int, base: Path) -> Any:
     from mtlspec.data.formats.coco_vid import coco_vid_source
 
-    return coco_vid_source(name, base / ds.root, ds.annotations.model_dump(), split, seed, ds.carve, ds.frames)
+    return coco_vid_source(name, base / ds.root, ds.annotations.model_dump(), split, seed, ds.carve, ds.frames,
+                           ds.categories, ds.ignore_categories, ds.min_visibility)
 
 
 def _mot(name: str, ds: Any, split: str, seed: int, base: Path) -> Any:
     from mtlspec.data.formats.mot import mot_source
 
-    return mot_source(name, base / ds.root, split, seed, dict(ds.classes), ds.sequences, ds.min_visibility, ds.carve, ds.frames)
+    return mot_source(name, base / ds.root, split, seed, dict(ds.classes), ds.sequences, ds.min_visibility, ds.carve, ds.frames,
+                      ds.ignore_classes)
 
 
 SOURCES = {"multidigits": _multidigits, "moving_digits": _moving_digits, "video_folder": _video_folder, "coco_vid": _coco_vid, "mot": _mot, "coco": _coco, "attribute_table": _table, "image_folder": _image_folder, "dense_folder": _dense_folder}

@@ -265,16 +265,25 @@ class VideoFolder(Section):
 
 
 class CocoVid(Section):
-    """Videos in the COCO-VID layout (MMDetection's video datasets, TAO, BDD100K MOT; what
-    MMDetection's mot2coco writes): a COCO file whose `videos` list the videos, whose images carry
-    `video_id` and `frame_id`, and whose annotations carry `instance_id` (the track). Every frame's
-    boxes, classes and track ids, for frame_detection and its tracking."""
+    """Videos in the COCO-VID layout (MMDetection's video datasets; what its mot2coco converter
+    writes): a COCO file whose `videos` list the videos, whose images carry `video_id` and
+    `frame_id`, and whose annotations carry `instance_id` (the track). Every frame's boxes, classes
+    and track ids, for frame_detection and its tracking; crowd and `ignore` annotations are regions
+    to ignore, and mot2coco's `mot_conf: 0` rows are left out."""
 
     CLIPS: ClassVar = True
     type: Literal["coco_vid"]
     root: str
     """Folder holding the frames; annotation paths are relative to it."""
     annotations: CocoAnnotations
+    categories: list[int] | None = None
+    """The category ids that are classes; annotations of other categories are left out. All
+    (but `ignore_categories`) when absent."""
+    ignore_categories: list[int] = []
+    """Category ids whose boxes are regions to ignore (for a MOTChallenge file from mot2coco:
+    [2, 7, 8, 12], person on vehicle, static person, distractor, reflection, as its evaluation does)."""
+    min_visibility: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Annotations with a `visibility` below this are left out."""
     frames: PositiveInt | None = None
     """Frames per clip: each video cut into consecutive clips of this many frames (a shorter last
     piece dropped); one clip per video when absent."""
@@ -294,16 +303,23 @@ class CocoVid(Section):
 class MotChallenge(Section):
     """MOTChallenge sequences (MOT16, MOT17, MOT20): root/<sequence>/{seqinfo.ini, img1/, gt/gt.txt},
     or the same under root/train/ (and root/val/, root/test/ where they hold ground truth). Every
-    frame's boxes, classes and track ids, for frame_detection and its tracking."""
+    frame's boxes, classes and track ids, for frame_detection and its tracking, read as
+    MOTChallenge's evaluation reads them (flag-0 rows left out, distractors ignored); one copy of
+    each of MOT17's thrice-shipped sequences."""
 
     CLIPS: ClassVar = True
     type: Literal["mot"]
     root: str
     classes: dict[Annotated[int, Field(ge=1)], Name] = {1: "pedestrian"}
-    """The MOT class numbers kept, and their names (MOT17: 1 pedestrian, 2 person on vehicle, 3 car,
-    4 bicycle, 5 motorbike ...); rows of other classes are left out, as MOTChallenge's evaluation does."""
+    """MOT class number -> the name of the class it is (MOT17: 1 pedestrian, 2 person on vehicle,
+    3 car, 4 bicycle, 5 motorbike, 6 non-motorized vehicle, 7 static person, 8 distractor ...);
+    default {1: pedestrian}, MOTChallenge's one scored class."""
+    ignore_classes: list[Annotated[int, Field(ge=1)]] = [2, 7, 8, 12]
+    """MOT class numbers whose rows are regions to ignore (TrackEval's distractors for MOT17; add 6
+    for MOT20); rows of classes neither here nor in `classes` are left out."""
     sequences: list[str] | None = None
-    """The sequences to read (MOT17 ships each one three times, once per public detector); all when absent."""
+    """The training folder's sequences to read; all when absent, with one copy of each of MOT17's
+    (shipped once per public detector: -FRCNN kept)."""
     min_visibility: Annotated[float, Field(ge=0, le=1)] = 0.0
     """Rows less visible than this (gt.txt's last column) are left out."""
     frames: PositiveInt | None = None

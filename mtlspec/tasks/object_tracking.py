@@ -85,6 +85,26 @@ def hota_sequence(truth: list[dict[str, Any]], tracked: list[dict[str, np.ndarra
     }
 
 
+def without_ignored(truth: dict[str, Any], tracked: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A frame's truth without its regions to ignore (`crowd`: MOTChallenge's distractors), and its
+    tracked boxes without those matched to one, as TrackEval prepares MOTChallenge's data: tracked
+    and true boxes matched one to one (Hungarian, IoU at least 0.5), and a tracked box whose match
+    is ignored is neither a hit nor a false positive."""
+    ignored = np.asarray(truth.get("crowd", np.zeros(len(np.asarray(truth["track_ids"]).reshape(-1)), bool)), bool).reshape(-1)
+    if not ignored.any():
+        return truth, tracked
+    from scipy.optimize import linear_sum_assignment
+
+    iou = iou_matrix(truth["boxes"], tracked["boxes"])
+    score = np.where(iou >= MATCH_IOU - np.finfo(float).eps, iou, 0.0)
+    rows, cols = linear_sum_assignment(-score)
+    keep_found = np.ones(iou.shape[1], bool)  # (truth has a row: an ignored one)
+    keep_found[[int(c) for r, c in zip(rows, cols) if score[r, c] > 0 and ignored[r]]] = False
+    kept_truth = {"boxes": np.asarray(truth["boxes"]).reshape(-1, 4)[~ignored], "track_ids": np.asarray(truth["track_ids"]).reshape(-1)[~ignored]}
+    kept_found = {k: (np.asarray(v)[keep_found] if k in ("boxes", "ids", "scores", "labels") else v) for k, v in tracked.items()}
+    return kept_truth, kept_found
+
+
 def hota_metric() -> Any:
     """TrackEval's HOTA (its alphas 0.05, 0.10, ..., 0.95)."""
     from trackeval.metrics.hota import HOTA
@@ -104,7 +124,10 @@ class TrackScores:
         self.hota: dict[int, dict] = {}  # TrackEval's HOTA fields of each clip
 
     def add_clip(self, truth: list[dict[str, Any]], tracked: list[dict[str, np.ndarray]]) -> None:
-        """One clip: per frame the true boxes and track ids ({"boxes", "track_ids"}) and the tracked boxes ({"boxes", "ids"})."""
+        """One clip: per frame the true boxes and track ids ({"boxes", "track_ids"}, and "crowd":
+        regions to ignore) and the tracked boxes ({"boxes", "ids"})."""
+        pairs = [without_ignored(true, found) for true, found in zip(truth, tracked)]
+        truth, tracked = [t for t, _ in pairs], [f for _, f in pairs]
         offset = self.clips * CLIP_IDS
         for true, found in zip(truth, tracked):
             true_ids = [offset + int(i) for i in np.asarray(true["track_ids"]).reshape(-1)]

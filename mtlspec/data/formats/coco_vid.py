@@ -1,8 +1,14 @@
-"""COCO-VID annotation files (the layout MMDetection's video datasets, TAO and BDD100K MOT use, and
-what MMDetection's mot2coco writes from MOTChallenge): a COCO file whose `videos` list the videos
-({id, name}), whose images carry `video_id` and `frame_id`, and whose annotations carry
-`instance_id`, the track. Read into data/formats/video_boxes.py's videos, every problem named
-with the file and the entry."""
+"""COCO-VID annotation files (the layout of MMDetection's video datasets, and what its mot2coco
+converter writes from MOTChallenge): a COCO file whose `videos` list the videos ({id, name}), whose
+images carry `video_id` and `frame_id`, and whose annotations carry `instance_id`, the track. Read
+into data/formats/video_boxes.py's videos, every problem named with the file and the entry.
+
+Annotations marked `iscrowd` or `ignore`, and those of the categories the spec names in
+`ignore_categories` (mot2coco keeps MOTChallenge's distractors: person on vehicle, static person,
+distractor, reflection), are regions to ignore; those with mot2coco's `mot_conf` 0 (MOTChallenge's
+"do not consider" flag), of categories outside `categories` when the spec names them, or less
+visible than `min_visibility` (mot2coco's `visibility`) are left out, as MOTChallenge's evaluation does.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from mtlspec.data.formats.coco import _read_json
-from mtlspec.data.formats.video_boxes import Frame, Video, VideoBoxesSource, frame_arrays
+from mtlspec.data.formats.video_boxes import Video, VideoBoxesSource, annotated_frame
 from mtlspec.data.records import DataError
 
 
@@ -19,8 +25,11 @@ def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def read_coco_vid(path: Path, root: Path) -> tuple[list[Video], list[str], list[int]]:
-    """(videos in id order, category names, category ids) of a COCO-VID file; image paths under `root`."""
+def read_coco_vid(path: Path, root: Path, keep: list[int] | None = None, ignore: list[int] | tuple = (),
+                  min_visibility: float = 0.0) -> tuple[list[Video], list[str], list[int]]:
+    """(videos in id order, category names, category ids) of a COCO-VID file; image paths under
+    `root`. `keep`: the category ids that are classes (all but `ignore` when None); `ignore`: the
+    category ids whose boxes are regions to ignore."""
     if not path.is_file():
         raise DataError("annotation file is missing", str(path))
     data = _read_json(path)
@@ -36,9 +45,12 @@ def read_coco_vid(path: Path, root: Path) -> tuple[list[Video], list[str], list[
     categories = data.get("categories")
     if not isinstance(categories, list) or not categories or not all(isinstance(c, dict) and isinstance(c.get("id"), int) for c in categories):
         raise DataError("'categories' must be a non-empty list of {id, name}", file)
-    category_ids = sorted(c["id"] for c in categories)
-    contiguous = {cid: i for i, cid in enumerate(category_ids)}
     names = {c["id"]: str(c.get("name", c["id"])) for c in categories}
+    unknown = [c for c in [*(keep or []), *ignore] if c not in names]
+    if unknown:
+        raise DataError(f"category id {unknown[0]} is not in the file's categories ({', '.join(f'{i} {n}' for i, n in sorted(names.items()))})", file)
+    category_ids = sorted(keep) if keep else sorted(c for c in names if c not in ignore)
+    contiguous = {cid: i for i, cid in enumerate(category_ids)}
     images: dict[int, dict] = {}
     for n, image in enumerate(data.get("images") or []):
         if not isinstance(image, dict) or not isinstance(image.get("id"), int) or not isinstance(image.get("file_name"), str):
@@ -51,6 +63,9 @@ def read_coco_vid(path: Path, root: Path) -> tuple[list[Video], list[str], list[
         images[image["id"]] = image
     if not images:
         raise DataError("the file has no images (an 'images' list of {id, file_name, video_id, frame_id})", file)
+    if not data.get("annotations"):
+        raise DataError("the file has no annotations (MMDetection's mot2coco writes none for MOTChallenge's test sequences, "
+                        "whose ground truth is private): give this split a file with boxes, or carve it out of training", file)
     rows: dict[int, list] = defaultdict(list)
     tracks: dict[int, dict] = defaultdict(dict)  # per video: instance id -> a small track id
     for n, ann in enumerate(data.get("annotations") or []):
@@ -58,15 +73,21 @@ def read_coco_vid(path: Path, root: Path) -> tuple[list[Video], list[str], list[
             raise DataError(f"annotations[{n}] names image id {ann.get('image_id') if isinstance(ann, dict) else None!r}, which no image in the file has", file, n)
         image = images[ann["image_id"]]
         sample = f"{videos[image['video_id']]} frame {image['frame_id']}"
-        if ann.get("category_id") not in contiguous:
+        if ann.get("category_id") not in names:
             raise DataError(f"annotation {ann.get('id', f'#{n}')} has unknown category id {ann.get('category_id')!r}", file, sample)
         box = ann.get("bbox")
         if not isinstance(box, list) or len(box) != 4 or not all(_number(v) for v in box) or box[2] <= 0 or box[3] <= 0:
             raise DataError(f"annotation {ann.get('id', f'#{n}')} needs a bbox [x, y, width, height] of positive size, has {box!r}"[:300], file, sample)
+        visibility = ann.get("visibility", 1.0)
+        if ann.get("mot_conf", 1) == 0 or (_number(visibility) and visibility < min_visibility):
+            continue
+        if ann.get("iscrowd") or ann.get("ignore") or ann["category_id"] in ignore:
+            rows[ann["image_id"]].append((box, 0, -1))  # a region to ignore: no class, no track
+            continue
+        if ann["category_id"] not in contiguous:
+            continue  # a category the spec does not keep
         if not isinstance(ann.get("instance_id"), int):
             raise DataError(f"annotation {ann.get('id', f'#{n}')} needs an integer 'instance_id' (its track)", file, sample)
-        if ann.get("iscrowd"):
-            continue  # crowd regions have no track
         video_tracks = tracks[image["video_id"]]
         track = video_tracks.setdefault(ann["instance_id"], len(video_tracks))
         rows[ann["image_id"]].append((box, contiguous[ann["category_id"]], track))
@@ -80,15 +101,16 @@ def read_coco_vid(path: Path, root: Path) -> tuple[list[Video], list[str], list[
         if len(set(seen)) != len(seen):
             twice = next(f for f in seen if seen.count(f) > 1)
             raise DataError(f"video {videos[vid]!r} has two images with frame_id {twice}", file, videos[vid])
-        out.append(Video(videos[vid], [Frame(root / image["file_name"], *frame_arrays(rows[image["id"]])) for image in frames]))
+        out.append(Video(videos[vid], [annotated_frame(root / image["file_name"], image["frame_id"], rows[image["id"]]) for image in frames]))
     return out, [names[c] for c in category_ids], category_ids
 
 
 def coco_vid_source(name: str, root: Path, annotations: dict[str, str | None], split: str, seed: int,
-                    carve: str, frames: int | None) -> VideoBoxesSource:
+                    carve: str, frames: int | None, categories: list[int] | None = None, ignore_categories: list[int] | tuple = (),
+                    min_visibility: float = 0.0) -> VideoBoxesSource:
     """The split's clips: from the split's own file, or carved out of the training file."""
     chosen = annotations.get(split)
     path = root / (chosen or annotations["train"])
-    videos, classes, category_ids = read_coco_vid(path, root)
+    videos, classes, category_ids = read_coco_vid(path, root, categories, ignore_categories, min_visibility)
     missing = {s for s in ("val", "test") if not annotations.get(s)}
     return VideoBoxesSource("coco_vid", name, videos, classes, split, seed, carve, missing, frames, str(path), category_ids)

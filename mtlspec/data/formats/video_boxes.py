@@ -2,7 +2,10 @@
 coco_vid.py; MOTChallenge, data/formats/mot.py) into one shape, and served as clips.
 
 A parsed video is its name and its frames in time order, each frame an image file with the boxes
-(xyxy pixels), their classes (0..K-1) and their track ids. A split is a set of clips: whole videos
+(xyxy pixels), their classes (0..K-1), their track ids, and which boxes are regions to ignore
+(MOTChallenge's distractors, COCO's crowds: no loss, and a detection or track on one is neither a
+hit nor a false positive; served as the record's `crowd`), and the frame's own number in its
+format (MOT's from 1, COCO-VID's frame_id) for messages. A split is a set of clips: whole videos
 carved by a seeded partition (`carve: videos`), or each video's first 80% of frames for training,
 the next 10% for validation and the last 10% for testing (`carve: frames`, MOT17's half-split
 convention, for a few long sequences); with `frames: N`, each video's part is then cut into
@@ -22,14 +25,18 @@ from mtlspec.data.formats.common import carve as carve_indices
 from mtlspec.data.formats.common import SPLIT_FRACTIONS, file_stats, read_image
 from mtlspec.data.records import DataError, Record, fingerprint
 
+
 @dataclass
 class Frame:
-    """One annotated frame: its image file, boxes (N, 4) xyxy pixels, classes and track ids."""
+    """One annotated frame: its image file, boxes (N, 4) xyxy pixels, classes, track ids (-1 for
+    an ignored region), which boxes are ignored regions, and the frame's number in its format."""
 
     file: Path
     boxes: np.ndarray
     labels: np.ndarray
     track_ids: np.ndarray
+    ignore: np.ndarray
+    number: int
 
 
 @dataclass
@@ -38,10 +45,11 @@ class Video:
     frames: list[Frame] = field(default_factory=list)
 
 
-def frame_arrays(rows: list[tuple[list[float], int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(boxes xyxy, classes, track ids) from rows of ([x, y, width, height], class, track id)."""
+def annotated_frame(file: Path, number: int, rows: list[tuple[list[float], int, int]]) -> Frame:
+    """A frame from rows of ([x, y, width, height], class, track id); track id -1: a region to ignore."""
     boxes = np.asarray([[x, y, x + w, y + h] for (x, y, w, h), _, _ in rows], np.float32).reshape(-1, 4)
-    return boxes, np.asarray([c for _, c, _ in rows], np.int64), np.asarray([t for _, _, t in rows], np.int64)
+    tracks = np.asarray([t for _, _, t in rows], np.int64)
+    return Frame(file, boxes, np.asarray([c for _, c, _ in rows], np.int64), tracks, tracks < 0, number)
 
 
 def _frame_spans(count: int, split: str, missing: set[str]) -> list[tuple[int, int]]:
@@ -103,14 +111,15 @@ class VideoBoxesSource:
         return fingerprint(self.kind, {"clips": self.clips, "classes": self.classes}, file_stats(files))
 
     def where(self, index: int) -> tuple[str, str]:
-        v, first, end = self.clips[index]
-        return self.file, f"{self.videos[v].name} frames {first}-{end - 1}"
+        v, _, _ = self.clips[index]
+        frames = self._frames(index)
+        return self.file, f"{self.videos[v].name} frames {frames[0].number}-{frames[-1].number}"
 
     def check(self, index: int) -> None:
-        v, first, _ = self.clips[index]
-        for t, frame in enumerate(self._frames(index)):
+        v, _, _ = self.clips[index]
+        for frame in self._frames(index):
             if not frame.file.is_file():
-                raise DataError("frame image is missing", str(frame.file), f"{self.videos[v].name} frame {first + t}")
+                raise DataError("frame image is missing", str(frame.file), f"{self.videos[v].name} frame {frame.number}")
 
     def clip_frames(self) -> int:
         """The shortest clip's frame count (what a window must fit)."""
@@ -135,15 +144,14 @@ class VideoBoxesSource:
         out = []
         for t in chosen:
             frame = frames[t]
-            sample = f"{video.name} frame {first + t}"
-            image = read_image(frame.file, sample)
+            image = read_image(frame.file, f"{video.name} frame {frame.number}")
             h, w = image.shape[:2]
             boxes = frame.boxes.copy()  # boxes of objects half out of view (MOT's are) cut to the image; slivers dropped
             boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
             boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
             kept = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
             out.append({"image": image, "boxes": boxes[kept], "box_labels": frame.labels[kept], "track_ids": frame.track_ids[kept],
-                        "meta": {"dataset": self.name, "index": index, "frame": first + t, "file": str(frame.file)}})
+                        "crowd": frame.ignore[kept], "meta": {"dataset": self.name, "index": index, "frame": first + t, "file": str(frame.file)}})
         return {"frames": out, "labels": {}, "meta": {"dataset": self.name, "index": index, "file": self.file, "video": video.name}}
 
     def label_classes(self, label: str) -> int | None:

@@ -28,8 +28,16 @@ def frame_files(clip: Path) -> list[Path]:
 
 
 def clip_entries(folder: Path) -> list[Path]:
-    """A class folder's clips: frame folders and video files, in name order."""
-    return sorted(p for p in folder.iterdir() if p.is_dir() or (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES))
+    """A class folder's clips: frame folders and video files, in name order. A video beside a
+    folder of the same name (its frames, extracted) would be one clip twice, possibly in two splits:
+    refused."""
+    found = sorted(p for p in folder.iterdir() if p.is_dir() or (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES))
+    folders = {p.name for p in found if p.is_dir()}
+    twice = [p for p in found if p.is_file() and p.stem in folders]
+    if twice:
+        raise DataError(f"the clip is here twice, as a video file and as the folder of frames {twice[0].stem}/: keep one of them",
+                        str(twice[0]), twice[0].stem)
+    return found
 
 
 def _open(path: Path, sample: str) -> Any:
@@ -48,15 +56,25 @@ def _open(path: Path, sample: str) -> Any:
 
 def video_frame_count(path: Path, sample: str) -> int:
     """Frames in a video file's first video stream: counted from its packets (demuxed, not
-    decoded), since a header's count is missing from some containers (webm, some avi)."""
+    decoded), since a header's count is missing from some containers (webm, some avi). Packets
+    an edit list marks discarded (an MP4 cut without re-encoding keeps the frames before the cut
+    for the decoder, and the decoder drops them) are not frames."""
     import av
 
     with _open(path, sample) as container:
         stream = container.streams.video[0]
         try:
-            return sum(1 for packet in container.demux(stream) if packet.size)
+            return sum(1 for packet in container.demux(stream) if packet.size and not getattr(packet, "is_discard", False))
         except av.FFmpegError as exc:
             raise DataError(f"unreadable video ({type(exc).__name__}: {str(exc)[:120]})", str(path), sample) from None
+
+
+def upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """A frame as it is meant to be seen: rotated by its display matrix (PyAV's `rotation`, the
+    angle the matrix turns the stored frame counterclockwise; a phone's portrait video is stored
+    landscape with -90), as FFmpeg's players and its autorotate do."""
+    turns = int(round(rotation / 90)) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
 def decode_frames(path: Path, keep: list[int], sample: str) -> dict[int, np.ndarray]:
@@ -71,7 +89,7 @@ def decode_frames(path: Path, keep: list[int], sample: str) -> dict[int, np.ndar
         try:
             for t, frame in enumerate(container.decode(video=0)):
                 if t in wanted:
-                    out[t] = frame.to_ndarray(format="rgb24")
+                    out[t] = upright(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0))
                 if t >= last:
                     break
         except av.FFmpegError as exc:
