@@ -129,3 +129,24 @@ def test_a_track_on_a_region_to_ignore_is_neither_a_hit_nor_a_false_positive():
     found = scores.compute()
     assert (found["objects"], found["misses"], found["false_positives"]) == (2, 0, 1)
     assert found["mota"] == pytest.approx(0.5) and found["deta"] == pytest.approx(2 / 3)
+
+
+def test_a_crowd_region_swallows_every_track_mostly_inside_it():
+    """A crowd (track id -2, COCO's iscrowd) drops the tracked box matched to it and every other one
+    more than half inside it, as TrackEval's crowd-ignore regions do; a box half outside counts."""
+    truth = [{"boxes": [_box(0), [100, 0, 200, 100]], "track_ids": [0, -2], "crowd": [False, True]}]
+    tracked = [{"boxes": [_box(0), [110, 10, 130, 30], [150, 50, 170, 70], [190, 0, 215, 10]], "ids": [1, 2, 3, 4]}]
+    scores = TrackScores()
+    scores.add_clip(truth, tracked)
+    found = scores.compute()
+    assert (found["objects"], found["false_positives"]) == (1, 1)  # only the box 60% outside (x 190-215) is false
+
+
+def test_clips_without_objects_score_no_nan():
+    """No true object anywhere: MOTA and IDF1 are undefined (motmetrics gives NaN or -inf); they
+    follow TrackEval's max(1, .) denominators instead, so a report never holds NaN."""
+    for tracked_boxes, mota in (([], 0.0), ([_box(0)], -1.0)):
+        scores = TrackScores()
+        scores.add_clip([{"boxes": np.zeros((0, 4)), "track_ids": []}], [{"boxes": tracked_boxes, "ids": list(range(len(tracked_boxes)))}])
+        found = scores.compute()
+        assert (found["mota"], found["idf1"], found["hota"]) == (mota, 0.0, 0.0)

@@ -55,7 +55,8 @@ def write_coco_vid(root: Path, clips: list[dict], name: str = "train.json") -> P
 def write_mot(root: Path, clips: list[dict], extra_rows: bool = True) -> Path:
     """The clips as MOTChallenge sequences: img1/ frames from 1, gt/gt.txt rows with the digit as
     the MOT class + 1; with `extra_rows`, beside them rows MOTChallenge's evaluation leaves out
-    (flag 0, low visibility) and a distractor (class 12, a reflection) at [2, 2, 7, 7]."""
+    (flag 0, low visibility) and a distractor (class 12, a reflection) at [2, 2, 7, 7], flagged 0
+    and barely visible as MOT17 writes its distractors."""
     for v, clip in enumerate(clips):
         seq = root / f"SEQ-{v:02d}"
         (seq / "img1").mkdir(parents=True)
@@ -69,7 +70,7 @@ def write_mot(root: Path, clips: list[dict], extra_rows: bool = True) -> Path:
                 x0, y0, x1, y1 = (float(c) for c in box)
                 rows.append(f"{t},{int(track) + 1},{x0},{y0},{x1 - x0},{y1 - y0},1,{int(label) + 1},1.0")
             if extra_rows:
-                rows += [f"{t},90,1,1,5,5,0,1,1.0", f"{t},91,2,2,5,5,1,12,1.0", f"{t},92,3,3,5,5,1,1,0.05"]
+                rows += [f"{t},90,1,1,5,5,0,1,1.0", f"{t},91,2,2,5,5,0,12,0.05", f"{t},92,3,3,5,5,1,1,0.05"]
         (seq / "gt" / "gt.txt").write_text("\n".join(rows) + "\n")
     return root
 
@@ -266,8 +267,8 @@ def test_a_mot2coco_file_is_read_as_motchallenge_scores_it(tmp_path):
     data["categories"] += [{"id": 12, "name": "reflection"}]
     first = data["images"][0]["id"]
     extra = [{"bbox": [1, 1, 4, 4], "category_id": 1, "instance_id": 900, "mot_conf": 0},
-             {"bbox": [2, 2, 4, 4], "category_id": 12, "instance_id": 901},
-             {"bbox": [3, 3, 4, 4], "category_id": 1, "iscrowd": 1},
+             {"bbox": [2, 2, 4, 4], "category_id": 12, "instance_id": 901, "mot_conf": 0, "visibility": 0.1},
+             {"bbox": [3, 3, 4, 4], "category_id": 3, "iscrowd": 1},
              {"bbox": [4, 4, 4, 4], "category_id": 1, "instance_id": 902, "visibility": 0.1}]
     data["annotations"] += [{"id": 10_000 + n, "image_id": first, **a} for n, a in enumerate(extra)]
     path.write_text(json.dumps(data))
@@ -275,7 +276,10 @@ def test_a_mot2coco_file_is_read_as_motchallenge_scores_it(tmp_path):
     source = coco_vid_source("v", tmp_path, own, "train", 0, "videos", None, None, [12], 0.5)
     assert source.box_names() == [str(d) for d in range(10)]  # the distractor category is no class
     frame = source.record(0)["frames"][0]
-    assert np.array_equal(frame["boxes"][frame["crowd"]], [[2, 2, 6, 6], [3, 3, 7, 7]]) and (frame["track_ids"][frame["crowd"]] == -1).all()
+    assert np.array_equal(frame["boxes"][frame["crowd"]], [[2, 2, 6, 6], [3, 3, 7, 7]])
+    # the distractor (flagged 0 and barely visible, as mot2coco writes MOT17's) is matched one to one, class-free;
+    # the crowd keeps its category ("2", class 2) and swallows what lies inside it
+    assert frame["track_ids"][frame["crowd"]].tolist() == [-1, -2] and frame["box_labels"][frame["crowd"]].tolist() == [0, 2]
     assert not any(np.array_equal(b, [1, 1, 5, 5]) or np.array_equal(b, [4, 4, 8, 8]) for b in frame["boxes"])
     only_one = coco_vid_source("v", tmp_path, own, "train", 0, "videos", None, [2], [12], 0.5)
     assert only_one.box_names() == ["1"] and all(set(f["box_labels"].tolist()) <= {0} for i in range(len(only_one)) for f in only_one.record(i)["frames"])

@@ -280,10 +280,12 @@ class CocoVid(Section):
     """The category ids that are classes; annotations of other categories are left out. All
     (but `ignore_categories`) when absent."""
     ignore_categories: list[int] = []
-    """Category ids whose boxes are regions to ignore (for a MOTChallenge file from mot2coco:
-    [2, 7, 8, 12], person on vehicle, static person, distractor, reflection, as its evaluation does)."""
+    """Category ids whose boxes are regions to ignore, whatever their flag (for a MOTChallenge file
+    from mot2coco: [2, 7, 8, 12], person on vehicle, static person, distractor, reflection, as its
+    evaluation does; with `categories: [1]`)."""
     min_visibility: Annotated[float, Field(ge=0, le=1)] = 0.0
-    """Annotations with a `visibility` below this are left out."""
+    """Annotations with a `visibility` below this are left out of training and scoring (TrackEval
+    has no such filter: keep 0 to score as the benchmark does)."""
     frames: PositiveInt | None = None
     """Frames per clip: each video cut into consecutive clips of this many frames (a shorter last
     piece dropped); one clip per video when absent."""
@@ -321,7 +323,8 @@ class MotChallenge(Section):
     """The training folder's sequences to read; all when absent, with one copy of each of MOT17's
     (shipped once per public detector: -FRCNN kept)."""
     min_visibility: Annotated[float, Field(ge=0, le=1)] = 0.0
-    """Rows less visible than this (gt.txt's last column) are left out."""
+    """Rows less visible than this (gt.txt's last column) are left out of training and scoring
+    (TrackEval has no such filter: keep 0 to score as the benchmark does)."""
     frames: PositiveInt | None = None
     """Frames per clip: each sequence cut into consecutive clips of this many frames; one clip per
     sequence when absent."""

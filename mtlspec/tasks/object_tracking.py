@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 MATCH_IOU = 0.5  # MOTChallenge's: a box matches a true box it overlaps by at least this IoU
+CROWD_TRACK = -2  # the track id a crowd region has in the truth (data/formats/video_boxes.py CROWD)
 CLIP_IDS = 1_000_000
 
 
@@ -86,21 +87,32 @@ def hota_sequence(truth: list[dict[str, Any]], tracked: list[dict[str, np.ndarra
 
 
 def without_ignored(truth: dict[str, Any], tracked: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """A frame's truth without its regions to ignore (`crowd`: MOTChallenge's distractors), and its
-    tracked boxes without those matched to one, as TrackEval prepares MOTChallenge's data: tracked
-    and true boxes matched one to one (Hungarian, IoU at least 0.5), and a tracked box whose match
-    is ignored is neither a hit nor a false positive."""
+    """A frame's truth without its regions to ignore (`crowd`), and its tracked boxes without those
+    on one, as TrackEval prepares a benchmark's data: tracked and true boxes are matched one to one
+    (Hungarian, IoU at least 0.5) and a tracked box matched to a region to ignore is dropped (MOT's
+    distractors); a crowd region (track id -2, COCO's iscrowd) also drops every other tracked box
+    lying more than half inside it (TrackEval's crowd-ignore regions, COCO's crowd matching)."""
     ignored = np.asarray(truth.get("crowd", np.zeros(len(np.asarray(truth["track_ids"]).reshape(-1)), bool)), bool).reshape(-1)
     if not ignored.any():
         return truth, tracked
     from scipy.optimize import linear_sum_assignment
 
-    iou = iou_matrix(truth["boxes"], tracked["boxes"])
+    true_boxes, found_boxes = np.asarray(truth["boxes"], np.float64).reshape(-1, 4), np.asarray(tracked["boxes"], np.float64).reshape(-1, 4)
+    iou = iou_matrix(true_boxes, found_boxes)
     score = np.where(iou >= MATCH_IOU - np.finfo(float).eps, iou, 0.0)
     rows, cols = linear_sum_assignment(-score)
-    keep_found = np.ones(iou.shape[1], bool)  # (truth has a row: an ignored one)
+    keep_found = np.ones(len(found_boxes), bool)
     keep_found[[int(c) for r, c in zip(rows, cols) if score[r, c] > 0 and ignored[r]]] = False
-    kept_truth = {"boxes": np.asarray(truth["boxes"]).reshape(-1, 4)[~ignored], "track_ids": np.asarray(truth["track_ids"]).reshape(-1)[~ignored]}
+    matched = {int(c) for r, c in zip(rows, cols) if score[r, c] > 0}
+    crowds = true_boxes[ignored & (np.asarray(truth["track_ids"]).reshape(-1) == CROWD_TRACK)]
+    if len(crowds) and len(found_boxes):
+        lt = np.maximum(found_boxes[:, None, :2], crowds[None, :, :2])
+        rb = np.minimum(found_boxes[:, None, 2:], crowds[None, :, 2:])
+        inside = np.prod(np.clip(rb - lt, 0, None), axis=2) / np.maximum(np.prod(found_boxes[:, 2:] - found_boxes[:, :2], axis=1), 1e-9)[:, None]
+        for c in np.nonzero((inside > 0.5).any(axis=1))[0]:
+            if int(c) not in matched:
+                keep_found[c] = False
+    kept_truth = {"boxes": true_boxes[~ignored], "track_ids": np.asarray(truth["track_ids"]).reshape(-1)[~ignored]}
     kept_found = {k: (np.asarray(v)[keep_found] if k in ("boxes", "ids", "scores", "labels") else v) for k, v in tracked.items()}
     return kept_truth, kept_found
 
@@ -143,6 +155,9 @@ class TrackScores:
                                                                                   "num_misses", "num_objects"], name="all")
         row = summary.loc["all"]
         hota = hota_metric().combine_sequences(self.hota) if self.hota else {"HOTA": np.zeros(1), "DetA": np.zeros(1), "AssA": np.zeros(1)}
-        return {"mota": float(row["mota"]), "idf1": float(row["idf1"]), "hota": float(np.mean(hota["HOTA"])),
+        mota, idf1 = float(row["mota"]), float(row["idf1"])
+        if int(row["num_objects"]) == 0:  # undefined (motmetrics: NaN or -inf); TrackEval's convention, its max(1, .) denominators
+            mota, idf1 = -float(row["num_false_positives"]), 0.0
+        return {"mota": mota, "idf1": idf1, "hota": float(np.mean(hota["HOTA"])),
                 "deta": float(np.mean(hota["DetA"])), "assa": float(np.mean(hota["AssA"])), "id_switches": int(row["num_switches"]),
                 "false_positives": int(row["num_false_positives"]), "misses": int(row["num_misses"]), "objects": int(row["num_objects"])}

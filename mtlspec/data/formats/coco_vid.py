@@ -3,11 +3,14 @@ converter writes from MOTChallenge): a COCO file whose `videos` list the videos 
 images carry `video_id` and `frame_id`, and whose annotations carry `instance_id`, the track. Read
 into data/formats/video_boxes.py's videos, every problem named with the file and the entry.
 
-Annotations marked `iscrowd` or `ignore`, and those of the categories the spec names in
-`ignore_categories` (mot2coco keeps MOTChallenge's distractors: person on vehicle, static person,
-distractor, reflection), are regions to ignore; those with mot2coco's `mot_conf` 0 (MOTChallenge's
-"do not consider" flag), of categories outside `categories` when the spec names them, or less
-visible than `min_visibility` (mot2coco's `visibility`) are left out, as MOTChallenge's evaluation does.
+Annotations of the categories the spec names in `ignore_categories` (mot2coco keeps MOTChallenge's
+distractors: person on vehicle, static person, distractor, reflection), whatever their `mot_conf`,
+are regions to ignore matched one to one, as TrackEval treats MOT's distractors; annotations marked
+`iscrowd` or `ignore` are crowd regions of their category, which also swallow every detection or
+track lying mostly inside them (COCO's crowd matching; TrackEval's crowd-ignore regions). Of the
+rest, those with mot2coco's `mot_conf` 0 (MOTChallenge's "do not consider" flag) or of categories
+outside `categories` are left out, as MOTChallenge's evaluation does, and so are those less
+visible than `min_visibility` (mot2coco's `visibility`; a training choice, not TrackEval's).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from mtlspec.data.formats.coco import _read_json
-from mtlspec.data.formats.video_boxes import Video, VideoBoxesSource, annotated_frame
+from mtlspec.data.formats.video_boxes import CROWD, DISTRACTOR, Video, VideoBoxesSource, annotated_frame
 from mtlspec.data.records import DataError
 
 
@@ -78,14 +81,16 @@ def read_coco_vid(path: Path, root: Path, keep: list[int] | None = None, ignore:
         box = ann.get("bbox")
         if not isinstance(box, list) or len(box) != 4 or not all(_number(v) for v in box) or box[2] <= 0 or box[3] <= 0:
             raise DataError(f"annotation {ann.get('id', f'#{n}')} needs a bbox [x, y, width, height] of positive size, has {box!r}"[:300], file, sample)
+        if ann["category_id"] in ignore:  # a distractor, whatever its mot_conf and visibility
+            rows[ann["image_id"]].append((box, 0, DISTRACTOR))
+            continue
+        if ann.get("iscrowd") or ann.get("ignore"):  # a crowd of its own class, when that is one of the classes
+            if ann["category_id"] in contiguous:
+                rows[ann["image_id"]].append((box, contiguous[ann["category_id"]], CROWD))
+            continue
         visibility = ann.get("visibility", 1.0)
-        if ann.get("mot_conf", 1) == 0 or (_number(visibility) and visibility < min_visibility):
+        if ann.get("mot_conf", 1) == 0 or (_number(visibility) and visibility < min_visibility) or ann["category_id"] not in contiguous:
             continue
-        if ann.get("iscrowd") or ann.get("ignore") or ann["category_id"] in ignore:
-            rows[ann["image_id"]].append((box, 0, -1))  # a region to ignore: no class, no track
-            continue
-        if ann["category_id"] not in contiguous:
-            continue  # a category the spec does not keep
         if not isinstance(ann.get("instance_id"), int):
             raise DataError(f"annotation {ann.get('id', f'#{n}')} needs an integer 'instance_id' (its track)", file, sample)
         video_tracks = tracks[image["video_id"]]

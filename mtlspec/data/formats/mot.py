@@ -1,10 +1,11 @@
 """MOTChallenge sequences (MOT16, MOT17, MOT20): root/<sequence>/ with seqinfo.ini, the frames
 (img1/000001.jpg ...) and gt/gt.txt, or the same under root/<split>/. A gt.txt row is
 `frame, id, left, top, width, height, flag, class, visibility` (frames from 1). As MOTChallenge's
-evaluation (TrackEval) reads it: rows with flag 0 ("do not consider") and rows less visible than
-`min_visibility` are left out; rows of the distractor classes (`ignore_classes`: person on
-vehicle, static person, distractor, reflection) are regions to ignore, where a detection or track
-is neither a hit nor a false positive; rows of other classes outside `classes` are left out.
+evaluation (TrackEval) reads it: rows of the distractor classes (`ignore_classes`: person on
+vehicle, static person, distractor, reflection), whatever their flag (MOT17 flags them 0), are
+regions to ignore, where a detection or a track matched to one is neither a hit nor a false
+positive; of the other rows, those with flag 0 ("do not consider") or outside `classes` are left
+out, and so are rows less visible than `min_visibility` (a training choice: TrackEval has no such filter).
 MOT15's ten-column rows (world coordinates, no class) read as class 1. MOT17 ships each training
 sequence three times, once per public detector (-DPM, -FRCNN, -SDP: the same frames and ground
 truth); unless `sequences` names them, one copy of each is read (-FRCNN, as ByteTrack's and
@@ -19,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from mtlspec.data.formats.common import IMAGE_SUFFIXES, parse_number
-from mtlspec.data.formats.video_boxes import Video, VideoBoxesSource, annotated_frame
+from mtlspec.data.formats.video_boxes import DISTRACTOR, Video, VideoBoxesSource, annotated_frame
 from mtlspec.data.records import DataError
 
 
@@ -70,14 +71,15 @@ def read_sequence(folder: Path, classes: dict[int, int], min_visibility: float, 
         visibility = values[8] if len(values) == 9 and values[8] is not None else 1.0
         if not (frame.is_integer() and 1 <= frame <= len(files)):
             raise DataError(f"line {line}: frame {frame:g} is outside the sequence's 1..{len(files)}", str(gt), folder.name)
-        if flag == 0 or visibility < min_visibility or (mot_class not in classes and mot_class not in ignore):
+        if mot_class in ignore:  # a distractor, whatever its flag (MOT17 flags them 0) and visibility: a region to ignore
+            if w > 0 and h > 0:
+                rows[int(frame)].append(([x, y, w, h], 0, DISTRACTOR))
+            continue
+        if flag == 0 or visibility < min_visibility or mot_class not in classes:
             continue
         if w <= 0 or h <= 0:
             raise DataError(f"line {line}: a box of size {w:g} x {h:g}", str(gt), f"{folder.name} frame {int(frame)}")
-        if mot_class in classes:
-            rows[int(frame)].append(([x, y, w, h], classes[mot_class], tracks.setdefault(int(track), len(tracks))))
-        else:
-            rows[int(frame)].append(([x, y, w, h], 0, -1))  # a distractor: a region to ignore
+        rows[int(frame)].append(([x, y, w, h], classes[mot_class], tracks.setdefault(int(track), len(tracks))))
     return Video(folder.name, [annotated_frame(file, t, rows[t]) for t, file in enumerate(files, 1)])
 
 

@@ -26,10 +26,15 @@ from mtlspec.data.formats.common import SPLIT_FRACTIONS, file_stats, read_image
 from mtlspec.data.records import DataError, Record, fingerprint
 
 
+DISTRACTOR = -1  # the track id of a region to ignore matched one to one (MOTChallenge's distractors)
+CROWD = -2  # the track id of a crowd region, which also swallows what lies mostly inside it (COCO's iscrowd)
+
+
 @dataclass
 class Frame:
-    """One annotated frame: its image file, boxes (N, 4) xyxy pixels, classes, track ids (-1 for
-    an ignored region), which boxes are ignored regions, and the frame's number in its format."""
+    """One annotated frame: its image file, boxes (N, 4) xyxy pixels, classes, track ids
+    (DISTRACTOR or CROWD for a region to ignore), which boxes are regions to ignore, and the
+    frame's number in its format."""
 
     file: Path
     boxes: np.ndarray
@@ -46,7 +51,8 @@ class Video:
 
 
 def annotated_frame(file: Path, number: int, rows: list[tuple[list[float], int, int]]) -> Frame:
-    """A frame from rows of ([x, y, width, height], class, track id); track id -1: a region to ignore."""
+    """A frame from rows of ([x, y, width, height], class, track id); a negative track id (DISTRACTOR,
+    CROWD): a region to ignore."""
     boxes = np.asarray([[x, y, x + w, y + h] for (x, y, w, h), _, _ in rows], np.float32).reshape(-1, 4)
     tracks = np.asarray([t for _, _, t in rows], np.int64)
     return Frame(file, boxes, np.asarray([c for _, c, _ in rows], np.int64), tracks, tracks < 0, number)

@@ -64,7 +64,7 @@ def video_frame_count(path: Path, sample: str) -> int:
     with _open(path, sample) as container:
         stream = container.streams.video[0]
         try:
-            return sum(1 for packet in container.demux(stream) if packet.size and not getattr(packet, "is_discard", False))
+            return sum(1 for packet in container.demux(stream) if packet.size and not packet.is_discard)
         except av.FFmpegError as exc:
             raise DataError(f"unreadable video ({type(exc).__name__}: {str(exc)[:120]})", str(path), sample) from None
 
@@ -89,7 +89,7 @@ def decode_frames(path: Path, keep: list[int], sample: str) -> dict[int, np.ndar
         try:
             for t, frame in enumerate(container.decode(video=0)):
                 if t in wanted:
-                    out[t] = upright(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0))
+                    out[t] = upright(frame.to_ndarray(format="rgb24"), frame.rotation)
                 if t >= last:
                     break
         except av.FFmpegError as exc:
