@@ -288,3 +288,48 @@ def test_validate_refuses_an_ensemble_of_a_localization_task(write):
     text = VIDEO.replace("TEMPORAL", "tsm") + "ensemble:\n  members: {type: seeds, seeds: [0, 1]}\n  strategy: {type: mean}\n"
     (result,) = validate_file(write("e.yaml", text))
     assert any(e.path.startswith("ensemble") and "loc" in e.message for e in result.errors), [e.format() for e in result.errors]
+
+
+# --- every topology and weighting method on clips ---------------------------------------------
+
+CLIP_SHARING = {
+    "separate": "{type: separate}", "hps": "{type: hps, branch_at: 1}", "cross_stitch": "{type: cross_stitch}",
+    "mtan": "{type: mtan}", "mmoe": "{type: mmoe, num_experts: 2}", "cgc": "{type: cgc, num_shared_experts: 1, num_task_experts: 1}",
+    "ple": "{type: ple, num_levels: 2, num_shared_experts: 1, num_task_experts: 1}", "soft": "{type: soft}",
+}
+
+
+def _clip_step(write, sharing: str, weighting: str, temporal: str = "tsm") -> None:
+    """One training step of a clip task and a per-frame detection task: the losses are finite and
+    every parameter of each task's path that the step reaches moves."""
+    import contextlib
+
+    from mtlspec.data.dataset import collate
+    from mtlspec.train.loop import seeded_build, train_step
+
+    text = VIDEO.replace("TEMPORAL", temporal).replace("  loc: {type: temporal_localization, dataset: clips, hidden: 16}\n", "").replace(
+        "  seg: {type: frame_segmentation, dataset: clips}\n", "").replace(
+        "neck: {type: FPN, out_channels: 8},", f"neck: {{type: FPN, out_channels: 8}}, sharing: {sharing},") + f"weighting: {{type: {weighting}}}\n"
+    path = write("s.yaml", text)
+    (result,) = validate_file(path)
+    assert result.ok(), [e.format() for e in result.errors]
+    built = seeded_build(result.spec, path.parent)
+    data = built.dataset("train")
+    batch = collate([data[i] for i in range(4)], built.task_types)
+    before = {n: p.detach().clone() for n, p in built.model.named_parameters()}
+    optimizer = torch.optim.SGD([*built.model.parameters(), *built.weighting.parameters()], lr=0.1)
+    losses, _ = train_step(built.model, built.task_types, built.weighting, optimizer, batch, contextlib.nullcontext)
+    assert all(torch.isfinite(v).all() for v in losses.values())
+    moved = [n for n, p in built.model.named_parameters() if not torch.equal(p, before[n])]
+    assert any("dir" in n for n in moved) and any("boxes" in n for n in moved), moved[:10]
+    assert len(moved) > len(before) // 2, (len(moved), len(before))
+
+
+@pytest.mark.parametrize("sharing", sorted(CLIP_SHARING))
+def test_every_sharing_topology_trains_on_clips(write, sharing):
+    _clip_step(write, CLIP_SHARING[sharing], "ew")
+
+
+@pytest.mark.parametrize("weighting", ["uw", "dwa", "pcgrad", "cagrad", "upgrad", "famo"])
+def test_loss_and_gradient_weightings_train_on_clips(write, weighting):
+    _clip_step(write, CLIP_SHARING["hps"], weighting, temporal="r2plus1d")
