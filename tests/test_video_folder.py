@@ -160,28 +160,6 @@ def test_a_bad_video_file_is_named_with_the_file_and_frame(tmp_path):
         source.check(index)
 
 
-def test_a_run_on_video_files_trains_and_scores_its_classes(tmp_path, write):
-    _video_folder(tmp_path / "videos", suffix=".mp4", codec="mpeg4", clips_per_class=12)
-    spec = write("v.yaml", """name: vf
-data:
-  datasets:
-    v: {type: video_folder, root: videos}
-  clip: {length: 4}
-  batch_size: 4
-  image_size: 24
-tasks:
-  way: {type: clip_classification, dataset: v, label: class}
-model: {backbone: {type: SmallCNN, channels: [8, 16]}, neck: {type: FPN, out_channels: 8}, temporal: {type: tsm}}
-training: {epochs: 1, device: cpu, threads: 1}
-report: {formats: [json], plots: false}
-""")
-    (result,) = validate_file(spec)
-    assert result.ok(), [e.format() for e in result.errors]
-    outcome = run_result(result, tmp_path / "runs")
-    report = json.loads((outcome.run_dir / "report.json").read_text())
-    assert set(report["tasks"]["way"]["metrics"]) == {"accuracy", "macro_f1"}
-
-
 def test_a_window_longer_than_the_shortest_clip_names_it(tmp_path):
     root = _folder(tmp_path / "videos", long_every=2)
     source = VideoFolderSource("v", root, "train", seed=0)
@@ -193,8 +171,12 @@ def test_a_window_longer_than_the_shortest_clip_names_it(tmp_path):
         VideoFolderSource("v", root, "train", seed=0)
 
 
-def test_a_run_on_a_video_folder_trains_and_scores_its_classes(tmp_path, write):
-    _folder(tmp_path / "videos", clips_per_class=12)
+@pytest.mark.parametrize("clips", ["frame folders", "mp4 files"])
+def test_a_run_on_a_video_folder_trains_and_scores_its_classes(tmp_path, write, clips):
+    if clips == "frame folders":
+        _folder(tmp_path / "videos", clips_per_class=12)
+    else:
+        _video_folder(tmp_path / "videos", suffix=".mp4", codec="mpeg4", clips_per_class=12)
     spec = write("v.yaml", """name: vf
 data:
   datasets:

@@ -264,14 +264,28 @@ class VideoFolder(Section):
         return set()
 
 
-class CocoVid(Section):
+class TrackedVideos(Section):
+    """What the datasets of annotated videos share: clips, each frame's boxes, classes and track ids
+    for frame_detection (and its tracking), no text."""
+
+    CLIPS: ClassVar = True
+
+    @classmethod
+    def provides(cls, raw: dict) -> dict[str, set[str] | None]:
+        return {"frame_detection": set()}
+
+    @classmethod
+    def text_fields(cls, raw: dict) -> set[str] | None:
+        return set()
+
+
+class CocoVid(TrackedVideos):
     """Videos in the COCO-VID layout (MMDetection's video datasets; what its mot2coco converter
     writes): a COCO file whose `videos` list the videos, whose images carry `video_id` and
     `frame_id`, and whose annotations carry `instance_id` (the track). Every frame's boxes, classes
     and track ids, for frame_detection and its tracking; crowd and `ignore` annotations are regions
     to ignore, and mot2coco's `mot_conf: 0` rows are left out."""
 
-    CLIPS: ClassVar = True
     type: Literal["coco_vid"]
     root: str
     """Folder holding the frames; annotation paths are relative to it."""
@@ -293,23 +307,14 @@ class CocoVid(Section):
     """How val and test without a file of their own come out of the training file: a seeded 10%
     of the videos each, or each video's frames after its first 80% (then 90%)."""
 
-    @classmethod
-    def provides(cls, raw: dict) -> dict[str, set[str] | None]:
-        return {"frame_detection": set()}
 
-    @classmethod
-    def text_fields(cls, raw: dict) -> set[str] | None:
-        return set()
-
-
-class MotChallenge(Section):
+class MotChallenge(TrackedVideos):
     """MOTChallenge sequences (MOT16, MOT17, MOT20): root/<sequence>/{seqinfo.ini, img1/, gt/gt.txt},
     or the same under root/train/ (and root/val/, root/test/ where they hold ground truth). Every
     frame's boxes, classes and track ids, for frame_detection and its tracking, read as
     MOTChallenge's evaluation reads them (flag-0 rows left out, distractors ignored); one copy of
     each of MOT17's thrice-shipped sequences."""
 
-    CLIPS: ClassVar = True
     type: Literal["mot"]
     root: str
     classes: dict[Annotated[int, Field(ge=1)], Name] = {1: "pedestrian"}
@@ -331,14 +336,6 @@ class MotChallenge(Section):
     carve: Literal["videos", "frames"] = "frames"
     """How val and test without a folder of their own come out of training: each sequence's frames
     after its first 80% (then 90%), the usual split of a few long sequences, or a seeded 10% of the sequences."""
-
-    @classmethod
-    def provides(cls, raw: dict) -> dict[str, set[str] | None]:
-        return {"frame_detection": set()}
-
-    @classmethod
-    def text_fields(cls, raw: dict) -> set[str] | None:
-        return set()
 
 
 def is_clips(raw: dict) -> bool:

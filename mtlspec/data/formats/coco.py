@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mtlspec.data.formats.common import carve, file_stats, parse_number, read_csv_rows, read_image
+from mtlspec.data.formats.common import carve, file_stats, is_number, parse_number, read_csv_rows, read_image, read_json
 from mtlspec.data.records import DataError, Record, fingerprint
 from mtlspec.language.paths import is_file
 
@@ -38,18 +37,6 @@ def _read_side_table(path: Path) -> dict[str, dict[str, float | int]]:
             values[key] = int(number) if number.is_integer() else number
         out[named["file_name"]] = values
     return out
-
-
-def _read_json(path: Path) -> Any:
-    import json
-
-    try:
-        with open(path, "rb") as handle:
-            return json.loads(handle.read().decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text (byte {exc.start})", str(path)) from None
-    except ValueError as exc:
-        raise DataError(f"not valid JSON ({exc})", str(path)) from None
 
 
 def _check_structure(data: Any, path: Path, needs_instances: bool) -> None:
@@ -100,7 +87,7 @@ class CocoSource:
         self.file = self.root / (chosen or annotations["train"])
         if not self.file.is_file():
             raise DataError("annotation file is missing", str(self.file))
-        data = _read_json(self.file)
+        data = read_json(self.file)
         _check_structure(data, self.file, needs_instances)
         self.coco = COCO()
         self.coco.dataset = data
@@ -142,7 +129,7 @@ class CocoSource:
             if ann.get("category_id") not in self.contiguous:
                 raise DataError(f"annotation {ann.get('id')} has unknown category id {ann.get('category_id')}", str(self.file), sample)
             box = ann.get("bbox")
-            if not isinstance(box, list) or len(box) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box):
+            if not isinstance(box, list) or len(box) != 4 or not all(is_number(v) for v in box):
                 raise DataError(f"annotation {ann.get('id')} needs a bbox of four numbers [x, y, width, height], has {box!r}"[:300], str(self.file), sample)
             x, y, w, h = box
             if w <= 0 or h <= 0:

@@ -1,4 +1,4 @@
-"""Helpers the readers share: image loading with clear errors, deterministic splits, file fingerprints."""
+"""Helpers the readers share: image and JSON loading with clear errors, deterministic splits, file fingerprints."""
 
 from __future__ import annotations
 
@@ -56,6 +56,26 @@ def read_csv_rows(path: Path) -> list[tuple[int, list[str]]]:
         return [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     except csv.Error as exc:
         raise DataError(f"line {reader.line_num}: not a valid CSV row ({exc})", str(path)) from None
+
+
+def read_json(path: Path) -> object:
+    """A UTF-8 JSON file's content, or a DataError naming the file."""
+    import json
+
+    try:
+        with open(path, "rb") as handle:
+            return json.loads(handle.read().decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text (byte {exc.start})", str(path)) from None
+    except ValueError as exc:
+        raise DataError(f"not valid JSON ({exc})", str(path)) from None
+
+
+def is_number(value: object) -> bool:
+    """Whether a JSON value is a finite number (a bool is not)."""
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def parse_number(raw: str) -> float | None:

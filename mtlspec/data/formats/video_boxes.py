@@ -93,9 +93,9 @@ class VideoBoxesSource:
     is_clips = True
 
     def __init__(self, kind: str, name: str, videos: list[Video], classes: list[str], split: str, seed: int,
-                 carve: str, missing: set[str], frames: int | None, annotation_file: str, category_ids: list[int] | None = None):
+                 carve: str, missing: set[str], frames: int | None, annotation_file: str, category_ids: list[int]):
         self.kind, self.name, self.videos, self.classes = kind, name, videos, classes
-        self.file, self.category_ids = annotation_file, category_ids or list(range(1, len(classes) + 1))
+        self.file, self.category_ids = annotation_file, category_ids
         self.clips = clips_of(videos, split, seed, carve, missing, frames)
         if not self.clips:
             why = (f"no video has {frames} frames in this split" if frames else
